@@ -1,0 +1,42 @@
+//! The private admin listener: the REST API of contract §2, health, metrics.
+//!
+//! * [`auth`]: bearer-key check for every `/v1/` route, before any lookup.
+//! * [`rooms`]: create, list, show, delete.
+//! * [`broadcast`]: accept a broadcast and hand it to the room.
+//! * [`health`]: `/healthz`, `/readyz`, `/metrics`.
+//! * [`body`]: reading request bodies into contract errors.
+
+mod auth;
+mod body;
+mod broadcast;
+mod health;
+mod rooms;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+
+use crate::api_error::ApiError;
+use crate::state::Shared;
+
+/// Room-creation and broadcast bodies carry `data` plus a small envelope.
+const BODY_ENVELOPE_BYTES: usize = 16 * 1024;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let body_limit = shared.settings.max_payload_bytes + BODY_ENVELOPE_BYTES;
+    Router::new()
+        .route("/v1/apps/{app}/rooms", post(rooms::create).get(rooms::list))
+        .route("/v1/apps/{app}/rooms/{room}", get(rooms::show).delete(rooms::delete))
+        .route("/v1/apps/{app}/rooms/{room}/broadcast", post(broadcast::broadcast))
+        .route_layer(from_fn_with_state(shared.clone(), auth::require_admin_key))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(shared)
+}

@@ -1,0 +1,129 @@
+//! Room administration: create (atomic against the cap), list, show, delete.
+//! There is deliberately no endpoint that adds, invites or lists members.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::body;
+use crate::api_error::ApiError;
+use crate::ids::is_valid_id;
+use crate::registry::{App, RegistryError};
+use crate::room::Room;
+use crate::state::Shared;
+
+const MAX_NAME_CHARS: usize = 256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRoom {
+    room: String,
+    name: Option<String>,
+}
+
+/// The room object of contract §2.
+pub fn room_json(room: &Room) -> Value {
+    json!({
+        "room": &**room.id(),
+        "name": room.name(),
+        "online": room.online(),
+        "seq": room.seq(),
+        "created_at": room.created_at(),
+    })
+}
+
+fn app<'a>(shared: &'a Shared, id: &str) -> Result<&'a Arc<App>, ApiError> {
+    // Auth already proved the app exists; this only guards against misuse.
+    shared.registry.app(id).ok_or_else(ApiError::unauthorized)
+}
+
+/// Field names that would add people to a room: refused with their own code.
+fn is_invite_like(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("member") || key.contains("invite") || key == "users" || key == "user_ids"
+}
+
+pub async fn create(
+    State(shared): State<Arc<Shared>>,
+    Path(app_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let app = app(&shared, &app_id)?;
+    let bytes = body::bytes(body, shared.settings.max_payload_bytes)?;
+    let value: Value = body::json(&bytes)?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::invalid_request("the body must be a JSON object"));
+    };
+    if object.keys().any(|k| is_invite_like(k)) {
+        return Err(ApiError::invites_not_allowed());
+    }
+    let request: CreateRoom =
+        serde_json::from_value(value).map_err(|e| ApiError::invalid_request(format!("invalid room: {e}")))?;
+    if !is_valid_id(&request.room) {
+        return Err(ApiError::invalid_request("room must match ^[A-Za-z0-9_-]{1,64}$"));
+    }
+    if request.name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
+        return Err(ApiError::invalid_request(format!("name is longer than {MAX_NAME_CHARS} characters")));
+    }
+    match shared.registry.create_room(app, &request.room, request.name).await {
+        Ok(room) => Ok((StatusCode::CREATED, Json(room_json(&room)))),
+        Err(error) => Err(registry_error(error)),
+    }
+}
+
+pub async fn list(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let app = app(&shared, &app_id)?;
+    let rooms: Vec<Value> = app.rooms().iter().map(|room| room_json(room)).collect();
+    Ok(Json(json!({"rooms": rooms, "limit": app.max_rooms()})))
+}
+
+pub async fn show(
+    State(shared): State<Arc<Shared>>,
+    Path((app_id, room_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let app = app(&shared, &app_id)?;
+    let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
+    Ok(Json(room_json(&room)))
+}
+
+pub async fn delete(
+    State(shared): State<Arc<Shared>>,
+    Path((app_id, room_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = app(&shared, &app_id)?;
+    shared.registry.delete_room(app, &room_id).await.map_err(registry_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn registry_error(error: RegistryError) -> ApiError {
+    match error {
+        RegistryError::RoomExists(room) => ApiError::room_exists(&room),
+        RegistryError::RoomLimit(max) => ApiError::room_limit(max),
+        RegistryError::RoomNotFound(room) => ApiError::room_not_found(&room),
+        RegistryError::Storage(e) => {
+            tracing::error!(error = %e, "room registry write failed");
+            ApiError::internal("the room registry could not be written; nothing was changed")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_like_fields_are_recognised() {
+        for key in ["members", "MemberList", "invite", "invitees", "member_ids"] {
+            assert!(is_invite_like(key), "{key}");
+        }
+        for key in ["room", "name"] {
+            assert!(!is_invite_like(key), "{key}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The one mapping from failures to the contract's error body:
+//! `{"error": {"code": "<code>", "message": "<human sentence>"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after_secs: None }
+    }
+
+    pub fn unauthorized() -> ApiError {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin key for this app is required: Authorization: Bearer <key>")
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn invites_not_allowed() -> ApiError {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invites_not_allowed",
+            "broadcast rooms have no member list: members join anonymously by connecting, nobody can be added or invited",
+        )
+    }
+
+    pub fn room_exists(room: &str) -> ApiError {
+        Self::new(StatusCode::CONFLICT, "room_exists", format!("room {room:?} already exists"))
+    }
+
+    pub fn room_limit(max: usize) -> ApiError {
+        Self::new(StatusCode::CONFLICT, "room_limit", format!("this app already has its maximum of {max} rooms"))
+    }
+
+    pub fn room_not_found(room: &str) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "room_not_found", format!("room {room:?} does not exist"))
+    }
+
+    pub fn app_not_found(app: &str) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "app_not_found", format!("app {app:?} does not exist"))
+    }
+
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("data is larger than the limit of {limit} bytes"))
+    }
+
+    pub fn over_capacity(retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "over_capacity", "this node takes no more subscribers right now; retry later")
+        }
+    }
+
+    pub fn not_found() -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not accept that method")
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

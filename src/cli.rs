@@ -1,0 +1,87 @@
+//! Command-line interface: `bullhorn [serve] [flags]`. Every flag has a
+//! `BULLHORN_*` environment twin; both override the config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bullhorn", version, about = "Broadcast fan-out engine: online-member broadcast rooms over WebSocket and QUIC")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node (the default when no sub-command is given).
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// The serve arguments, whether given with or without `serve`.
+    pub fn into_serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+/// Flags of `bullhorn serve`. All optional: unset ones fall back to the config
+/// file, then to the defaults in `config.rs`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ServeArgs {
+    /// Public WebSocket listener [default: 0.0.0.0:8080]
+    #[arg(long, env = "BULLHORN_VIEWER_ADDR")]
+    pub viewer_addr: Option<SocketAddr>,
+    /// Public QUIC listener [default: 0.0.0.0:4433]
+    #[arg(long, env = "BULLHORN_QUIC_ADDR")]
+    pub quic_addr: Option<SocketAddr>,
+    /// Private admin listener [default: 127.0.0.1:8081]
+    #[arg(long, env = "BULLHORN_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Directory for the room registry and the demo admin key [default: ./data]
+    #[arg(long, env = "BULLHORN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file
+    #[arg(long, env = "BULLHORN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Join a cluster through NATS: nats://host:port[,…]
+    #[arg(long, env = "BULLHORN_CLUSTER_NATS")]
+    pub cluster_nats: Option<String>,
+    /// Presence shards per room [default: worker threads]
+    #[arg(long, env = "BULLHORN_SHARDS")]
+    pub shards: Option<usize>,
+    /// Broadcasts a subscriber may have queued before drops begin [default: 512]
+    #[arg(long, env = "BULLHORN_QUEUE_MAX_MESSAGES")]
+    pub queue_max_messages: Option<usize>,
+    /// Bytes a subscriber may have queued before drops begin [default: 1048576]
+    #[arg(long, env = "BULLHORN_QUEUE_MAX_BYTES")]
+    pub queue_max_bytes: Option<usize>,
+    /// Dropping for this long disconnects a subscriber as slow [default: 10000]
+    #[arg(long, env = "BULLHORN_SLOW_CONSUMER_AFTER_MS")]
+    pub slow_consumer_after_ms: Option<u64>,
+    /// Server ping interval, also sent in `welcome` [default: 25000]
+    #[arg(long, env = "BULLHORN_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// A subscriber silent this long is dropped [default: 60000]
+    #[arg(long, env = "BULLHORN_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Subscriber connections this node accepts [default: open-file limit minus a reserve]
+    #[arg(long, env = "BULLHORN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest broadcast `data`, in bytes [default: 65536]
+    #[arg(long, env = "BULLHORN_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// Reconnect delays on drain are spread over this window [default: 10000]
+    #[arg(long, env = "BULLHORN_DRAIN_WINDOW_MS")]
+    pub drain_window_ms: Option<u64>,
+    /// How long a drain waits for subscribers to be closed [default: 5000]
+    #[arg(long, env = "BULLHORN_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<u64>,
+}

@@ -1,0 +1,341 @@
+//! Configuration: one struct composed of module configs, merged from flags,
+//! environment, config file and defaults, in that order of precedence.
+//!
+//! Flags and their `BULLHORN_*` twins arrive through clap (which already puts
+//! a flag over its variable); the TOML file fills what they leave unset; the
+//! defaults below fill the rest. Unknown file keys are rejected, and every
+//! validation error names the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+use crate::fanout::QueueLimits;
+use crate::ids::is_valid_id;
+
+/// Rooms per app unless the app says otherwise (contract §1).
+pub const DEFAULT_MAX_ROOMS: usize = 5;
+/// The embedded default app.
+pub const DEMO_APP: &str = "demo";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub data_dir: PathBuf,
+    pub cluster_nats: Option<String>,
+    pub fanout: FanoutConfig,
+    pub websocket: WebSocketConfig,
+    pub admin: AdminConfig,
+    pub drain: DrainConfig,
+    /// Apps from the config file; the `demo` app is added at start unless one
+    /// of these is called `demo`.
+    pub apps: Vec<AppConfig>,
+    /// `BULLHORN_DEMO_ADMIN_KEY`; without it a key is generated and kept in the data dir.
+    pub demo_admin_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub viewer: SocketAddr,
+    pub quic: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// Presence shards per room; `None` means one per worker thread.
+    pub shards: Option<usize>,
+    pub queue: QueueLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    pub heartbeat: Duration,
+    pub idle_timeout: Duration,
+    /// `None`: derived from the open-file limit at start.
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub max_payload_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DrainConfig {
+    pub window: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub id: String,
+    pub admin_key: String,
+    pub max_rooms: usize,
+}
+
+/// A configuration problem, naming the field it is about.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+/// The TOML file, as written by an operator.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    viewer_addr: Option<SocketAddr>,
+    quic_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    cluster_nats: Option<String>,
+    #[serde(default)]
+    fanout: FileFanout,
+    #[serde(default)]
+    websocket: FileWebSocket,
+    #[serde(default)]
+    admin: FileAdmin,
+    #[serde(default)]
+    drain: FileDrain,
+    #[serde(default, rename = "app")]
+    apps: Vec<FileApp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFanout {
+    shards: Option<usize>,
+    queue_max_messages: Option<usize>,
+    queue_max_bytes: Option<usize>,
+    slow_consumer_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebSocket {
+    heartbeat_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    max_payload_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDrain {
+    window_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileApp {
+    id: String,
+    admin_key: Option<String>,
+    admin_key_env: Option<String>,
+    max_rooms: Option<usize>,
+}
+
+impl Config {
+    /// Builds the configuration from parsed flags (with their environment
+    /// twins), the config file they name, and defaults.
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(args, file, |name| std::env::var(name).ok())
+    }
+
+    /// Parses a config file's text (for tests and tools).
+    pub fn from_toml(args: &ServeArgs, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = toml::from_str(text).map_err(|e| invalid("config", toml_message(&e)))?;
+        Config::merge(args, file, env)
+    }
+
+    fn merge(args: &ServeArgs, file: FileConfig, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let ms = Duration::from_millis;
+        let config = Config {
+            listen: ListenConfig {
+                viewer: args.viewer_addr.or(file.viewer_addr).unwrap_or(([0, 0, 0, 0], 8080).into()),
+                quic: args.quic_addr.or(file.quic_addr).unwrap_or(([0, 0, 0, 0], 4433).into()),
+                admin: args.admin_addr.or(file.admin_addr).unwrap_or(([127, 0, 0, 1], 8081).into()),
+            },
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
+            cluster_nats: args.cluster_nats.clone().or(file.cluster_nats),
+            fanout: FanoutConfig {
+                shards: args.shards.or(file.fanout.shards),
+                queue: QueueLimits {
+                    max_messages: args.queue_max_messages.or(file.fanout.queue_max_messages).unwrap_or(512),
+                    max_bytes: args.queue_max_bytes.or(file.fanout.queue_max_bytes).unwrap_or(1 << 20),
+                    slow_consumer_after: ms(args
+                        .slow_consumer_after_ms
+                        .or(file.fanout.slow_consumer_after_ms)
+                        .unwrap_or(10_000)),
+                },
+            },
+            websocket: WebSocketConfig {
+                heartbeat: ms(args.heartbeat_ms.or(file.websocket.heartbeat_ms).unwrap_or(25_000)),
+                idle_timeout: ms(args.idle_timeout_ms.or(file.websocket.idle_timeout_ms).unwrap_or(60_000)),
+                max_connections: args.max_connections.or(file.websocket.max_connections),
+            },
+            admin: AdminConfig {
+                max_payload_bytes: args.max_payload_bytes.or(file.admin.max_payload_bytes).unwrap_or(64 * 1024),
+            },
+            drain: DrainConfig {
+                window: ms(args.drain_window_ms.or(file.drain.window_ms).unwrap_or(10_000)),
+                timeout: ms(args.drain_timeout_ms.or(file.drain.timeout_ms).unwrap_or(5_000)),
+            },
+            demo_admin_key: env(crate::registry::keys::DEMO_KEY_ENV).filter(|k| !k.is_empty()),
+            apps: resolve_apps(file.apps, &env)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.fanout.shards == Some(0) {
+            return Err(invalid("fanout.shards (--shards)", "must be at least 1"));
+        }
+        if self.fanout.queue.max_messages == 0 {
+            return Err(invalid("fanout.queue_max_messages (--queue-max-messages)", "must be at least 1"));
+        }
+        if self.fanout.queue.max_bytes < self.admin.max_payload_bytes + 256 {
+            return Err(invalid(
+                "fanout.queue_max_bytes (--queue-max-bytes)",
+                "must hold at least one broadcast of admin.max_payload_bytes plus its envelope",
+            ));
+        }
+        if self.websocket.heartbeat.is_zero() {
+            return Err(invalid("websocket.heartbeat_ms (--heartbeat-ms)", "must be above 0"));
+        }
+        if self.websocket.idle_timeout <= self.websocket.heartbeat {
+            return Err(invalid(
+                "websocket.idle_timeout_ms (--idle-timeout-ms)",
+                "must be longer than websocket.heartbeat_ms, or every client times out",
+            ));
+        }
+        if self.websocket.max_connections == Some(0) {
+            return Err(invalid("websocket.max_connections (--max-connections)", "must be at least 1"));
+        }
+        if self.admin.max_payload_bytes == 0 {
+            return Err(invalid("admin.max_payload_bytes (--max-payload-bytes)", "must be above 0"));
+        }
+        if let Some(nats) = &self.cluster_nats
+            && !nats.split(',').all(|url| url.trim().starts_with("nats://") || url.trim().starts_with("tls://"))
+        {
+            return Err(invalid("cluster_nats (--cluster-nats)", "expected nats://host:port[,…]"));
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid("config (--config)", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| invalid(format!("config file {}", path.display()), toml_message(&e)))
+}
+
+/// toml's message already names the key and shows the line; keep it on one line.
+fn toml_message(e: &toml::de::Error) -> String {
+    e.to_string().lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" | ")
+}
+
+fn resolve_apps(apps: Vec<FileApp>, env: &impl Fn(&str) -> Option<String>) -> Result<Vec<AppConfig>, ConfigError> {
+    let mut out: Vec<AppConfig> = Vec::with_capacity(apps.len());
+    for (i, app) in apps.into_iter().enumerate() {
+        let field = |name: &str| format!("app[{i}].{name}");
+        if !is_valid_id(&app.id) {
+            return Err(invalid(field("id"), "must match ^[A-Za-z0-9_-]{1,64}$"));
+        }
+        if out.iter().any(|a| a.id == app.id) {
+            return Err(invalid(field("id"), format!("app {:?} is defined twice", app.id)));
+        }
+        let admin_key = match (app.admin_key, app.admin_key_env) {
+            (Some(key), None) => key,
+            (None, Some(var)) => env(&var)
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| invalid(field("admin_key_env"), format!("environment variable {var} is not set")))?,
+            _ => return Err(invalid(field("admin_key"), "set exactly one of admin_key and admin_key_env")),
+        };
+        if admin_key.len() < 16 {
+            return Err(invalid(field("admin_key"), "must be at least 16 characters"));
+        }
+        let max_rooms = app.max_rooms.unwrap_or(DEFAULT_MAX_ROOMS);
+        if max_rooms == 0 {
+            return Err(invalid(field("max_rooms"), "must be at least 1"));
+        }
+        out.push(AppConfig { id: app.id, admin_key, max_rooms });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::from_toml(&ServeArgs::default(), "", no_env).unwrap();
+        assert_eq!(c.listen.viewer, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.listen.quic, "0.0.0.0:4433".parse().unwrap());
+        assert_eq!(c.listen.admin, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert!(c.apps.is_empty());
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let file = "admin_addr = \"127.0.0.1:9001\"\nviewer_addr = \"127.0.0.1:9002\"\n[fanout]\nqueue_max_messages = 7\n";
+        let args = ServeArgs { viewer_addr: Some("127.0.0.1:9999".parse().unwrap()), ..Default::default() };
+        let c = Config::from_toml(&args, file, no_env).unwrap();
+        assert_eq!(c.listen.viewer.port(), 9999, "flag wins");
+        assert_eq!(c.listen.admin.port(), 9001, "file beats default");
+        assert_eq!(c.fanout.queue.max_messages, 7);
+        assert_eq!(c.listen.quic.port(), 4433, "default fills the rest");
+    }
+
+    #[test]
+    fn apps_resolve_keys_from_the_environment() {
+        let file = "[[app]]\nid = \"acme\"\nadmin_key_env = \"ACME_KEY\"\nmax_rooms = 3\n";
+        let env = |name: &str| (name == "ACME_KEY").then(|| "k".repeat(32));
+        let c = Config::from_toml(&ServeArgs::default(), file, env).unwrap();
+        assert_eq!(c.apps[0].id, "acme");
+        assert_eq!(c.apps[0].admin_key, "k".repeat(32));
+        assert_eq!(c.apps[0].max_rooms, 3);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            ("bogus = 1", "bogus"),
+            ("[[app]]\nid = \"bad id\"\nadmin_key = \"0123456789abcdef\"", "app[0].id"),
+            ("[[app]]\nid = \"a\"\nadmin_key_env = \"NOPE\"", "app[0].admin_key_env"),
+            ("[[app]]\nid = \"a\"", "app[0].admin_key"),
+            ("[fanout]\nqueue_max_messages = 0", "fanout.queue_max_messages"),
+            ("[websocket]\nheartbeat_ms = 5000\nidle_timeout_ms = 1000", "websocket.idle_timeout_ms"),
+            ("viewer_addr = \"nonsense\"", "viewer_addr"),
+        ];
+        for (text, field) in cases {
+            let err = Config::from_toml(&ServeArgs::default(), text, no_env).unwrap_err().to_string();
+            assert!(err.contains(field), "{text:?} gave {err:?}");
+        }
+    }
+}

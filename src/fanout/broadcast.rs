@@ -1,0 +1,100 @@
+//! One accepted broadcast, encoded once per framing.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+
+use crate::protocol::{Framing, messages, quic, ws};
+
+/// Delivery priority (contract §2): under backpressure `low` goes first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+/// The same message in every framing, each a complete frame ready for a socket.
+#[derive(Debug, Clone)]
+pub struct Frames {
+    pub websocket: Bytes,
+    pub quic: Bytes,
+}
+
+impl Frames {
+    /// Encodes `{"type":"broadcast",…}` once and frames it for each transport.
+    /// The JSON is written after room reserved for the WebSocket header, so that
+    /// frame costs no copy; the QUIC frame is one copy per broadcast.
+    pub fn encode(room: &str, seq: u64, ts_ms: u64, data: &str) -> Frames {
+        let mut buf = BytesMut::with_capacity(ws::MAX_HEADER_LEN + 64 + room.len() + data.len());
+        buf.put_bytes(0, ws::MAX_HEADER_LEN);
+        messages::write_broadcast(&mut buf, room, seq, ts_ms, data);
+        let quic = quic::frame(&buf[ws::MAX_HEADER_LEN..]);
+        let websocket = ws::finish_reserved(ws::opcode::TEXT, buf);
+        Frames { websocket, quic }
+    }
+
+    /// The frame for one framing: a reference the caller clones (a refcount bump).
+    #[inline]
+    pub fn get(&self, framing: Framing) -> &Bytes {
+        match framing {
+            Framing::WebSocket => &self.websocket,
+            Framing::Quic => &self.quic,
+        }
+    }
+}
+
+/// A broadcast on its way through the shards of its room.
+#[derive(Debug)]
+pub struct Broadcast {
+    pub seq: u64,
+    pub priority: Priority,
+    pub frames: Frames,
+    accepted_at: Instant,
+    shards_left: AtomicUsize,
+}
+
+impl Broadcast {
+    pub fn new(seq: u64, priority: Priority, frames: Frames, shards: usize) -> Broadcast {
+        Broadcast {
+            seq,
+            priority,
+            frames,
+            accepted_at: Instant::now(),
+            shards_left: AtomicUsize::new(shards),
+        }
+    }
+
+    /// Marks one shard done; returns the time since acceptance once the last
+    /// shard has queued it on all its subscribers.
+    pub fn shard_done(&self) -> Option<std::time::Duration> {
+        (self.shards_left.fetch_sub(1, Ordering::AcqRel) == 1).then(|| self.accepted_at.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_framings_carry_the_same_json() {
+        let f = Frames::encode("gifts", 7, 1, r#"{"text":"hi"}"#);
+        let ws_json = &f.websocket[2..];
+        let quic_json = &f.quic[4..];
+        assert_eq!(ws_json, quic_json);
+        assert_eq!(u32::from_be_bytes(f.quic[..4].try_into().unwrap()) as usize, quic_json.len());
+        assert_eq!(f.websocket[1] as usize, ws_json.len());
+    }
+
+    #[test]
+    fn the_last_shard_reports_the_fanout_time() {
+        let b = Broadcast::new(1, Priority::Normal, Frames::encode("r", 1, 1, "1"), 3);
+        assert!(b.shard_done().is_none());
+        assert!(b.shard_done().is_none());
+        assert!(b.shard_done().is_some());
+    }
+}

@@ -1,0 +1,16 @@
+//! The fan-out pipeline: from one accepted broadcast to a refcounted frame in
+//! every subscriber's queue.
+//!
+//! * [`broadcast`]: a broadcast encoded once per framing (`Bytes` to share).
+//! * [`lane`]: per-shard ordered hand-off, so shards fan out in parallel while
+//!   each shard still delivers a room's broadcasts in `seq` order.
+//! * [`queue`]: the bounded per-subscriber queue and its named overflow outcomes.
+//! * [`writer`]: draining a queue into vectored socket writes.
+
+pub mod broadcast;
+pub mod lane;
+pub mod queue;
+pub mod writer;
+
+pub use broadcast::{Broadcast, Frames, Priority};
+pub use queue::{PushOutcome, QueueLimits, Subscriber};

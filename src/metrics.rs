@@ -1,0 +1,114 @@
+//! Every metric bullhorn exports: names, labels, descriptions, and the handles
+//! the hot paths hold so they never look a metric up per event.
+//!
+//! Served as Prometheus text on the admin listener only. Label cardinality is
+//! bounded: `transport` has two values, `reason` three, and `app`/`room` at
+//! most `max_rooms` per configured app.
+
+use std::sync::{Arc, OnceLock};
+
+use metrics::{Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const CONNECTIONS: &str = "bullhorn_connections";
+pub const ROOM_ONLINE: &str = "bullhorn_room_online";
+pub const BROADCASTS: &str = "bullhorn_broadcasts_total";
+pub const DELIVERIES: &str = "bullhorn_deliveries_total";
+pub const DROPPED: &str = "bullhorn_dropped_messages_total";
+pub const SLOW_DISCONNECTS: &str = "bullhorn_slow_consumer_disconnects_total";
+pub const FANOUT_DURATION: &str = "bullhorn_fanout_duration_seconds";
+pub const REJECTED_CONNECTIONS: &str = "bullhorn_rejected_connections_total";
+
+/// Buckets of the fan-out histogram, in seconds: 10 µs to 1 s.
+const FANOUT_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0,
+];
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn install_recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(FANOUT_DURATION.into()), FANOUT_BUCKETS)
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_gauge!(CONNECTIONS, "Open subscriber connections by transport.");
+    describe_gauge!(ROOM_ONLINE, "Members online in a room on this node.");
+    describe_counter!(BROADCASTS, "Broadcasts accepted by room.");
+    describe_counter!(DELIVERIES, "Broadcast frames written to subscribers, by transport.");
+    describe_counter!(DROPPED, "Messages owed to subscribers and not sent, by reason.");
+    describe_counter!(SLOW_DISCONNECTS, "Subscribers disconnected for staying behind.");
+    describe_histogram!(FANOUT_DURATION, "Broadcast accepted until queued on every local subscriber.");
+    describe_counter!(REJECTED_CONNECTIONS, "Subscriber connections refused before the upgrade, by reason.");
+}
+
+/// Handles for the metrics touched on hot paths, registered once.
+///
+/// Created before a recorder is installed (as in benches), they are no-ops.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Handles>,
+}
+
+pub struct Handles {
+    pub ws_connections: Gauge,
+    pub ws_deliveries: Counter,
+    pub dropped_slow: Counter,
+    pub slow_disconnects: Counter,
+    pub fanout_duration: Histogram,
+    pub rejected_over_capacity: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            inner: Arc::new(Handles {
+                ws_connections: gauge!(CONNECTIONS, "transport" => "websocket"),
+                ws_deliveries: counter!(DELIVERIES, "transport" => "websocket"),
+                dropped_slow: counter!(DROPPED, "reason" => "slow"),
+                slow_disconnects: counter!(SLOW_DISCONNECTS),
+                fanout_duration: histogram!(FANOUT_DURATION),
+                rejected_over_capacity: counter!(REJECTED_CONNECTIONS, "reason" => "over_capacity"),
+            }),
+        }
+    }
+
+    /// The per-room broadcast counter, registered when a room is created or loaded.
+    pub fn room_broadcasts(&self, app: &str, room: &str) -> Counter {
+        counter!(BROADCASTS, "app" => app.to_owned(), "room" => room.to_owned())
+    }
+
+    /// Sets a room's online gauge (refreshed just before each scrape).
+    pub fn set_room_online(&self, app: &str, room: &str, online: usize) {
+        gauge!(ROOM_ONLINE, "app" => app.to_owned(), "room" => room.to_owned()).set(online as f64);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Handles;
+    fn deref(&self) -> &Handles {
+        &self.inner
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}

@@ -1,0 +1,296 @@
+//! Apps and their rooms: lookups, the atomic per-app room cap, and the
+//! durable copy of the room list.
+//!
+//! Apps are fixed at start; rooms change only through the admin API. Room
+//! writes are serialised by one async lock held across the durable write, so
+//! of any number of concurrent creates exactly `max_rooms` succeed, and a 201
+//! is only answered once the registry is on disk. Reads (connects, room
+//! objects, broadcasts) take a short std `RwLock` read and clone an `Arc`.
+
+pub mod keys;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use crate::metrics::Metrics;
+use crate::protocol::close::CloseReason;
+use crate::room::{Room, RoomSpec};
+use keys::AdminKey;
+use store::{Snapshot, Store, StoredRoom};
+
+/// An app: its key, its cap and its rooms.
+#[derive(Debug)]
+pub struct App {
+    id: Arc<str>,
+    key: AdminKey,
+    max_rooms: usize,
+    rooms: RwLock<BTreeMap<Arc<str>, Arc<Room>>>,
+}
+
+impl App {
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    pub fn max_rooms(&self) -> usize {
+        self.max_rooms
+    }
+
+    pub fn room(&self, id: &str) -> Option<Arc<Room>> {
+        self.rooms.read().expect("rooms lock").get(id).cloned()
+    }
+
+    /// The app's rooms in id order.
+    pub fn rooms(&self) -> Vec<Arc<Room>> {
+        self.rooms.read().expect("rooms lock").values().cloned().collect()
+    }
+}
+
+/// What the registry is built from: one entry per configured app.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    pub id: String,
+    pub admin_key: String,
+    pub max_rooms: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("room {0:?} already exists")]
+    RoomExists(String),
+    #[error("the app already has its maximum of {0} rooms")]
+    RoomLimit(usize),
+    #[error("room {0:?} does not exist")]
+    RoomNotFound(String),
+    #[error("could not write the room registry: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    apps: BTreeMap<Arc<str>, Arc<App>>,
+    /// Rooms of apps not configured now, written back untouched.
+    orphans: BTreeMap<String, Vec<StoredRoom>>,
+    store: Store,
+    writes: tokio::sync::Mutex<()>,
+    shards: usize,
+    metrics: Metrics,
+    /// Stands in for unknown apps so a 401 costs the same either way.
+    decoy_key: AdminKey,
+}
+
+impl Registry {
+    /// Loads the stored rooms of the configured apps.
+    pub fn load(store: Store, specs: Vec<AppSpec>, shards: usize, metrics: Metrics) -> std::io::Result<Registry> {
+        let mut snapshot = store.load()?;
+        let mut apps = BTreeMap::new();
+        for spec in specs {
+            let id: Arc<str> = Arc::from(spec.id.as_str());
+            let mut rooms = BTreeMap::new();
+            for stored in snapshot.apps.remove(&spec.id).unwrap_or_default() {
+                let room = Room::new(
+                    RoomSpec {
+                        app: id.clone(),
+                        id: Arc::from(stored.room.as_str()),
+                        name: stored.name.unwrap_or_else(|| stored.room.clone()),
+                        created_at: stored.created_at,
+                        seq: stored.seq,
+                    },
+                    shards,
+                    metrics.clone(),
+                );
+                rooms.insert(room.id().clone(), Arc::new(room));
+            }
+            if rooms.len() > spec.max_rooms {
+                tracing::warn!(app = %spec.id, rooms = rooms.len(), max_rooms = spec.max_rooms, "app holds more rooms than its cap; creating more is refused");
+            }
+            let app = App { id: id.clone(), key: AdminKey::new(&spec.admin_key), max_rooms: spec.max_rooms, rooms: RwLock::new(rooms) };
+            apps.insert(id, Arc::new(app));
+        }
+        Ok(Registry {
+            apps,
+            orphans: snapshot.apps,
+            store,
+            writes: tokio::sync::Mutex::new(()),
+            shards,
+            metrics,
+            decoy_key: AdminKey::new("decoy key for unknown apps"),
+        })
+    }
+
+    pub fn app(&self, id: &str) -> Option<&Arc<App>> {
+        self.apps.get(id)
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.apps.values()
+    }
+
+    /// True when `presented` is the admin key of `app`. Unknown apps compare
+    /// against a decoy, so the answer takes the same time whether or not the
+    /// app exists.
+    pub fn authorize(&self, app: &str, presented: &[u8]) -> bool {
+        match self.apps.get(app) {
+            Some(app) => app.key.verify(presented),
+            None => {
+                let _ = self.decoy_key.verify(presented);
+                false
+            }
+        }
+    }
+
+    /// Creates a room, enforcing the cap atomically and durably.
+    pub async fn create_room(&self, app: &App, room: &str, name: Option<String>) -> Result<Arc<Room>, RegistryError> {
+        let _write = self.writes.lock().await;
+        let created = {
+            let mut rooms = app.rooms.write().expect("rooms lock");
+            if rooms.contains_key(room) {
+                return Err(RegistryError::RoomExists(room.to_owned()));
+            }
+            if rooms.len() >= app.max_rooms {
+                return Err(RegistryError::RoomLimit(app.max_rooms));
+            }
+            let spec = RoomSpec {
+                app: app.id.clone(),
+                id: Arc::from(room),
+                name: name.unwrap_or_else(|| room.to_owned()),
+                created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                seq: 0,
+            };
+            let created = Arc::new(Room::new(spec, self.shards, self.metrics.clone()));
+            rooms.insert(created.id().clone(), created.clone());
+            created
+        };
+        if let Err(e) = self.write_snapshot().await {
+            app.rooms.write().expect("rooms lock").remove(room);
+            return Err(e.into());
+        }
+        self.metrics.set_room_online(&app.id, room, 0);
+        Ok(created)
+    }
+
+    /// Deletes a room durably, then closes its members with `room_destroyed`.
+    pub async fn delete_room(&self, app: &App, room: &str) -> Result<(), RegistryError> {
+        let _write = self.writes.lock().await;
+        let removed = app.rooms.write().expect("rooms lock").remove(room);
+        let Some(removed) = removed else {
+            return Err(RegistryError::RoomNotFound(room.to_owned()));
+        };
+        if let Err(e) = self.write_snapshot().await {
+            app.rooms.write().expect("rooms lock").insert(removed.id().clone(), removed);
+            return Err(e.into());
+        }
+        removed.destroy();
+        self.metrics.set_room_online(&app.id, room, 0);
+        Ok(())
+    }
+
+    /// Writes the registry with current seqs (on drain).
+    pub async fn persist(&self) -> std::io::Result<()> {
+        let _write = self.writes.lock().await;
+        self.write_snapshot().await
+    }
+
+    async fn write_snapshot(&self) -> std::io::Result<()> {
+        let snapshot = self.snapshot();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.save(&snapshot)).await.map_err(std::io::Error::other)?
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut apps = self.orphans.clone();
+        for app in self.apps.values() {
+            let rooms = app
+                .rooms()
+                .iter()
+                .map(|room| StoredRoom {
+                    room: room.id().to_string(),
+                    name: Some(room.name().to_owned()),
+                    created_at: room.created_at().to_owned(),
+                    seq: room.seq(),
+                })
+                .collect();
+            apps.insert(app.id.to_string(), rooms);
+        }
+        Snapshot { version: 1, apps }
+    }
+
+    /// Asks every subscriber of every room to close, each with its own reason
+    /// (drain spreads reconnect delays this way).
+    pub fn close_all(&self, mut reason_for: impl FnMut() -> CloseReason) {
+        for app in self.apps.values() {
+            for room in app.rooms() {
+                room.close_members(&mut reason_for);
+            }
+        }
+    }
+
+    /// Refreshes the per-room online gauges (called before each scrape).
+    pub fn refresh_gauges(&self) {
+        for app in self.apps.values() {
+            for room in app.rooms() {
+                self.metrics.set_room_online(&app.id, room.id(), room.online());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(dir: &std::path::Path, max_rooms: usize) -> Registry {
+        let spec = AppSpec { id: "demo".into(), admin_key: "0123456789abcdef".into(), max_rooms };
+        Registry::load(Store::open(dir).unwrap(), vec![spec], 2, Metrics::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_respect_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Arc::new(registry(dir.path(), 5));
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let reg = reg.clone();
+                tokio::spawn(async move {
+                    let app = reg.app("demo").unwrap().clone();
+                    reg.create_room(&app, &format!("r{i}"), None).await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(RegistryError::RoomLimit(5)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(ok, 5);
+        assert_eq!(registry(dir.path(), 5).app("demo").unwrap().rooms().len(), 5, "durable");
+    }
+
+    #[tokio::test]
+    async fn rooms_of_unconfigured_apps_survive_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut snap = Snapshot { version: 1, ..Default::default() };
+        snap.apps.insert("other".into(), vec![StoredRoom { room: "x".into(), name: None, created_at: "t".into(), seq: 9 }]);
+        Store::open(dir.path()).unwrap().save(&snap).unwrap();
+        let reg = registry(dir.path(), 5);
+        let app = reg.app("demo").unwrap().clone();
+        reg.create_room(&app, "gifts", None).await.unwrap();
+        let stored = Store::open(dir.path()).unwrap().load().unwrap();
+        assert_eq!(stored.apps["other"][0].seq, 9);
+        assert_eq!(stored.apps["demo"][0].room, "gifts");
+    }
+
+    #[test]
+    fn authorize_checks_the_apps_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path(), 5);
+        assert!(reg.authorize("demo", b"0123456789abcdef"));
+        assert!(!reg.authorize("demo", b"wrong"));
+        assert!(!reg.authorize("nope", b"0123456789abcdef"));
+    }
+}

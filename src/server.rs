@@ -1,0 +1,189 @@
+//! Assembling a node: bind the listeners, build the shared state, serve until
+//! a shutdown signal, then drain.
+//!
+//! `bind` takes the configuration and does everything that can fail at start
+//! (data dir, keys, registry, sockets), so `main` reports one clear error.
+//! Listeners may be bound to port 0; `viewer_addr`/`admin_addr` tell the truth.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::config::{Config, DEMO_APP, DEFAULT_MAX_ROOMS};
+use crate::metrics::{self, Metrics};
+use crate::protocol::close::CloseReason;
+use crate::registry::keys::{self, KeySource};
+use crate::registry::store::Store;
+use crate::registry::{AppSpec, Registry};
+use crate::shutdown::Drain;
+use crate::state::{Settings, Shared};
+use crate::transport::capacity::Connections;
+use crate::{admin, transport};
+
+/// Pending connections the kernel may hold per listener (reconnect storms).
+const LISTEN_BACKLOG: u32 = 4096;
+/// Open files kept for everything that is not a subscriber.
+const RESERVED_FILES: u64 = 64;
+
+pub struct Server {
+    shared: Arc<Shared>,
+    viewer: TcpListener,
+    admin: TcpListener,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Prepares a node: nothing is served until [`Server::run`].
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        if config.cluster_nats.is_some() {
+            bail!("--cluster-nats: clustering over NATS is not available in this build yet; run without it for a single node");
+        }
+        let store = Store::open(&config.data_dir)
+            .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+        let specs = app_specs(&config)?;
+
+        let prometheus = metrics::install_recorder();
+        let metrics = Metrics::new();
+        let shards = config.fanout.shards.unwrap_or_else(worker_threads);
+        let registry = Registry::load(store, specs, shards, metrics.clone())
+            .context("cannot load the room registry")?;
+
+        let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
+        let viewer = listen(config.listen.viewer).with_context(|| format!("cannot listen on {} (viewer)", config.listen.viewer))?;
+        let admin = listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
+
+        let settings = Settings {
+            queue: config.fanout.queue,
+            heartbeat: config.websocket.heartbeat,
+            idle_timeout: config.websocket.idle_timeout,
+            max_payload_bytes: config.admin.max_payload_bytes,
+        };
+        let shared = Arc::new(Shared::new(
+            registry,
+            metrics,
+            Drain::new(config.drain.window),
+            Connections::new(max_connections),
+            settings,
+            prometheus,
+        ));
+        tracing::info!(shards, max_connections, "node ready");
+        Ok(Server { shared, viewer, admin, drain_timeout: config.drain.timeout })
+    }
+
+    pub fn viewer_addr(&self) -> SocketAddr {
+        self.viewer.local_addr().expect("bound listener")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener")
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Serves until `shutdown` resolves, then drains and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Server { shared, viewer, admin, drain_timeout } = self;
+        let (admin_stop_tx, admin_stop) = tokio::sync::oneshot::channel::<()>();
+
+        let admin_task = tokio::spawn(
+            axum::serve(admin, admin::router(shared.clone()))
+                .with_graceful_shutdown(async move {
+                    let _ = admin_stop.await;
+                })
+                .into_future(),
+        );
+        let viewer_shared = shared.clone();
+        let viewer_task = tokio::spawn(
+            axum::serve(
+                axum::serve::ListenerExt::tap_io(viewer, |stream| {
+                    let _ = stream.set_nodelay(true);
+                }),
+                transport::viewer::router(shared.clone()),
+            )
+            .with_graceful_shutdown(async move { viewer_shared.drain.started().await })
+            .into_future(),
+        );
+        let upkeep = tokio::spawn({
+            let prometheus = shared.prometheus.clone();
+            async move {
+                let mut every = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    every.tick().await;
+                    prometheus.run_upkeep();
+                }
+            }
+        });
+
+        shutdown.await;
+        tracing::info!(connections = shared.connections.open(), "draining");
+        println!("bullhorn: draining {} connections", shared.connections.open());
+        shared.drain.begin();
+        shared.registry.close_all(|| CloseReason::ServerDraining {
+            reconnect_after_ms: shared.drain.reconnect_after_ms(),
+        });
+        if tokio::time::timeout(drain_timeout, shared.connections.wait_idle()).await.is_err() {
+            tracing::warn!(left = shared.connections.open(), "drain timed out; closing the rest");
+        }
+        if let Err(error) = shared.registry.persist().await {
+            tracing::error!(%error, "could not write the room registry on shutdown");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), viewer_task).await;
+        let _ = admin_stop_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
+        upkeep.abort();
+        println!("bullhorn: stopped");
+        Ok(())
+    }
+}
+
+/// Configured apps plus the embedded `demo` app, with its key resolved.
+fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
+    let mut specs: Vec<AppSpec> = config
+        .apps
+        .iter()
+        .map(|app| AppSpec { id: app.id.clone(), admin_key: app.admin_key.clone(), max_rooms: app.max_rooms })
+        .collect();
+    if specs.iter().any(|app| app.id == DEMO_APP) {
+        return Ok(specs);
+    }
+    let (key, source) = keys::demo_key(&config.data_dir, config.demo_admin_key.clone())
+        .context("cannot read or create the demo admin key")?;
+    match source {
+        KeySource::Environment => println!("bullhorn: demo app admin key from {}", keys::DEMO_KEY_ENV),
+        KeySource::Generated(path) => {
+            if !config.listen.admin.ip().is_loopback() {
+                bail!(
+                    "refusing to serve the admin API on {} with a generated demo key: set {} or configure apps in a config file",
+                    config.listen.admin,
+                    keys::DEMO_KEY_ENV
+                );
+            }
+            println!("bullhorn: demo app admin key stored in {}", path.display());
+        }
+    }
+    specs.push(AppSpec { id: DEMO_APP.into(), admin_key: key, max_rooms: DEFAULT_MAX_ROOMS });
+    Ok(specs)
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The open-file limit, less a reserve for listeners, the registry and logs.
+fn default_max_connections() -> usize {
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+    soft.saturating_sub(RESERVED_FILES).max(1) as usize
+}

@@ -1,0 +1,52 @@
+//! The state every handler and connection shares: a cheap-clone `Arc` over
+//! what the server built at start. Nothing in it is locked as a whole.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::fanout::QueueLimits;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::shutdown::Drain;
+use crate::transport::capacity::Connections;
+
+/// Per-connection and per-request settings, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub queue: QueueLimits,
+    pub heartbeat: Duration,
+    pub idle_timeout: Duration,
+    pub max_payload_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub drain: Drain,
+    pub connections: Arc<Connections>,
+    pub settings: Settings,
+    pub prometheus: PrometheusHandle,
+    next_connection_id: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(
+        registry: Registry,
+        metrics: Metrics,
+        drain: Drain,
+        connections: Arc<Connections>,
+        settings: Settings,
+        prometheus: PrometheusHandle,
+    ) -> Shared {
+        Shared { registry, metrics, drain, connections, settings, prometheus, next_connection_id: AtomicU64::new(1) }
+    }
+
+    /// A process-unique connection id; it also picks the presence shard.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
