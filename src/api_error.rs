@@ -19,7 +19,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin key for this app is required: Authorization: Bearer <key>")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin key for this app is required: Authorization: Bearer <key>",
+        )
     }
 
     pub fn invalid_request(message: impl Into<String>) -> ApiError {
@@ -51,13 +55,21 @@ impl ApiError {
     }
 
     pub fn payload_too_large(limit: usize) -> ApiError {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("data is larger than the limit of {limit} bytes"))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("data is larger than the limit of {limit} bytes"),
+        )
     }
 
     pub fn over_capacity(retry_after_secs: u64) -> ApiError {
         ApiError {
             retry_after_secs: Some(retry_after_secs),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "over_capacity", "this node takes no more subscribers right now; retry later")
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "over_capacity",
+                "this node takes no more subscribers right now; retry later",
+            )
         }
     }
 

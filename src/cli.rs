@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "bullhorn", version, about = "Broadcast fan-out engine: online-member broadcast rooms over WebSocket and QUIC")]
+#[command(
+    name = "bullhorn",
+    version,
+    about = "Broadcast fan-out engine: online-member broadcast rooms over WebSocket and QUIC"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]

@@ -161,7 +161,11 @@ impl Config {
     }
 
     /// Parses a config file's text (for tests and tools).
-    pub fn from_toml(args: &ServeArgs, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn from_toml(
+        args: &ServeArgs,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let file = toml::from_str(text).map_err(|e| invalid("config", toml_message(&e)))?;
         Config::merge(args, file, env)
     }
@@ -269,7 +273,9 @@ fn resolve_apps(apps: Vec<FileApp>, env: &impl Fn(&str) -> Option<String>) -> Re
             (None, Some(var)) => env(&var)
                 .filter(|k| !k.is_empty())
                 .ok_or_else(|| invalid(field("admin_key_env"), format!("environment variable {var} is not set")))?,
-            _ => return Err(invalid(field("admin_key"), "set exactly one of admin_key and admin_key_env")),
+            _ => {
+                return Err(invalid(field("admin_key"), "set exactly one of admin_key and admin_key_env"));
+            }
         };
         if admin_key.len() < 16 {
             return Err(invalid(field("admin_key"), "must be at least 16 characters"));
@@ -303,7 +309,8 @@ mod tests {
 
     #[test]
     fn flag_beats_file_beats_default() {
-        let file = "admin_addr = \"127.0.0.1:9001\"\nviewer_addr = \"127.0.0.1:9002\"\n[fanout]\nqueue_max_messages = 7\n";
+        let file =
+            "admin_addr = \"127.0.0.1:9001\"\nviewer_addr = \"127.0.0.1:9002\"\n[fanout]\nqueue_max_messages = 7\n";
         let args = ServeArgs { viewer_addr: Some("127.0.0.1:9999".parse().unwrap()), ..Default::default() };
         let c = Config::from_toml(&args, file, no_env).unwrap();
         assert_eq!(c.listen.viewer.port(), 9999, "flag wins");

@@ -8,11 +8,7 @@ pub const MAX_ID_LEN: usize = 64;
 
 /// True when `id` is a valid app or room id.
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A subscriber's request for one room: `gifts`, or `gifts@41` to resume after seq 41.
@@ -34,10 +30,7 @@ impl RoomRequest {
             }
             None => (text, None),
         };
-        is_valid_id(room).then(|| RoomRequest {
-            room: room.to_owned(),
-            resume_after,
-        })
+        is_valid_id(room).then(|| RoomRequest { room: room.to_owned(), resume_after })
     }
 }
 
@@ -61,10 +54,7 @@ mod tests {
 
     #[test]
     fn parses_resume_requests() {
-        assert_eq!(
-            RoomRequest::parse("gifts@41"),
-            Some(RoomRequest { room: "gifts".into(), resume_after: Some(41) })
-        );
+        assert_eq!(RoomRequest::parse("gifts@41"), Some(RoomRequest { room: "gifts".into(), resume_after: Some(41) }));
         assert_eq!(RoomRequest::parse("gifts").unwrap().resume_after, None);
         for bad in ["gifts@", "@4", "gifts@x", "gifts@-1", "g f@1", "gifts@99999999999999999999999"] {
             assert_eq!(RoomRequest::parse(bad), None, "{bad:?}");

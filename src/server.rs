@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::config::{Config, DEMO_APP, DEFAULT_MAX_ROOMS};
+use crate::config::{Config, DEFAULT_MAX_ROOMS, DEMO_APP};
 use crate::metrics::{self, Metrics};
 use crate::protocol::close::CloseReason;
 use crate::registry::keys::{self, KeySource};
@@ -40,7 +40,9 @@ impl Server {
     /// Prepares a node: nothing is served until [`Server::run`].
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         if config.cluster_nats.is_some() {
-            bail!("--cluster-nats: clustering over NATS is not available in this build yet; run without it for a single node");
+            bail!(
+                "--cluster-nats: clustering over NATS is not available in this build yet; run without it for a single node"
+            );
         }
         let store = Store::open(&config.data_dir)
             .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
@@ -49,12 +51,14 @@ impl Server {
         let prometheus = metrics::install_recorder();
         let metrics = Metrics::new();
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
-        let registry = Registry::load(store, specs, shards, metrics.clone())
-            .context("cannot load the room registry")?;
+        let registry =
+            Registry::load(store, specs, shards, metrics.clone()).context("cannot load the room registry")?;
 
         let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
-        let viewer = listen(config.listen.viewer).with_context(|| format!("cannot listen on {} (viewer)", config.listen.viewer))?;
-        let admin = listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
+        let viewer = listen(config.listen.viewer)
+            .with_context(|| format!("cannot listen on {} (viewer)", config.listen.viewer))?;
+        let admin =
+            listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
 
         let settings = Settings {
             queue: config.fanout.queue,
@@ -124,9 +128,9 @@ impl Server {
         tracing::info!(connections = shared.connections.open(), "draining");
         println!("bullhorn: draining {} connections", shared.connections.open());
         shared.drain.begin();
-        shared.registry.close_all(|| CloseReason::ServerDraining {
-            reconnect_after_ms: shared.drain.reconnect_after_ms(),
-        });
+        shared
+            .registry
+            .close_all(|| CloseReason::ServerDraining { reconnect_after_ms: shared.drain.reconnect_after_ms() });
         if tokio::time::timeout(drain_timeout, shared.connections.wait_idle()).await.is_err() {
             tracing::warn!(left = shared.connections.open(), "drain timed out; closing the rest");
         }
@@ -155,7 +159,9 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
     let (key, source) = keys::demo_key(&config.data_dir, config.demo_admin_key.clone())
         .context("cannot read or create the demo admin key")?;
     match source {
-        KeySource::Environment => println!("bullhorn: demo app admin key from {}", keys::DEMO_KEY_ENV),
+        KeySource::Environment => {
+            println!("bullhorn: demo app admin key from {}", keys::DEMO_KEY_ENV)
+        }
         KeySource::Generated(path) => {
             if !config.listen.admin.ip().is_loopback() {
                 bail!(

@@ -14,10 +14,7 @@ use crate::state::Shared;
 
 pub async fn require_admin_key(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let app = request.uri().path().strip_prefix("/v1/apps/").and_then(|rest| rest.split('/').next()).unwrap_or("");
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| bearer_token(value.as_bytes()));
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|value| bearer_token(value.as_bytes()));
     match presented {
         Some(key) if shared.registry.authorize(app, key) => next.run(request).await,
         _ => ApiError::unauthorized().into_response(),

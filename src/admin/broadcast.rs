@@ -50,8 +50,5 @@ pub async fn broadcast(
     let app = shared.registry.app(&app_id).ok_or_else(ApiError::unauthorized)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
     let published = room.publish(request.data.get(), request.priority);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"room": &**room.id(), "seq": published.seq, "online": published.online})),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(json!({"room": &**room.id(), "seq": published.seq, "online": published.online}))))
 }

@@ -27,9 +27,5 @@ pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 /// Prometheus text format, with room gauges refreshed from the shards.
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     shared.registry.refresh_gauges();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        shared.prometheus.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared.prometheus.render()).into_response()
 }

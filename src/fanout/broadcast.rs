@@ -60,13 +60,7 @@ pub struct Broadcast {
 
 impl Broadcast {
     pub fn new(seq: u64, priority: Priority, frames: Frames, shards: usize) -> Broadcast {
-        Broadcast {
-            seq,
-            priority,
-            frames,
-            accepted_at: Instant::now(),
-            shards_left: AtomicUsize::new(shards),
-        }
+        Broadcast { seq, priority, frames, accepted_at: Instant::now(), shards_left: AtomicUsize::new(shards) }
     }
 
     /// Marks one shard done; returns the time since acceptance once the last

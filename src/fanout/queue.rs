@@ -26,9 +26,9 @@ use bytes::Bytes;
 use rand::Rng as _;
 use tokio::sync::Notify;
 
+use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
-use crate::protocol::Framing;
 
 /// Bounds of one subscriber's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +43,7 @@ pub struct QueueLimits {
 
 impl Default for QueueLimits {
     fn default() -> Self {
-        QueueLimits {
-            max_messages: 512,
-            max_bytes: 1 << 20,
-            slow_consumer_after: Duration::from_secs(10),
-        }
+        QueueLimits { max_messages: 512, max_bytes: 1 << 20, slow_consumer_after: Duration::from_secs(10) }
     }
 }
 
@@ -156,9 +152,7 @@ impl Subscriber {
             return PushOutcome::Closed;
         }
         let len = frame.len();
-        if state.queued_messages >= self.limits.max_messages
-            || state.unwritten_bytes + len > self.limits.max_bytes
-        {
+        if state.queued_messages >= self.limits.max_messages || state.unwritten_bytes + len > self.limits.max_bytes {
             return self.drop_one(state, slot);
         }
         let was_empty = state.items.is_empty();
@@ -379,7 +373,7 @@ mod tests {
             let s = sub(max, usize::MAX);
             let mut out = VecDeque::new();
             let (mut next, mut delivered, mut announced, mut last) = (1u64, 0u64, 0u64, 0u64);
-            let mut drain = |s: &Subscriber, out: &mut VecDeque<Entry>, delivered: &mut u64, announced: &mut u64, last: &mut u64| {
+            let drain = |s: &Subscriber, out: &mut VecDeque<Entry>, delivered: &mut u64, announced: &mut u64, last: &mut u64| {
                 s.take(out);
                 let mut bytes = 0;
                 for e in out.drain(..) {

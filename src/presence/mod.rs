@@ -145,10 +145,7 @@ mod tests {
 
     fn member(id: u64) -> Member {
         let rooms = vec![Arc::from("r")].into_boxed_slice();
-        Member {
-            subscriber: Arc::new(Subscriber::new(id, Framing::WebSocket, rooms, QueueLimits::default())),
-            slot: 0,
-        }
+        Member { subscriber: Arc::new(Subscriber::new(id, Framing::WebSocket, rooms, QueueLimits::default())), slot: 0 }
     }
 
     #[test]

@@ -26,8 +26,9 @@ impl CloseReason {
     pub fn reconnect_after_ms(self) -> Option<u64> {
         match self {
             CloseReason::RoomDestroyed => None,
-            CloseReason::ServerDraining { reconnect_after_ms }
-            | CloseReason::SlowConsumer { reconnect_after_ms } => Some(reconnect_after_ms),
+            CloseReason::ServerDraining { reconnect_after_ms } | CloseReason::SlowConsumer { reconnect_after_ms } => {
+                Some(reconnect_after_ms)
+            }
         }
     }
 

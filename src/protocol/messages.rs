@@ -81,20 +81,13 @@ pub fn welcome<'a>(rooms: impl IntoIterator<Item = (&'a str, u64)>, heartbeat_ms
 
 /// `{"type":"lagged","room":…,"missed":…,"reason":…}`.
 pub fn lagged(room: &str, missed: u64, reason: LagReason) -> Vec<u8> {
-    format!(
-        r#"{{"type":"lagged","room":"{room}","missed":{missed},"reason":"{}"}}"#,
-        reason.as_str()
-    )
-    .into_bytes()
+    format!(r#"{{"type":"lagged","room":"{room}","missed":{missed},"reason":"{}"}}"#, reason.as_str()).into_bytes()
 }
 
 /// `{"type":"closing","reason":…[,"reconnect_after_ms":…]}`.
 pub fn closing(reason: CloseReason) -> Vec<u8> {
     match reason.reconnect_after_ms() {
-        Some(ms) => format!(
-            r#"{{"type":"closing","reason":"{}","reconnect_after_ms":{ms}}}"#,
-            reason.as_str()
-        ),
+        Some(ms) => format!(r#"{{"type":"closing","reason":"{}","reconnect_after_ms":{ms}}}"#, reason.as_str()),
         None => format!(r#"{{"type":"closing","reason":"{}"}}"#, reason.as_str()),
     }
     .into_bytes()

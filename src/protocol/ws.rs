@@ -144,11 +144,7 @@ impl Decoder {
 
     /// Feeds freshly read bytes, calling `on_event` for each complete frame.
     /// `input` is unmasked in place. After an error the connection must close.
-    pub fn decode(
-        &mut self,
-        input: &mut [u8],
-        mut on_event: impl FnMut(ClientEvent<'_>),
-    ) -> Result<(), DecodeError> {
+    pub fn decode(&mut self, input: &mut [u8], mut on_event: impl FnMut(ClientEvent<'_>)) -> Result<(), DecodeError> {
         if self.carry.is_empty() {
             let used = parse_frames(input, &mut self.fragment, &mut on_event)?;
             self.carry.extend_from_slice(&input[used..]);
@@ -298,11 +294,7 @@ fn dispatch(
     Ok(())
 }
 
-fn emit_message(
-    opcode: u8,
-    payload: &[u8],
-    on_event: &mut impl FnMut(ClientEvent<'_>),
-) -> Result<(), DecodeError> {
+fn emit_message(opcode: u8, payload: &[u8], on_event: &mut impl FnMut(ClientEvent<'_>)) -> Result<(), DecodeError> {
     if opcode == opcode::TEXT {
         std::str::from_utf8(payload).map_err(|_| DecodeError::InvalidUtf8)?;
         on_event(ClientEvent::Text(payload));

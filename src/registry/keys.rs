@@ -54,7 +54,9 @@ pub fn demo_key(data_dir: &Path, from_env: Option<String>) -> std::io::Result<(S
     }
     let path = data_dir.join(DEMO_KEY_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(key) if !key.trim().is_empty() => return Ok((key.trim().to_owned(), KeySource::Generated(path))),
+        Ok(key) if !key.trim().is_empty() => {
+            return Ok((key.trim().to_owned(), KeySource::Generated(path)));
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),

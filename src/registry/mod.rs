@@ -106,7 +106,12 @@ impl Registry {
             if rooms.len() > spec.max_rooms {
                 tracing::warn!(app = %spec.id, rooms = rooms.len(), max_rooms = spec.max_rooms, "app holds more rooms than its cap; creating more is refused");
             }
-            let app = App { id: id.clone(), key: AdminKey::new(&spec.admin_key), max_rooms: spec.max_rooms, rooms: RwLock::new(rooms) };
+            let app = App {
+                id: id.clone(),
+                key: AdminKey::new(&spec.admin_key),
+                max_rooms: spec.max_rooms,
+                rooms: RwLock::new(rooms),
+            };
             apps.insert(id, Arc::new(app));
         }
         Ok(Registry {
@@ -275,7 +280,8 @@ mod tests {
     async fn rooms_of_unconfigured_apps_survive_a_write() {
         let dir = tempfile::tempdir().unwrap();
         let mut snap = Snapshot { version: 1, ..Default::default() };
-        snap.apps.insert("other".into(), vec![StoredRoom { room: "x".into(), name: None, created_at: "t".into(), seq: 9 }]);
+        snap.apps
+            .insert("other".into(), vec![StoredRoom { room: "x".into(), name: None, created_at: "t".into(), seq: 9 }]);
         Store::open(dir.path()).unwrap().save(&snap).unwrap();
         let reg = registry(dir.path(), 5);
         let app = reg.app("demo").unwrap().clone();

@@ -91,7 +91,12 @@ mod tests {
         let mut snap = Snapshot { version: 1, ..Default::default() };
         snap.apps.insert(
             "demo".into(),
-            vec![StoredRoom { room: "gifts".into(), name: Some("Gifts".into()), created_at: "2026-01-01T00:00:00Z".into(), seq: 3 }],
+            vec![StoredRoom {
+                room: "gifts".into(),
+                name: Some("Gifts".into()),
+                created_at: "2026-01-01T00:00:00Z".into(),
+                seq: 3,
+            }],
         );
         store.save(&snap).unwrap();
         assert_eq!(store.load().unwrap(), snap);

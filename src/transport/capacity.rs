@@ -36,9 +36,7 @@ impl Connections {
 
     /// Takes a slot, or `None` at the cap.
     pub fn try_acquire(self: &Arc<Self>, gauge: &Gauge) -> Option<ConnectionPermit> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
-            .ok()?;
+        self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).ok()?;
         gauge.increment(1.0);
         Some(ConnectionPermit { connections: self.clone(), gauge: gauge.clone() })
     }

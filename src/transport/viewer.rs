@@ -39,5 +39,6 @@ async fn demo_page(State(shared): State<Arc<Shared>>, Query(query): Query<HashMa
 }
 
 async fn sdk() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], SDK).into_response()
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], SDK)
+        .into_response()
 }

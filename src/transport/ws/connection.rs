@@ -18,17 +18,19 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use crate::fanout::Subscriber;
 use crate::fanout::queue::{Entry, EntryKind};
 use crate::fanout::writer::write_some;
-use crate::fanout::Subscriber;
 use crate::presence::{Member, MemberKey};
+use crate::protocol::Framing;
 use crate::protocol::close::{CloseReason, ws_code};
 use crate::protocol::messages::{self, ClientMessage, LagReason};
 use crate::protocol::ws::{self, ClientEvent, Decoder};
-use crate::protocol::Framing;
 use crate::room::Room;
 use crate::state::Shared;
 use crate::transport::capacity::ConnectionPermit;
+
+use super::upgrade::Subscription;
 
 /// `{"type":"pong"}` as one text frame, shared by every connection.
 static PONG_FRAME: &[u8] = b"\x81\x0f{\"type\":\"pong\"}";
@@ -60,11 +62,11 @@ impl WsConnection {
     pub(super) fn new(
         stream: TcpStream,
         early_input: Bytes,
-        rooms: Vec<Arc<Room>>,
-        resume: Vec<Option<u64>>,
+        subscription: Subscription,
         shared: Arc<Shared>,
         permit: ConnectionPermit,
     ) -> WsConnection {
+        let Subscription { rooms, resume } = subscription;
         WsConnection { stream, early_input, rooms, resume, shared, _permit: permit }
     }
 
@@ -106,7 +108,11 @@ impl WsConnection {
                     // Nothing is held for replay yet: what a resuming subscriber
                     // missed is announced as expired, never skipped silently.
                     if let Some(after) = self.resume[slot].filter(|after| *after < seq) {
-                        expired.push(Framing::WebSocket.frame(&messages::lagged(room.id(), seq - after, LagReason::Expired)));
+                        expired.push(Framing::WebSocket.frame(&messages::lagged(
+                            room.id(),
+                            seq - after,
+                            LagReason::Expired,
+                        )));
                     }
                 }
                 Err(_) => {
@@ -125,7 +131,8 @@ impl WsConnection {
         );
         subscriber.push_control_front(ws::text_frame(&welcome));
         if self.shared.drain.is_draining() {
-            subscriber.close(CloseReason::ServerDraining { reconnect_after_ms: self.shared.drain.reconnect_after_ms() });
+            subscriber
+                .close(CloseReason::ServerDraining { reconnect_after_ms: self.shared.drain.reconnect_after_ms() });
         }
         keys
     }

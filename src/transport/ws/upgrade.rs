@@ -29,7 +29,7 @@ pub async fn subscribe(
     RawQuery(query): RawQuery,
     mut request: Request,
 ) -> Response {
-    let (rooms, resume) = match check(&shared, &app, query.as_deref(), request.headers()) {
+    let subscription = match check(&shared, &app, query.as_deref(), request.headers()) {
         Ok(checked) => checked,
         Err(error) => return error.into_response(),
     };
@@ -48,7 +48,7 @@ pub async fn subscribe(
         };
         match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
             Ok(parts) => {
-                let connection = WsConnection::new(parts.io.into_inner(), parts.read_buf, rooms, resume, shared, permit);
+                let connection = WsConnection::new(parts.io.into_inner(), parts.read_buf, subscription, shared, permit);
                 connection.run().await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
@@ -62,14 +62,14 @@ pub async fn subscribe(
     response
 }
 
-/// Everything that must hold before the upgrade; the rooms in slot order,
-/// with the seq each asked to resume after.
-fn check(
-    shared: &Shared,
-    app_id: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<(Vec<Arc<Room>>, Vec<Option<u64>>), ApiError> {
+/// The rooms a connection asked for, in slot order, with the seq each resumes after.
+pub(super) struct Subscription {
+    pub rooms: Vec<Arc<Room>>,
+    pub resume: Vec<Option<u64>>,
+}
+
+/// Everything that must hold before the upgrade.
+fn check(shared: &Shared, app_id: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Subscription, ApiError> {
     if shared.drain.is_draining() {
         return Err(ApiError::over_capacity(RETRY_AFTER_SECS));
     }
@@ -97,14 +97,15 @@ fn check(
         rooms.push(app.room(&request.room).ok_or_else(|| ApiError::room_not_found(&request.room))?);
     }
     check_handshake(headers)?;
-    Ok((rooms, requests.iter().map(|r| r.resume_after).collect()))
+    Ok(Subscription { rooms, resume: requests.iter().map(|r| r.resume_after).collect() })
 }
 
 fn check_handshake(headers: &HeaderMap) -> Result<(), ApiError> {
     let has_token = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
     };
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
         return Err(ApiError::invalid_request("this endpoint speaks WebSocket: send Upgrade: websocket"));

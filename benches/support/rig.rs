@@ -1,0 +1,67 @@
+//! An in-process room with N subscribers and no sockets: what the fan-out
+//! costs before any transport is involved.
+
+#![allow(dead_code)] // shared by benches and tests that each use part of it
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bullhorn::fanout::queue::Entry;
+use bullhorn::fanout::{Priority, QueueLimits, Subscriber};
+use bullhorn::metrics::Metrics;
+use bullhorn::presence::Member;
+use bullhorn::protocol::Framing;
+use bullhorn::room::{Room, RoomSpec};
+
+pub struct Rig {
+    pub room: Arc<Room>,
+    pub subscribers: Vec<Arc<Subscriber>>,
+    out: VecDeque<Entry>,
+}
+
+impl Rig {
+    pub fn new(subscribers: usize, shards: usize) -> Rig {
+        let spec = RoomSpec {
+            app: Arc::from("bench"),
+            id: Arc::from("gifts"),
+            name: "gifts".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            seq: 0,
+        };
+        let room = Arc::new(Room::new(spec, shards, Metrics::new()));
+        let subscribers: Vec<Arc<Subscriber>> = (0..subscribers as u64)
+            .map(|id| {
+                let framing = if id % 2 == 0 { Framing::WebSocket } else { Framing::Quic };
+                let sub =
+                    Arc::new(Subscriber::new(id, framing, vec![room.id().clone()].into(), QueueLimits::default()));
+                room.join(id, Member { subscriber: sub.clone(), slot: 0 }).expect("open room");
+                sub
+            })
+            .collect();
+        Rig { room, subscribers, out: VecDeque::new() }
+    }
+
+    /// One broadcast through the whole fan-out (sequencer, lanes, shards, queues).
+    pub fn publish(&self, data: &str) {
+        self.room.publish(data, Priority::Normal);
+    }
+
+    /// What the connection tasks would do: take every queue and "write" it.
+    pub fn drain_queues(&mut self) -> usize {
+        let mut frames = 0;
+        for sub in &self.subscribers {
+            sub.take(&mut self.out);
+            let bytes: usize = self.out.iter().map(|e| e.frame.len()).sum();
+            frames += self.out.len();
+            self.out.clear();
+            sub.written(bytes);
+        }
+        frames
+    }
+}
+
+/// A 100-byte `data` value.
+pub fn payload_100() -> String {
+    let text = "x".repeat(100 - r#"{"text":""}"#.len());
+    format!(r#"{{"text":"{text}"}}"#)
+}

@@ -1,0 +1,43 @@
+//! The hot path allocates (almost) nothing per delivery: a counting global
+//! allocator around one broadcast to 10k in-process subscribers.
+
+#[path = "../benches/support/counting_alloc.rs"]
+mod counting_alloc;
+#[path = "../benches/support/rig.rs"]
+mod rig;
+
+#[global_allocator]
+static ALLOC: counting_alloc::CountingAlloc = counting_alloc::CountingAlloc;
+
+#[test]
+fn under_five_hundredths_of_an_allocation_per_delivery() {
+    const SUBSCRIBERS: usize = 10_000;
+    let data = rig::payload_100();
+    let mut rig = rig::Rig::new(SUBSCRIBERS, 2);
+    rig.publish(&data);
+    assert_eq!(rig.drain_queues(), SUBSCRIBERS, "every subscriber got the warm-up broadcast");
+    let mut counted = 0;
+    const ROUNDS: usize = 10;
+    for _ in 0..ROUNDS {
+        let before = counting_alloc::allocations();
+        rig.publish(&data);
+        counted += counting_alloc::allocations() - before;
+        assert_eq!(rig.drain_queues(), SUBSCRIBERS);
+    }
+    let per_delivery = counted as f64 / (ROUNDS * SUBSCRIBERS) as f64;
+    assert!(per_delivery < 0.05, "{per_delivery} allocations per delivery ({counted} in {ROUNDS} broadcasts)");
+}
+
+#[test]
+fn every_subscriber_shares_one_frame_per_framing() {
+    let rig = rig::Rig::new(100, 2);
+    rig.publish(&rig::payload_100());
+    let mut out = std::collections::VecDeque::new();
+    let mut pointers = std::collections::HashSet::new();
+    for sub in &rig.subscribers {
+        sub.take(&mut out);
+        pointers.insert(out[0].frame.as_ptr());
+        out.clear();
+    }
+    assert_eq!(pointers.len(), 2, "one WebSocket frame and one QUIC frame, shared by all: no payload copy");
+}
