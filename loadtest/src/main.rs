@@ -1,1 +1,111 @@
-fn main() {}
+//! `bullhorn-loadtest`: how many viewers a node holds, and how fast a
+//! broadcast reaches them.
+//!
+//! The coordinator (this process) starts worker processes (this binary with
+//! the hidden `worker` sub-command), because one process here may hold at
+//! most 20,000 open files. Workers open the subscribers and count what they
+//! receive; the coordinator drives broadcasts through the admin API, reads
+//! the server's memory from /proc, merges the workers' results and writes the
+//! JSON report (contract §6).
+//!
+//! Scenarios today: `fanout` (deliveries per second and latency) and `idle`
+//! (server memory per idle subscriber). Every run is bounded in count and time.
+
+mod coordinator;
+mod proc_stats;
+mod report;
+mod worker;
+mod ws_client;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bullhorn-loadtest", version, about = "Load-test harness for bullhorn")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// N subscribers; broadcasts at a rate with a payload size for a duration.
+    Fanout(FanoutArgs),
+    /// Ramp to N subscribers, hold, report the server's memory per subscriber.
+    Idle(IdleArgs),
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
+}
+
+/// What every scenario needs to reach the server and spread its clients.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Viewer base URL (WebSocket)
+    #[arg(long, default_value = "ws://127.0.0.1:8080")]
+    pub url: String,
+    /// Admin base URL
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    pub admin: String,
+    /// Admin key of the app (or BULLHORN_ADMIN_KEY)
+    #[arg(long, env = "BULLHORN_ADMIN_KEY")]
+    pub key: String,
+    #[arg(long, default_value = "demo")]
+    pub app: String,
+    /// Room to use; created when missing
+    #[arg(long, default_value = "loadtest")]
+    pub room: String,
+    /// Subscribers to open
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Worker processes (each holds at most ~19,000 connections here)
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// New connections per second, across all workers
+    #[arg(long, default_value_t = 5000)]
+    pub connect_rate: u64,
+    /// The server's pid, to read its memory from /proc
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Where to write the JSON report
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Broadcasts per second
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Bytes of `data` per broadcast
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds of broadcasting
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Seconds to hold the subscribers before measuring
+    #[arg(long, default_value_t = 3)]
+    pub hold: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    match cli.command {
+        Command::Worker(args) => worker::run(args),
+        Command::Fanout(args) => runtime()?.block_on(coordinator::fanout(args)),
+        Command::Idle(args) => runtime()?.block_on(coordinator::idle(args)),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}

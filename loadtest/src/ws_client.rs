@@ -1,0 +1,145 @@
+//! A minimal WebSocket subscriber for load: the handshake, unmasked server
+//! frames in, masked pongs out, and a byte scan instead of a JSON parse so
+//! the client spends as little of the shared cores as possible.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf as _, BytesMut};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// What one worker's subscribers received, shared by its tasks on one thread.
+pub struct Stats {
+    pub deliveries: u64,
+    pub gaps: u64,
+    pub lagged: u64,
+    pub first_us: u64,
+    pub last_us: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            deliveries: 0,
+            gaps: 0,
+            lagged: 0,
+            first_us: u64::MAX,
+            last_us: 0,
+            latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
+        }
+    }
+}
+
+pub fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Connects and completes the upgrade; returns the stream and any bytes read past it.
+pub async fn connect(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(TcpStream, BytesMut)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::other("closed during the handshake"));
+        }
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                let line =
+                    String::from_utf8_lossy(&buf[..buf.iter().position(|b| *b == b'\r').unwrap_or(0)]).into_owned();
+                return Err(std::io::Error::other(format!("upgrade refused: {line}")));
+            }
+            buf.advance(end + 4);
+            return Ok((stream, buf));
+        }
+        if buf.len() > 16 * 1024 {
+            return Err(std::io::Error::other("handshake response too long"));
+        }
+    }
+}
+
+/// Reads frames until the connection ends, recording into `stats`.
+pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell<Stats>>) {
+    let mut last_seq: Option<u64> = None;
+    loop {
+        while let Some((opcode, header, len)) = parse_header(&buf) {
+            if buf.len() < header + len {
+                break;
+            }
+            let payload = &buf[header..header + len];
+            match opcode {
+                0x1 => on_text(payload, &mut last_seq, &stats),
+                0x8 => return,
+                0x9 => {
+                    let mut pong = vec![0x8A, 0x80 | len as u8, 0, 0, 0, 0];
+                    pong.extend_from_slice(payload); // mask of zeros: masked, unchanged
+                    if stream.write_all(&pong).await.is_err() {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            buf.advance(header + len);
+        }
+        buf.reserve(4096);
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0F;
+    match buf[1] & 0x7F {
+        126 if buf.len() >= 4 => Some((opcode, 4, u16::from_be_bytes([buf[2], buf[3]]) as usize)),
+        127 if buf.len() >= 10 => Some((opcode, 10, u64::from_be_bytes(buf[2..10].try_into().ok()?) as usize)),
+        126 | 127 => None,
+        n => Some((opcode, 2, n as usize)),
+    }
+}
+
+fn on_text(text: &[u8], last_seq: &mut Option<u64>, stats: &Rc<RefCell<Stats>>) {
+    let now = now_us();
+    let mut stats = stats.borrow_mut();
+    if text.starts_with(br#"{"type":"broadcast""#) {
+        let seq = number_after(text, br#""seq":"#).unwrap_or(0);
+        if let Some(last) = *last_seq
+            && seq != last + 1
+        {
+            stats.gaps += 1;
+        }
+        *last_seq = Some(seq);
+        stats.deliveries += 1;
+        stats.first_us = stats.first_us.min(now);
+        stats.last_us = stats.last_us.max(now);
+        if let Some(sent) = number_after(text, br#""t":"#) {
+            let _ = stats.latency.record(now.saturating_sub(sent).max(1));
+        }
+    } else if text.starts_with(br#"{"type":"welcome""#) {
+        *last_seq = number_after(text, br#""seq":"#);
+    } else if text.starts_with(br#"{"type":"lagged""#) {
+        stats.lagged += number_after(text, br#""missed":"#).unwrap_or(0);
+        *last_seq = None;
+    }
+}
+
+/// The unsigned integer right after `key` in `text`.
+fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
+    let start = text.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits = text[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&text[start..start + digits]).ok()?.parse().ok()
+}
