@@ -39,7 +39,7 @@ fn join_leave(c: &mut Criterion) {
                                 let sub = Arc::new(Subscriber::new(
                                     thread,
                                     Framing::WebSocket,
-                                    vec![room.id().clone()].into(),
+                                    [room.id().clone()],
                                     QueueLimits::default(),
                                 ));
                                 barrier.wait();

@@ -200,6 +200,16 @@ impl Room {
         }
     }
 
+    /// Sends the heartbeat to every member whose first room this is, so a
+    /// subscriber in several rooms gets it once.
+    pub fn heartbeat(&self) {
+        self.presence.for_each_member(|member| {
+            if member.slot == 0 {
+                member.subscriber.heartbeat();
+            }
+        });
+    }
+
     /// Asks every member to close with `reason_for` each (drain).
     pub fn close_members(&self, mut reason_for: impl FnMut() -> CloseReason) {
         for member in self.presence.members() {

@@ -124,7 +124,20 @@ impl Server {
             }
         });
 
+        let heartbeat = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let period = shared.settings.heartbeat;
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                loop {
+                    every.tick().await;
+                    shared.registry.heartbeat();
+                }
+            }
+        });
+
         shutdown.await;
+        heartbeat.abort();
         tracing::info!(connections = shared.connections.open(), "draining");
         println!("bullhorn: draining {} connections", shared.connections.open());
         shared.drain.begin();

@@ -32,8 +32,7 @@ impl Rig {
         let subscribers: Vec<Arc<Subscriber>> = (0..subscribers as u64)
             .map(|id| {
                 let framing = if id % 2 == 0 { Framing::WebSocket } else { Framing::Quic };
-                let sub =
-                    Arc::new(Subscriber::new(id, framing, vec![room.id().clone()].into(), QueueLimits::default()));
+                let sub = Arc::new(Subscriber::new(id, framing, [room.id().clone()], QueueLimits::default()));
                 room.join(id, Member { subscriber: sub.clone(), slot: 0 }).expect("open room");
                 sub
             })

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng as _;
-use tokio::sync::Notify;
+use std::task::{Context, Poll, Waker};
 
 use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
@@ -79,11 +79,8 @@ pub enum EntryKind {
 pub struct Subscriber {
     id: u64,
     framing: Framing,
-    /// Room ids by slot, so a `lagged` can name its room.
-    rooms: Box<[Arc<str>]>,
     limits: QueueLimits,
     state: Mutex<QueueState>,
-    wake: Notify,
 }
 
 #[derive(Debug)]
@@ -93,11 +90,22 @@ struct QueueState {
     queued_messages: usize,
     /// Broadcast bytes in `items` plus those the writer took and has not written.
     unwritten_bytes: usize,
-    /// Messages dropped per room slot since the last `lagged`.
-    missed: Box<[u64]>,
+    /// Per room slot: its id (for `lagged`) and the messages dropped since the last `lagged`.
+    slots: Box<[Slot]>,
     /// Since when this subscriber has been dropping without catching up.
     behind_since: Option<Instant>,
     close: Option<CloseReason>,
+    /// The connection task, parked until something is queued. A waker under
+    /// the lock we already hold costs less than a separate `Notify` per subscriber.
+    waker: Option<Waker>,
+    /// Something happened since the connection last looked (a stored permit).
+    woken: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    room: Arc<str>,
+    missed: u64,
 }
 
 /// What [`Subscriber::take`] hands the writer besides the entries.
@@ -109,22 +117,27 @@ pub struct Taken {
 }
 
 impl Subscriber {
-    pub fn new(id: u64, framing: Framing, rooms: Box<[Arc<str>]>, limits: QueueLimits) -> Subscriber {
-        let missed = vec![0; rooms.len()].into_boxed_slice();
+    pub fn new(
+        id: u64,
+        framing: Framing,
+        rooms: impl IntoIterator<Item = Arc<str>>,
+        limits: QueueLimits,
+    ) -> Subscriber {
+        let slots = rooms.into_iter().map(|room| Slot { room, missed: 0 }).collect();
         Subscriber {
             id,
             framing,
-            rooms,
             limits,
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
                 queued_messages: 0,
                 unwritten_bytes: 0,
-                missed,
+                slots,
                 behind_since: None,
                 close: None,
+                waker: None,
+                woken: false,
             }),
-            wake: Notify::new(),
         }
     }
 
@@ -134,10 +147,6 @@ impl Subscriber {
 
     pub fn framing(&self) -> Framing {
         self.framing
-    }
-
-    pub fn rooms(&self) -> &[Arc<str>] {
-        &self.rooms
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -156,23 +165,22 @@ impl Subscriber {
             return self.drop_one(state, slot);
         }
         let was_empty = state.items.is_empty();
-        if state.missed[slot] > 0 {
-            let entry = self.lagged_entry(slot, std::mem::take(&mut state.missed[slot]));
+        if state.slots[slot].missed > 0 {
+            let entry = self.lagged_entry(&mut state.slots[slot]);
             state.items.push_back(entry);
         }
         state.items.push_back(Entry { frame: frame.clone(), kind: EntryKind::Broadcast });
         state.queued_messages += 1;
         state.unwritten_bytes += len;
-        drop(state);
         if was_empty {
-            self.wake.notify_one();
+            wake(state);
         }
         PushOutcome::Queued
     }
 
     #[cold]
     fn drop_one(&self, mut state: MutexGuard<'_, QueueState>, slot: usize) -> PushOutcome {
-        state.missed[slot] += 1;
+        state.slots[slot].missed += 1;
         let now = Instant::now();
         let since = *state.behind_since.get_or_insert(now);
         if now.duration_since(since) < self.limits.slow_consumer_after {
@@ -180,13 +188,13 @@ impl Subscriber {
         }
         let reconnect_after_ms = rand::rng().random_range(1_000..5_000);
         state.close = Some(CloseReason::SlowConsumer { reconnect_after_ms });
-        drop(state);
-        self.wake.notify_one();
+        wake(state);
         PushOutcome::SlowConsumer
     }
 
-    fn lagged_entry(&self, slot: usize, missed: u64) -> Entry {
-        let json = messages::lagged(&self.rooms[slot], missed, LagReason::Slow);
+    /// The `lagged` for a slot's drops; resets its count.
+    fn lagged_entry(&self, slot: &mut Slot) -> Entry {
+        let json = messages::lagged(&slot.room, std::mem::take(&mut slot.missed), LagReason::Slow);
         Entry { frame: self.framing.frame(&json), kind: EntryKind::Control }
     }
 
@@ -195,9 +203,17 @@ impl Subscriber {
         let mut state = self.lock();
         let was_empty = state.items.is_empty();
         state.items.push_back(Entry { frame, kind: EntryKind::Control });
-        drop(state);
         if was_empty {
-            self.wake.notify_one();
+            wake(state);
+        }
+    }
+
+    /// The server's heartbeat: a ping for WebSocket subscribers; for every
+    /// subscriber a wake-up, on which its connection checks its idle timeout.
+    pub fn heartbeat(&self) {
+        match self.framing {
+            Framing::WebSocket => self.push_control(Bytes::from_static(crate::protocol::ws::PING_FRAME)),
+            Framing::Quic => wake(self.lock()),
         }
     }
 
@@ -206,8 +222,7 @@ impl Subscriber {
     pub fn push_control_front(&self, frame: Bytes) {
         let mut state = self.lock();
         state.items.push_front(Entry { frame, kind: EntryKind::Control });
-        drop(state);
-        self.wake.notify_one();
+        wake(state);
     }
 
     /// Asks the subscriber to close. The first reason wins; returns whether this was it.
@@ -217,8 +232,7 @@ impl Subscriber {
             return false;
         }
         state.close = Some(reason);
-        drop(state);
-        self.wake.notify_one();
+        wake(state);
         true
     }
 
@@ -227,9 +241,23 @@ impl Subscriber {
         self.lock().close
     }
 
-    /// Waits until something was queued or a close was requested since the last `take`.
-    pub async fn notified(&self) {
-        self.wake.notified().await
+    /// Ready once something was queued or a close was requested since the
+    /// last time it was ready; otherwise parks the calling task.
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if std::mem::take(&mut state.woken) {
+            return Poll::Ready(());
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Waits as [`Subscriber::poll_woken`] says.
+    pub async fn woken(&self) {
+        std::future::poll_fn(|cx| self.poll_woken(cx)).await
     }
 
     /// Swaps everything queued into `out` (which must be empty, and keeps its
@@ -241,11 +269,9 @@ impl Subscriber {
         if state.items.is_empty() && state.unwritten_bytes == 0 {
             state.behind_since = None;
             if state.close.is_none() {
-                for slot in 0..state.missed.len() {
-                    if state.missed[slot] > 0 {
-                        let entry = self.lagged_entry(slot, std::mem::take(&mut state.missed[slot]));
-                        state.items.push_back(entry);
-                    }
+                let state = &mut *state;
+                for slot in state.slots.iter_mut().filter(|slot| slot.missed > 0) {
+                    state.items.push_back(self.lagged_entry(slot));
                 }
             }
         }
@@ -265,6 +291,16 @@ impl Subscriber {
     /// Broadcast bytes queued or in the writer's hands.
     pub fn unwritten_bytes(&self) -> usize {
         self.lock().unwritten_bytes
+    }
+}
+
+/// Records a wake-up and wakes the parked task, after releasing the lock.
+fn wake(mut state: MutexGuard<'_, QueueState>) {
+    state.woken = true;
+    let waker = state.waker.take();
+    drop(state);
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 

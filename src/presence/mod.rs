@@ -120,6 +120,13 @@ impl Presence {
         members
     }
 
+    /// Calls `f` for every member, one shard locked at a time.
+    pub fn for_each_member(&self, mut f: impl FnMut(&Member)) {
+        for shard in self.shards.iter() {
+            shard.lock().members.iter().for_each(|(_, m)| f(m));
+        }
+    }
+
     /// Every current member (for drain), without closing the room.
     pub fn members(&self) -> Vec<Member> {
         let mut members = Vec::new();

@@ -134,7 +134,7 @@ struct Fragment {
 #[derive(Debug, Default)]
 pub struct Decoder {
     carry: Vec<u8>,
-    fragment: Option<Fragment>,
+    fragment: Option<Box<Fragment>>,
 }
 
 impl Decoder {
@@ -170,7 +170,7 @@ impl Decoder {
 /// Parses as many complete frames as `buf` holds; returns the bytes consumed.
 fn parse_frames(
     buf: &mut [u8],
-    fragment: &mut Option<Fragment>,
+    fragment: &mut Option<Box<Fragment>>,
     on_event: &mut impl FnMut(ClientEvent<'_>),
 ) -> Result<usize, DecodeError> {
     let mut pos = 0;
@@ -250,7 +250,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, DecodeError> {
 fn dispatch(
     frame: &FrameHeader,
     payload: &[u8],
-    fragment: &mut Option<Fragment>,
+    fragment: &mut Option<Box<Fragment>>,
     on_event: &mut impl FnMut(ClientEvent<'_>),
 ) -> Result<(), DecodeError> {
     match frame.opcode {
@@ -287,7 +287,7 @@ fn dispatch(
             if frame.fin {
                 emit_message(data_opcode, payload, on_event)?;
             } else {
-                *fragment = Some(Fragment { opcode: data_opcode, data: payload.to_vec() });
+                *fragment = Some(Box::new(Fragment { opcode: data_opcode, data: payload.to_vec() }));
             }
         }
     }

@@ -232,6 +232,15 @@ impl Registry {
         }
     }
 
+    /// One heartbeat to every subscriber of every room.
+    pub fn heartbeat(&self) {
+        for app in self.apps.values() {
+            for room in app.rooms() {
+                room.heartbeat();
+            }
+        }
+    }
+
     /// Refreshes the per-room online gauges (called before each scrape).
     pub fn refresh_gauges(&self) {
         for app in self.apps.values() {

@@ -9,14 +9,14 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
-use tracing::Instrument as _;
+use tokio::time::{Instant, Sleep};
 
 use crate::fanout::Subscriber;
 use crate::fanout::queue::{Entry, EntryKind};
@@ -30,8 +30,6 @@ use crate::room::Room;
 use crate::state::Shared;
 use crate::transport::capacity::ConnectionPermit;
 
-use super::upgrade::Subscription;
-
 /// `{"type":"pong"}` as one text frame, shared by every connection.
 static PONG_FRAME: &[u8] = b"\x81\x0f{\"type\":\"pong\"}";
 
@@ -41,11 +39,19 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 pub(super) struct WsConnection {
     stream: TcpStream,
     /// Bytes the HTTP server read past the upgrade request.
-    early_input: Bytes,
-    rooms: Vec<Arc<Room>>,
-    resume: Vec<Option<u64>>,
+    early_input: Option<Box<[u8]>>,
+    memberships: Vec<Membership>,
     shared: Arc<Shared>,
     _permit: ConnectionPermit,
+}
+
+/// One room of a connection, in slot order: one allocation for all of them.
+pub(super) struct Membership {
+    pub room: Arc<Room>,
+    /// `room@seq`: the seq the subscriber asked to resume after.
+    pub resume_after: Option<u64>,
+    /// Set once joined.
+    pub key: Option<MemberKey>,
 }
 
 /// What a read asked for.
@@ -62,61 +68,54 @@ impl WsConnection {
     pub(super) fn new(
         stream: TcpStream,
         early_input: Bytes,
-        subscription: Subscription,
+        memberships: Vec<Membership>,
         shared: Arc<Shared>,
         permit: ConnectionPermit,
     ) -> WsConnection {
-        let Subscription { rooms, resume } = subscription;
-        WsConnection { stream, early_input, rooms, resume, shared, _permit: permit }
+        // hyper hands over a slice of its whole read buffer: keep only the bytes,
+        // or every connection would pin that buffer for its lifetime.
+        let early_input = (!early_input.is_empty()).then(|| Box::from(&early_input[..]));
+        WsConnection { stream, early_input, memberships, shared, _permit: permit }
     }
 
     pub(super) async fn run(mut self) {
         let _ = self.stream.set_nodelay(true);
         let id = self.shared.next_connection_id();
-        let span = tracing::debug_span!("ws", id);
-        async move {
-            let subscriber = Arc::new(Subscriber::new(
-                id,
-                Framing::WebSocket,
-                self.rooms.iter().map(|r| r.id().clone()).collect(),
-                self.shared.settings.queue,
-            ));
-            let keys = self.join(&subscriber);
-            self.serve(&subscriber).await;
-            for (room, key) in self.rooms.iter().zip(keys) {
-                if let Some(key) = key {
-                    room.leave(key);
-                }
+        let subscriber = Arc::new(Subscriber::new(
+            id,
+            Framing::WebSocket,
+            self.memberships.iter().map(|m| m.room.id().clone()),
+            self.shared.settings.queue,
+        ));
+        self.join(&subscriber);
+        self.serve(&subscriber).await;
+        for membership in &self.memberships {
+            if let Some(key) = membership.key {
+                membership.room.leave(key);
             }
         }
-        .instrument(span)
-        .await
     }
 
     /// Joins every room, then queues `welcome` ahead of anything that arrived
     /// meanwhile. Each room's welcome seq is the last one this subscriber will
     /// not get; every later broadcast is owed to it.
-    fn join(&self, subscriber: &Arc<Subscriber>) -> Vec<Option<MemberKey>> {
-        let mut keys = Vec::with_capacity(self.rooms.len());
-        let mut seqs = Vec::with_capacity(self.rooms.len());
+    fn join(&mut self, subscriber: &Arc<Subscriber>) {
+        let mut seqs = Vec::with_capacity(self.memberships.len());
         let mut expired = Vec::new();
-        for (slot, room) in self.rooms.iter().enumerate() {
+        for (slot, membership) in self.memberships.iter_mut().enumerate() {
+            let room = &membership.room;
             match room.join(subscriber.id(), Member { subscriber: subscriber.clone(), slot }) {
                 Ok((key, seq)) => {
-                    keys.push(Some(key));
+                    membership.key = Some(key);
                     seqs.push(seq);
                     // Nothing is held for replay yet: what a resuming subscriber
                     // missed is announced as expired, never skipped silently.
-                    if let Some(after) = self.resume[slot].filter(|after| *after < seq) {
-                        expired.push(Framing::WebSocket.frame(&messages::lagged(
-                            room.id(),
-                            seq - after,
-                            LagReason::Expired,
-                        )));
+                    if let Some(after) = membership.resume_after.filter(|after| *after < seq) {
+                        let lagged = messages::lagged(room.id(), seq - after, LagReason::Expired);
+                        expired.push(Framing::WebSocket.frame(&lagged));
                     }
                 }
                 Err(_) => {
-                    keys.push(None);
                     seqs.push(room.seq());
                     subscriber.close(CloseReason::RoomDestroyed);
                 }
@@ -126,36 +125,38 @@ impl WsConnection {
             subscriber.push_control_front(frame);
         }
         let welcome = messages::welcome(
-            self.rooms.iter().zip(&seqs).map(|(room, seq)| (&**room.id(), *seq)),
+            self.memberships.iter().zip(&seqs).map(|(m, seq)| (&**m.room.id(), *seq)),
             self.shared.settings.heartbeat.as_millis() as u64,
         );
         subscriber.push_control_front(ws::text_frame(&welcome));
         if self.shared.drain.is_draining() {
-            subscriber
-                .close(CloseReason::ServerDraining { reconnect_after_ms: self.shared.drain.reconnect_after_ms() });
+            let reconnect_after_ms = self.shared.drain.reconnect_after_ms();
+            subscriber.close(CloseReason::ServerDraining { reconnect_after_ms });
         }
-        keys
     }
 
     /// The connection's life after joining: returns when it is over.
+    ///
+    /// There is no timer per connection: the server's heartbeat task queues a
+    /// ping for every WebSocket subscriber each interval, which also wakes this
+    /// loop to check the idle timeout. Only a closing connection holds a timer
+    /// (boxed), for the deadline of its last frames.
     async fn serve(&mut self, subscriber: &Subscriber) {
         let settings = &self.shared.settings;
         let deliveries = &self.shared.metrics.ws_deliveries;
         let mut out: VecDeque<Entry> = VecDeque::new();
         let mut decoder = Decoder::new();
         let mut last_heard = Instant::now();
-        let mut next_ping = last_heard + settings.heartbeat;
         // Set once the last frame (a close) is queued: the deadline to flush it.
-        let mut closing_by: Option<Instant> = None;
+        let mut closing: Option<Pin<Box<Sleep>>> = None;
 
-        if !self.early_input.is_empty() {
-            let mut input = std::mem::take(&mut self.early_input).to_vec();
-            if let Some(code) = handle_input(&mut decoder, &mut input, subscriber) {
-                closing_by = Some(close_with(&mut out, code));
-            }
+        if let Some(mut input) = self.early_input.take()
+            && let Some(code) = handle_input(&mut decoder, &mut input, subscriber)
+        {
+            closing = Some(close_with(&mut out, code));
         }
         loop {
-            if out.is_empty() && closing_by.is_none() {
+            if out.is_empty() && closing.is_none() {
                 let taken = subscriber.take(&mut out);
                 if let Some(reason) = taken.close {
                     if matches!(reason, CloseReason::SlowConsumer { .. }) {
@@ -163,7 +164,7 @@ impl WsConnection {
                     }
                     if out.is_empty() {
                         out.push_back(control(ws::text_frame(&messages::closing(reason))));
-                        closing_by = Some(close_with(&mut out, reason.ws_close_code()));
+                        closing = Some(close_with(&mut out, reason.ws_close_code()));
                     }
                 }
             }
@@ -179,36 +180,36 @@ impl WsConnection {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => return,
                 }
-            } else if closing_by.is_some() {
-                return self.linger().await;
+            } else if closing.is_some() {
+                // Boxed: only closing connections pay for the linger future's state.
+                return Box::pin(self.linger()).await;
             }
-            let wake_at = closing_by.unwrap_or(next_ping);
-            tokio::select! {
+            if closing.is_none() && last_heard.elapsed() >= settings.idle_timeout {
+                return; // the peer went silent
+            }
+            let event = tokio::select! {
                 biased;
-                ready = self.stream.readable() => {
-                    if ready.is_err() {
-                        return;
-                    }
-                    match read(&self.stream, &mut decoder, subscriber) {
-                        ReadOutcome::Data => last_heard = Instant::now(),
-                        ReadOutcome::WouldBlock => {}
-                        ReadOutcome::Gone => return,
-                        ReadOutcome::Close(code) => {
-                            if closing_by.is_none() {
-                                closing_by = Some(close_with(&mut out, code));
-                            }
+                // The poll-based readiness calls (not `readable()`) put this task's
+                // waker in the socket's own slot, replacing the HTTP server's,
+                // which would otherwise keep that finished task's memory alive.
+                ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)) => Event::Readable(ready.is_ok()),
+                _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !out.is_empty() => Event::Woken,
+                () = subscriber.woken(), if out.is_empty() && closing.is_none() => Event::Woken,
+                () = deadline(&mut closing), if closing.is_some() => Event::Deadline,
+            };
+            match event {
+                Event::Readable(false) | Event::Deadline => return,
+                Event::Woken => {}
+                Event::Readable(true) => match read(&self.stream, &mut decoder, subscriber) {
+                    ReadOutcome::Data => last_heard = Instant::now(),
+                    ReadOutcome::WouldBlock => {}
+                    ReadOutcome::Gone => return,
+                    ReadOutcome::Close(code) => {
+                        if closing.is_none() {
+                            closing = Some(close_with(&mut out, code));
                         }
                     }
-                }
-                _ = self.stream.writable(), if !out.is_empty() => {}
-                () = subscriber.notified(), if out.is_empty() && closing_by.is_none() => {}
-                () = tokio::time::sleep_until(wake_at) => {
-                    if closing_by.is_some() || last_heard.elapsed() >= settings.idle_timeout {
-                        return; // could not flush in time, or the peer went silent
-                    }
-                    subscriber.push_control(Bytes::from_static(ws::PING_FRAME));
-                    next_ping = Instant::now() + settings.heartbeat;
-                }
+                },
             }
         }
     }
@@ -236,8 +237,25 @@ fn control(frame: Bytes) -> Entry {
     Entry { frame, kind: EntryKind::Control }
 }
 
+/// What woke the connection loop.
+enum Event {
+    /// The socket is readable (`false`: it failed).
+    Readable(bool),
+    /// The socket is writable again, or something was queued.
+    Woken,
+    /// The last frames did not leave in time.
+    Deadline,
+}
+
+async fn deadline(closing: &mut Option<Pin<Box<Sleep>>>) {
+    match closing {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Queues the close frame after whatever is in flight; returns the flush deadline.
-fn close_with(out: &mut VecDeque<Entry>, code: u16) -> Instant {
+fn close_with(out: &mut VecDeque<Entry>, code: u16) -> Pin<Box<Sleep>> {
     let reason = match code {
         ws_code::TOO_BIG => "frame too big",
         ws_code::PROTOCOL_ERROR => "protocol error",
@@ -248,7 +266,7 @@ fn close_with(out: &mut VecDeque<Entry>, code: u16) -> Instant {
         _ => "",
     };
     out.push_back(control(ws::close_frame(code, reason)));
-    Instant::now() + CLOSE_DEADLINE
+    Box::pin(tokio::time::sleep(CLOSE_DEADLINE))
 }
 
 /// One non-blocking read into a stack buffer (never held across an await).

@@ -13,10 +13,9 @@ use base64::Engine as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::connection::WsConnection;
+use super::connection::{Membership, WsConnection};
 use crate::api_error::ApiError;
 use crate::ids::RoomRequest;
-use crate::room::Room;
 use crate::state::Shared;
 
 /// How long an over-capacity or draining client is asked to wait.
@@ -47,9 +46,11 @@ pub async fn subscribe(
             Err(error) => return tracing::debug!(%error, "websocket upgrade failed"),
         };
         match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
+            // A task of its own, so the connection's long-lived future holds
+            // nothing of this short one (smaller per-connection memory).
             Ok(parts) => {
                 let connection = WsConnection::new(parts.io.into_inner(), parts.read_buf, subscription, shared, permit);
-                connection.run().await;
+                tokio::spawn(connection.run());
             }
             Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
         }
@@ -62,14 +63,8 @@ pub async fn subscribe(
     response
 }
 
-/// The rooms a connection asked for, in slot order, with the seq each resumes after.
-pub(super) struct Subscription {
-    pub rooms: Vec<Arc<Room>>,
-    pub resume: Vec<Option<u64>>,
-}
-
 /// Everything that must hold before the upgrade.
-fn check(shared: &Shared, app_id: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Subscription, ApiError> {
+fn check(shared: &Shared, app_id: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Vec<Membership>, ApiError> {
     if shared.drain.is_draining() {
         return Err(ApiError::over_capacity(RETRY_AFTER_SECS));
     }
@@ -92,12 +87,13 @@ fn check(shared: &Shared, app_id: &str, query: Option<&str>, headers: &HeaderMap
     if requests.len() > app.max_rooms() {
         return Err(ApiError::invalid_request(format!("at most {} rooms per connection", app.max_rooms())));
     }
-    let mut rooms = Vec::with_capacity(requests.len());
+    let mut memberships = Vec::with_capacity(requests.len());
     for request in &requests {
-        rooms.push(app.room(&request.room).ok_or_else(|| ApiError::room_not_found(&request.room))?);
+        let room = app.room(&request.room).ok_or_else(|| ApiError::room_not_found(&request.room))?;
+        memberships.push(Membership { room, resume_after: request.resume_after, key: None });
     }
     check_handshake(headers)?;
-    Ok(Subscription { rooms, resume: requests.iter().map(|r| r.resume_after).collect() })
+    Ok(memberships)
 }
 
 fn check_handshake(headers: &HeaderMap) -> Result<(), ApiError> {
