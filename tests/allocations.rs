@@ -36,7 +36,7 @@ fn every_subscriber_shares_one_frame_per_framing() {
     let mut pointers = std::collections::HashSet::new();
     for sub in &rig.subscribers {
         sub.take(&mut out);
-        pointers.insert(out[0].frame.as_ptr());
+        pointers.insert(out[0].as_ptr());
         out.clear();
     }
     assert_eq!(pointers.len(), 2, "one WebSocket frame and one QUIC frame, shared by all: no payload copy");

@@ -6,17 +6,17 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bullhorn::fanout::queue::Entry;
 use bullhorn::fanout::{Priority, QueueLimits, Subscriber};
 use bullhorn::metrics::Metrics;
 use bullhorn::presence::Member;
 use bullhorn::protocol::Framing;
 use bullhorn::room::{Room, RoomSpec};
+use bytes::Bytes;
 
 pub struct Rig {
     pub room: Arc<Room>,
     pub subscribers: Vec<Arc<Subscriber>>,
-    out: VecDeque<Entry>,
+    out: VecDeque<Bytes>,
 }
 
 impl Rig {
@@ -50,7 +50,7 @@ impl Rig {
         let mut frames = 0;
         for sub in &self.subscribers {
             sub.take(&mut self.out);
-            let bytes: usize = self.out.iter().map(|e| e.frame.len()).sum();
+            let bytes: usize = self.out.iter().map(|frame| frame.len()).sum();
             frames += self.out.len();
             self.out.clear();
             sub.written(bytes);

@@ -82,17 +82,21 @@ impl Admin {
     }
 }
 
-async fn spawn_workers(common: &Common) -> anyhow::Result<Vec<Worker>> {
+/// Splits `total` subscribers over `workers` processes.
+fn shares(total: usize, workers: usize) -> Vec<usize> {
+    let workers = workers.max(1);
+    (0..workers).map(|i| total / workers + usize::from(i < total % workers)).collect()
+}
+
+async fn spawn_workers(common: &Common, counts: &[usize]) -> anyhow::Result<Vec<Worker>> {
     let url = common.url.trim_end_matches('/');
     let host = url.strip_prefix("ws://").context("--url must start with ws://")?;
     let addr = tokio::net::lookup_host(host).await?.next().context("--url has no address")?;
     let path = format!("/v1/apps/{}/ws?room={}", common.app, common.room);
     let exe = std::env::current_exe()?;
-    let workers = common.workers.max(1);
-    let mut out = Vec::with_capacity(workers);
-    for i in 0..workers {
-        let count = common.subscribers / workers + usize::from(i < common.subscribers % workers);
-        let rate = (common.connect_rate / workers as u64).max(1);
+    let mut out = Vec::with_capacity(counts.len());
+    for &count in counts {
+        let rate = (common.connect_rate / counts.len() as u64).max(1);
         let mut child = tokio::process::Command::new(&exe)
             .args(["worker", "--addr", &addr.to_string(), "--host", host, "--path", &path])
             .args(["--count", &count.to_string(), "--connect-rate", &rate.to_string()])
@@ -177,7 +181,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         payload_bytes: args.payload,
         ..Default::default()
     };
-    let mut workers = spawn_workers(common).await?;
+    let mut workers = spawn_workers(common, &shares(common.subscribers, common.workers)).await?;
     wait_connected(&mut workers, &mut report).await?;
     report.server_rss_bytes = common.server_pid.and_then(rss_bytes);
     let server_cpu_before = common.server_pid.and_then(|p| cpu_seconds(&p.to_string()));
@@ -220,6 +224,10 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     report.write(common.report.as_deref())
 }
 
+/// Memory per subscriber is measured as a slope: RSS with all subscribers
+/// minus RSS with half of them, over the other half. That leaves out what the
+/// server allocates once (thread arenas, slabs, metrics); the plain average
+/// over all subscribers is reported beside it.
 pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let admin = Admin::new(common);
@@ -231,24 +239,34 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
         workers: common.workers,
         ..Default::default()
     };
-    let baseline = common.server_pid.and_then(rss_bytes);
+    let pid = common.server_pid;
+    let baseline = pid.and_then(rss_bytes);
     report.server_rss_baseline_bytes = baseline;
     let started = Instant::now();
-    let mut workers = spawn_workers(common).await?;
+    let counts = shares(common.subscribers, common.workers.max(2));
+    let (first, second) = counts.split_at(counts.len() / 2);
+    let mut workers = spawn_workers(common, first).await?;
     wait_connected(&mut workers, &mut report).await?;
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
-    report.server_rss_bytes = common.server_pid.and_then(rss_bytes);
-    let connected = report.subscribers_connected.max(1) as f64;
-    if let (Some(before), Some(after)) = (baseline, report.server_rss_bytes) {
-        report.server_rss_per_subscriber_bytes = Some(after.saturating_sub(before) as f64 / connected);
-    }
+    let half = (report.subscribers_connected, pid.and_then(rss_bytes));
+    let mut rest = spawn_workers(common, second).await?;
+    wait_connected(&mut rest, &mut report).await?;
+    workers.append(&mut rest);
+    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    let full = (report.subscribers_connected, pid.and_then(rss_bytes));
+    report.server_rss_bytes = full.1;
+    let slope = |a: (usize, Option<u64>), b: (usize, Option<u64>)| -> Option<f64> {
+        let added = b.0.checked_sub(a.0).filter(|n| *n > 0)?;
+        Some(b.1?.saturating_sub(a.1?) as f64 / added as f64)
+    };
+    report.server_rss_per_subscriber_bytes = slope(half, full);
+    report.server_rss_per_subscriber_average_bytes = slope((0, baseline), full);
     // One broadcast warms every queue; memory after it is the steady idle state.
     report.expected_deliveries = admin.broadcast(payload(100)).await?;
     report.broadcasts = 1;
     tokio::time::sleep(SETTLE).await;
-    if let (Some(before), Some(after)) = (baseline, common.server_pid.and_then(rss_bytes)) {
-        report.server_rss_per_subscriber_after_broadcast_bytes = Some(after.saturating_sub(before) as f64 / connected);
-    }
+    report.server_rss_per_subscriber_after_broadcast_bytes =
+        slope(half, (full.0, pid.and_then(rss_bytes))).map(|after| after.max(0.0));
     collect(&mut workers, &mut report).await?;
     report.duration_secs = started.elapsed().as_secs_f64();
     report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);

@@ -26,6 +26,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_per_subscriber_bytes: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_per_subscriber_average_bytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_per_subscriber_after_broadcast_bytes: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_seconds: Option<f64>,
@@ -89,10 +91,13 @@ impl Report {
             eprintln!("  latency µs       p50 {} p90 {} p99 {} p99.9 {} max {}", l.p50, l.p90, l.p99, l.p999, l.max);
         }
         if let Some(per) = self.server_rss_per_subscriber_bytes {
-            eprintln!("  server RSS/sub   {per:.0} bytes (idle)");
+            eprintln!("  server RSS/sub   {per:.0} bytes (idle, marginal: second half over first half)");
         }
         if let Some(per) = self.server_rss_per_subscriber_after_broadcast_bytes {
-            eprintln!("  server RSS/sub   {per:.0} bytes (after a broadcast)");
+            eprintln!("  server RSS/sub   {per:.0} bytes (marginal, after a broadcast)");
+        }
+        if let Some(per) = self.server_rss_per_subscriber_average_bytes {
+            eprintln!("  server RSS/sub   {per:.0} bytes (average over all, fixed costs included)");
         }
         if let Some(cpu) = self.server_cpu_seconds {
             eprintln!("  server CPU       {cpu:.2} s");

@@ -11,8 +11,10 @@
 //! * [`PushOutcome::SlowConsumer`]: the subscriber has been dropping for longer
 //!   than the limit; it is closed with `closing`/`slow_consumer`.
 //!
-//! Every entry keeps its kind, so priority lanes and conflation (contract §3)
-//! become rules over the same `VecDeque` rather than a new structure.
+//! Broadcasts and protocol frames share one `VecDeque<Bytes>`; the queue
+//! counts broadcasts apart (`queued_messages`), so priority lanes and
+//! conflation (contract §3) can become rules over the same deque, with the
+//! per-entry metadata they need kept beside it, rather than a new structure.
 //!
 //! A std `Mutex` guards the state: it is held for a push or a swap, never
 //! across an `.await`, and it is per subscriber, so publishers contend only
@@ -59,21 +61,6 @@ pub enum PushOutcome {
     Closed,
 }
 
-/// One frame in a queue.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub frame: Bytes,
-    pub kind: EntryKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    /// A broadcast: counts against the bounds and as a delivery once written.
-    Broadcast,
-    /// Protocol traffic (welcome, lagged, pong, ping, closing): never dropped.
-    Control,
-}
-
 /// A connected subscriber as the fan-out sees it: no socket, only a queue.
 #[derive(Debug)]
 pub struct Subscriber {
@@ -85,10 +72,11 @@ pub struct Subscriber {
 
 #[derive(Debug)]
 struct QueueState {
-    items: VecDeque<Entry>,
+    /// Whole frames, ready for the socket (a `Bytes` is 32 bytes: a deque of them stays small).
+    items: VecDeque<Bytes>,
     /// Broadcast entries in `items`.
     queued_messages: usize,
-    /// Broadcast bytes in `items` plus those the writer took and has not written.
+    /// Bytes in `items` plus those the writer took and has not written.
     unwritten_bytes: usize,
     /// Per room slot: its id (for `lagged`) and the messages dropped since the last `lagged`.
     slots: Box<[Slot]>,
@@ -111,6 +99,8 @@ struct Slot {
 /// What [`Subscriber::take`] hands the writer besides the entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
+    /// Broadcasts among the frames taken: deliveries once they are written.
+    pub broadcasts: usize,
     /// Set once the subscriber must be closed, after what was taken is written
     /// (a slow consumer's entries are discarded instead).
     pub close: Option<CloseReason>,
@@ -166,10 +156,11 @@ impl Subscriber {
         }
         let was_empty = state.items.is_empty();
         if state.slots[slot].missed > 0 {
-            let entry = self.lagged_entry(&mut state.slots[slot]);
-            state.items.push_back(entry);
+            let lagged = self.lagged_frame(&mut state.slots[slot]);
+            state.unwritten_bytes += lagged.len();
+            state.items.push_back(lagged);
         }
-        state.items.push_back(Entry { frame: frame.clone(), kind: EntryKind::Broadcast });
+        state.items.push_back(frame.clone());
         state.queued_messages += 1;
         state.unwritten_bytes += len;
         if was_empty {
@@ -193,16 +184,17 @@ impl Subscriber {
     }
 
     /// The `lagged` for a slot's drops; resets its count.
-    fn lagged_entry(&self, slot: &mut Slot) -> Entry {
+    fn lagged_frame(&self, slot: &mut Slot) -> Bytes {
         let json = messages::lagged(&slot.room, std::mem::take(&mut slot.missed), LagReason::Slow);
-        Entry { frame: self.framing.frame(&json), kind: EntryKind::Control }
+        self.framing.frame(&json)
     }
 
     /// Queues protocol traffic after what is already queued.
     pub fn push_control(&self, frame: Bytes) {
         let mut state = self.lock();
         let was_empty = state.items.is_empty();
-        state.items.push_back(Entry { frame, kind: EntryKind::Control });
+        state.unwritten_bytes += frame.len();
+        state.items.push_back(frame);
         if was_empty {
             wake(state);
         }
@@ -221,7 +213,8 @@ impl Subscriber {
     /// precede broadcasts that arrived while the subscriber was joining).
     pub fn push_control_front(&self, frame: Bytes) {
         let mut state = self.lock();
-        state.items.push_front(Entry { frame, kind: EntryKind::Control });
+        state.unwritten_bytes += frame.len();
+        state.items.push_front(frame);
         wake(state);
     }
 
@@ -263,7 +256,7 @@ impl Subscriber {
     /// Swaps everything queued into `out` (which must be empty, and keeps its
     /// capacity for the next swap: no allocation in steady state). When the
     /// writer had caught up, `lagged` messages owed for drops are queued first.
-    pub fn take(&self, out: &mut VecDeque<Entry>) -> Taken {
+    pub fn take(&self, out: &mut VecDeque<Bytes>) -> Taken {
         debug_assert!(out.is_empty());
         let mut state = self.lock();
         if state.items.is_empty() && state.unwritten_bytes == 0 {
@@ -271,16 +264,18 @@ impl Subscriber {
             if state.close.is_none() {
                 let state = &mut *state;
                 for slot in state.slots.iter_mut().filter(|slot| slot.missed > 0) {
-                    state.items.push_back(self.lagged_entry(slot));
+                    let lagged = self.lagged_frame(slot);
+                    state.unwritten_bytes += lagged.len();
+                    state.items.push_back(lagged);
                 }
             }
         }
         std::mem::swap(&mut state.items, out);
-        state.queued_messages = 0;
-        Taken { close: state.close }
+        let broadcasts = std::mem::take(&mut state.queued_messages);
+        Taken { broadcasts, close: state.close }
     }
 
-    /// Tells the queue that the writer put `bytes` of broadcast frames on the wire.
+    /// Tells the queue that the writer put `bytes` of taken frames on the wire.
     pub fn written(&self, bytes: usize) {
         if bytes > 0 {
             let mut state = self.lock();
@@ -288,7 +283,7 @@ impl Subscriber {
         }
     }
 
-    /// Broadcast bytes queued or in the writer's hands.
+    /// Bytes queued or in the writer's hands.
     pub fn unwritten_bytes(&self) -> usize {
         self.lock().unwritten_bytes
     }
@@ -319,8 +314,8 @@ mod tests {
         )
     }
 
-    fn json(entry: &Entry) -> Value {
-        serde_json::from_slice(&entry.frame[4..]).unwrap()
+    fn json(frame: &Bytes) -> Value {
+        serde_json::from_slice(&frame[4..]).unwrap()
     }
 
     fn frame(n: u64) -> Bytes {
@@ -353,7 +348,7 @@ mod tests {
         s.push_broadcast(1, &frame(1));
         assert_eq!(s.push_broadcast(1, &frame(2)), PushOutcome::Dropped);
         s.take(&mut out);
-        let written: usize = out.iter().map(|e| e.frame.len()).sum();
+        let written: usize = out.iter().map(|f| f.len()).sum();
         out.clear();
         s.written(written);
         s.take(&mut out);
@@ -366,6 +361,7 @@ mod tests {
     fn byte_bound_counts_what_the_writer_has_not_written() {
         let f = frame(1);
         let s = sub(100, f.len() * 2);
+        // Only broadcasts here: protocol frames count against the bytes bound too.
         let mut out = VecDeque::new();
         assert_eq!(s.push_broadcast(0, &f), PushOutcome::Queued);
         assert_eq!(s.push_broadcast(0, &f), PushOutcome::Queued);
@@ -397,7 +393,7 @@ mod tests {
         s.push_control(Bytes::from_static(b"y"));
         s.push_control_front(Bytes::from_static(b"w"));
         s.take(&mut out);
-        let frames: Vec<&[u8]> = out.iter().map(|e| &e.frame[..]).collect();
+        let frames: Vec<&[u8]> = out.iter().map(|f| &f[..]).collect();
         assert_eq!(frames, [&b"w"[..], &b"x"[..], &b"y"[..]]);
     }
 
@@ -409,10 +405,11 @@ mod tests {
             let s = sub(max, usize::MAX);
             let mut out = VecDeque::new();
             let (mut next, mut delivered, mut announced, mut last) = (1u64, 0u64, 0u64, 0u64);
-            let drain = |s: &Subscriber, out: &mut VecDeque<Entry>, delivered: &mut u64, announced: &mut u64, last: &mut u64| {
+            let drain = |s: &Subscriber, out: &mut VecDeque<Bytes>, delivered: &mut u64, announced: &mut u64, last: &mut u64| {
                 s.take(out);
                 let mut bytes = 0;
                 for e in out.drain(..) {
+                    bytes += e.len();
                     let v = json(&e);
                     if v["type"] == "lagged" {
                         *announced += v["missed"].as_u64().unwrap();
@@ -421,7 +418,6 @@ mod tests {
                         assert!(seq > *last, "in order");
                         *last = seq;
                         *delivered += 1;
-                        bytes += e.frame.len();
                     }
                 }
                 s.written(bytes);

@@ -19,7 +19,6 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::fanout::Subscriber;
-use crate::fanout::queue::{Entry, EntryKind};
 use crate::fanout::writer::write_some;
 use crate::presence::{Member, MemberKey};
 use crate::protocol::Framing;
@@ -144,7 +143,9 @@ impl WsConnection {
     async fn serve(&mut self, subscriber: &Subscriber) {
         let settings = &self.shared.settings;
         let deliveries = &self.shared.metrics.ws_deliveries;
-        let mut out: VecDeque<Entry> = VecDeque::new();
+        let mut out: VecDeque<Bytes> = VecDeque::new();
+        // Broadcasts in `out`, counted as deliveries once `out` is written.
+        let mut taken_broadcasts = 0u64;
         let mut decoder = Decoder::new();
         let mut last_heard = Instant::now();
         // Set once the last frame (a close) is queued: the deadline to flush it.
@@ -158,22 +159,24 @@ impl WsConnection {
         loop {
             if out.is_empty() && closing.is_none() {
                 let taken = subscriber.take(&mut out);
+                taken_broadcasts += taken.broadcasts as u64;
                 if let Some(reason) = taken.close {
                     if matches!(reason, CloseReason::SlowConsumer { .. }) {
                         out.clear(); // it is not reading: say goodbye, skip the backlog
+                        taken_broadcasts = 0;
                     }
                     if out.is_empty() {
-                        out.push_back(control(ws::text_frame(&messages::closing(reason))));
+                        out.push_back(ws::text_frame(&messages::closing(reason)));
                         closing = Some(close_with(&mut out, reason.ws_close_code()));
                     }
                 }
             }
             if !out.is_empty() {
                 match write_some(&mut out, |slices| self.stream.try_write_vectored(slices)) {
-                    Ok(progress) => {
-                        subscriber.written(progress.broadcast_bytes);
-                        if progress.deliveries > 0 {
-                            deliveries.increment(progress.deliveries);
+                    Ok(written) => {
+                        subscriber.written(written);
+                        if out.is_empty() && taken_broadcasts > 0 {
+                            deliveries.increment(std::mem::take(&mut taken_broadcasts));
                         }
                         continue;
                     }
@@ -233,10 +236,6 @@ impl WsConnection {
     }
 }
 
-fn control(frame: Bytes) -> Entry {
-    Entry { frame, kind: EntryKind::Control }
-}
-
 /// What woke the connection loop.
 enum Event {
     /// The socket is readable (`false`: it failed).
@@ -255,7 +254,7 @@ async fn deadline(closing: &mut Option<Pin<Box<Sleep>>>) {
 }
 
 /// Queues the close frame after whatever is in flight; returns the flush deadline.
-fn close_with(out: &mut VecDeque<Entry>, code: u16) -> Pin<Box<Sleep>> {
+fn close_with(out: &mut VecDeque<Bytes>, code: u16) -> Pin<Box<Sleep>> {
     let reason = match code {
         ws_code::TOO_BIG => "frame too big",
         ws_code::PROTOCOL_ERROR => "protocol error",
@@ -265,7 +264,7 @@ fn close_with(out: &mut VecDeque<Entry>, code: u16) -> Pin<Box<Sleep>> {
         ws_code::SLOW_CONSUMER => "slow_consumer",
         _ => "",
     };
-    out.push_back(control(ws::close_frame(code, reason)));
+    out.push_back(ws::close_frame(code, reason));
     Box::pin(tokio::time::sleep(CLOSE_DEADLINE))
 }
 
