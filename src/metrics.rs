@@ -63,6 +63,7 @@ pub struct Metrics {
 
 pub struct Handles {
     pub ws_connections: Gauge,
+    pub quic_connections: Gauge,
     pub ws_deliveries: Counter,
     pub dropped_slow: Counter,
     pub slow_disconnects: Counter,
@@ -75,6 +76,7 @@ impl Metrics {
         Metrics {
             inner: Arc::new(Handles {
                 ws_connections: gauge!(CONNECTIONS, "transport" => "websocket"),
+                quic_connections: gauge!(CONNECTIONS, "transport" => "quic"),
                 ws_deliveries: counter!(DELIVERIES, "transport" => "websocket"),
                 dropped_slow: counter!(DROPPED, "reason" => "slow"),
                 slow_disconnects: counter!(SLOW_DISCONNECTS),

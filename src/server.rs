@@ -66,11 +66,12 @@ impl Server {
             idle_timeout: config.websocket.idle_timeout,
             max_payload_bytes: config.admin.max_payload_bytes,
         };
+        let gauges = [metrics.ws_connections.clone(), metrics.quic_connections.clone()];
         let shared = Arc::new(Shared::new(
             registry,
             metrics,
             Drain::new(config.drain.window),
-            Connections::new(max_connections),
+            Connections::new(max_connections, gauges),
             settings,
             prometheus,
         ));
@@ -120,6 +121,7 @@ impl Server {
                 loop {
                     every.tick().await;
                     prometheus.run_upkeep();
+                    release_free_memory();
                 }
             }
         });
@@ -205,4 +207,16 @@ fn worker_threads() -> usize {
 fn default_max_connections() -> usize {
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
     soft.saturating_sub(RESERVED_FILES).max(1) as usize
+}
+
+/// Hands memory freed by finished handshakes back to the OS. glibc keeps
+/// freed chunks resident inside its arenas; after a connection burst that is
+/// a good part of the RSS beyond what connections hold (docs/benchmarks.md §3).
+/// `malloc_trim` walks the free lists, so it runs on the upkeep interval.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of glibc's own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

@@ -54,6 +54,7 @@ impl Rig {
             frames += self.out.len();
             self.out.clear();
             sub.written(bytes);
+            sub.give_back(&mut self.out);
         }
         frames
     }

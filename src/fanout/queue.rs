@@ -275,6 +275,24 @@ impl Subscriber {
         Taken { broadcasts, close: state.close }
     }
 
+    /// The writer's buffer, emptied: becomes the queue's buffer again when the
+    /// queue has none, and is freed when the queue already has one. Either way
+    /// an idle subscriber keeps one buffer, not two, and a steady stream of
+    /// messages still allocates nothing (the buffer goes back and forth).
+    pub fn give_back(&self, out: &mut VecDeque<Bytes>) {
+        debug_assert!(out.is_empty());
+        if out.capacity() == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        if state.items.capacity() == 0 {
+            std::mem::swap(&mut state.items, out);
+        } else if state.items.is_empty() {
+            drop(state);
+            *out = VecDeque::new();
+        }
+    }
+
     /// Tells the queue that the writer put `bytes` of taken frames on the wire.
     pub fn written(&self, bytes: usize) {
         if bytes > 0 {
@@ -369,6 +387,26 @@ mod tests {
         assert_eq!(s.push_broadcast(0, &f), PushOutcome::Dropped, "taken is not written");
         s.written(f.len());
         assert_eq!(s.push_broadcast(0, &f), PushOutcome::Queued);
+    }
+
+    #[test]
+    fn an_idle_subscriber_keeps_one_buffer_and_a_stream_allocates_none() {
+        let s = sub(8, usize::MAX);
+        let mut out = VecDeque::new();
+        s.push_broadcast(0, &frame(1));
+        s.take(&mut out);
+        out.clear();
+        s.give_back(&mut out);
+        assert_eq!(out.capacity(), 0, "the buffer went back to the queue");
+        let queue_buffer = s.lock().items.capacity();
+        assert!(queue_buffer > 0);
+        for n in 2..10 {
+            s.push_broadcast(0, &frame(n));
+            s.take(&mut out);
+            out.clear();
+            s.give_back(&mut out);
+            assert_eq!((out.capacity(), s.lock().items.capacity()), (0, queue_buffer), "no new buffer");
+        }
     }
 
     #[test]

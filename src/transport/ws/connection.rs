@@ -175,8 +175,11 @@ impl WsConnection {
                 match write_some(&mut out, |slices| self.stream.try_write_vectored(slices)) {
                     Ok(written) => {
                         subscriber.written(written);
-                        if out.is_empty() && taken_broadcasts > 0 {
-                            deliveries.increment(std::mem::take(&mut taken_broadcasts));
+                        if out.is_empty() {
+                            if taken_broadcasts > 0 {
+                                deliveries.increment(std::mem::take(&mut taken_broadcasts));
+                            }
+                            subscriber.give_back(&mut out);
                         }
                         continue;
                     }

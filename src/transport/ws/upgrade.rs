@@ -17,6 +17,7 @@ use super::connection::{Membership, WsConnection};
 use crate::api_error::ApiError;
 use crate::ids::RoomRequest;
 use crate::state::Shared;
+use crate::transport::capacity::Transport;
 
 /// How long an over-capacity or draining client is asked to wait.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -32,7 +33,7 @@ pub async fn subscribe(
         Ok(checked) => checked,
         Err(error) => return error.into_response(),
     };
-    let Some(permit) = shared.connections.try_acquire(&shared.metrics.ws_connections) else {
+    let Some(permit) = shared.connections.try_acquire(Transport::WebSocket) else {
         shared.metrics.rejected_over_capacity.increment(1);
         return ApiError::over_capacity(RETRY_AFTER_SECS).into_response();
     };
