@@ -103,17 +103,8 @@ impl Server {
                 })
                 .into_future(),
         );
-        let viewer_shared = shared.clone();
-        let viewer_task = tokio::spawn(
-            axum::serve(
-                axum::serve::ListenerExt::tap_io(viewer, |stream| {
-                    let _ = stream.set_nodelay(true);
-                }),
-                transport::viewer::router(shared.clone()),
-            )
-            .with_graceful_shutdown(async move { viewer_shared.drain.started().await })
-            .into_future(),
-        );
+        let viewer_task =
+            tokio::spawn(transport::accept::serve(viewer, shared.clone(), transport::viewer::router(shared.clone())));
         let upkeep = tokio::spawn({
             let prometheus = shared.prometheus.clone();
             async move {

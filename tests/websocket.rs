@@ -264,3 +264,55 @@ async fn draining_sends_closing_with_spread_delays_then_1001() {
     assert!(delays[0] < 5_000 && *delays.last().unwrap() > 5_000, "spread over the window: {delays:?}");
     server.finish().await;
 }
+
+/// Browsers open a fresh connection for a WebSocket, but a client may upgrade
+/// a keep-alive connection that first fetched the page: that goes through the
+/// HTTP router and must work the same.
+#[tokio::test]
+async fn an_upgrade_on_a_keep_alive_connection_works_too() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let mut tcp = tokio::net::TcpStream::connect(server.viewer).await.unwrap();
+    tcp.write_all(b"GET /sdk/bullhorn.js HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+        .unwrap();
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("export const connect"));
+
+    let (mut ws, response) = tokio_tungstenite::client_async(server.ws_url("room=gifts"), tcp).await.unwrap();
+    assert_eq!(response.status(), 101);
+    let welcome = futures_util::StreamExt::next(&mut ws).await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains(r#""type":"welcome""#));
+    server.admin.broadcast("gifts", json!("over keep-alive")).await;
+    let msg = futures_util::StreamExt::next(&mut ws).await.unwrap().unwrap();
+    let msg: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+    assert_eq!(msg["data"], "over keep-alive");
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn the_demo_page_and_sdk_are_served() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let page = reqwest::get(format!("http://{}/", server.viewer)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"data-default-room="gifts""#), "the app's first room is the default");
+    let sdk = reqwest::get(format!("http://{}/sdk/bullhorn.js", server.viewer)).await.unwrap();
+    assert_eq!(sdk.headers()["content-type"], "text/javascript; charset=utf-8");
+    let missing = reqwest::get(format!("http://{}/nope", server.viewer)).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    server.finish().await;
+}

@@ -5,6 +5,7 @@
 //! the connection writes the shared pre-encoded frames as they are.
 
 mod connection;
+pub mod handshake;
 mod upgrade;
 
 pub use upgrade::subscribe;

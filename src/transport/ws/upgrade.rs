@@ -10,50 +10,84 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use bytes::Bytes;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::connection::{Membership, WsConnection};
 use crate::api_error::ApiError;
 use crate::ids::RoomRequest;
 use crate::state::Shared;
-use crate::transport::capacity::Transport;
+use crate::transport::capacity::{ConnectionPermit, Transport};
+use crate::transport::prefixed::Prefixed;
 
 /// How long an over-capacity or draining client is asked to wait.
 const RETRY_AFTER_SECS: u64 = 5;
 
-/// The WebSocket subscribe endpoint.
+/// What an admitted subscriber gets: its rooms, its connection slot and the
+/// `Sec-WebSocket-Accept` value for the 101 answer.
+pub(super) struct Admitted {
+    pub memberships: Vec<Membership>,
+    pub permit: ConnectionPermit,
+    pub accept: String,
+}
+
+/// Every check before the upgrade, in the order that spends the least on a
+/// refusal; shared by the accept loop's fast path and the axum route.
+pub(super) fn admit(
+    shared: &Shared,
+    app: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Admitted, ApiError> {
+    let memberships = check(shared, app, query, headers)?;
+    let Some(permit) = shared.connections.try_acquire(Transport::WebSocket) else {
+        shared.metrics.rejected_over_capacity.increment(1);
+        return Err(ApiError::over_capacity(RETRY_AFTER_SECS));
+    };
+    Ok(Admitted { memberships, permit, accept: accept_key(headers) })
+}
+
+/// The 101 answer's headers.
+pub(super) fn switching_protocols(accept: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The WebSocket subscribe endpoint as an axum route: reached only when a
+/// client upgrades a keep-alive connection that first served a page; fresh
+/// connections take the accept loop's fast path (`handshake`).
 pub async fn subscribe(
     State(shared): State<Arc<Shared>>,
     Path(app): Path<String>,
     RawQuery(query): RawQuery,
     mut request: Request,
 ) -> Response {
-    let subscription = match check(&shared, &app, query.as_deref(), request.headers()) {
-        Ok(checked) => checked,
+    let admitted = match admit(&shared, &app, query.as_deref(), request.headers()) {
+        Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
-    };
-    let Some(permit) = shared.connections.try_acquire(Transport::WebSocket) else {
-        shared.metrics.rejected_over_capacity.increment(1);
-        return ApiError::over_capacity(RETRY_AFTER_SECS).into_response();
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return ApiError::invalid_request("this connection cannot be upgraded (HTTP/1.1 is required)").into_response();
     };
-    let accept = accept_key(request.headers());
+    let Admitted { memberships, permit, accept } = admitted;
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(error) => return tracing::debug!(%error, "websocket upgrade failed"),
         };
-        match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
+        match upgraded.downcast::<TokioIo<Prefixed>>() {
             // A task of its own, so the connection's long-lived future holds
-            // nothing of this short one (smaller per-connection memory).
+            // nothing of this short one.
             Ok(parts) => {
-                let connection = WsConnection::new(parts.io.into_inner(), parts.read_buf, subscription, shared, permit);
+                let (unread, stream) = parts.io.into_inner().into_parts();
+                let mut early_input = unread.to_vec();
+                early_input.extend_from_slice(&parts.read_buf);
+                let connection = WsConnection::new(stream, Bytes::from(early_input), memberships, shared, permit);
                 tokio::spawn(connection.run());
             }
-            Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
+            Err(_) => tracing::error!("upgraded connection is not the viewer listener's socket"),
         }
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
@@ -65,7 +99,12 @@ pub async fn subscribe(
 }
 
 /// Everything that must hold before the upgrade.
-fn check(shared: &Shared, app_id: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Vec<Membership>, ApiError> {
+pub(super) fn check(
+    shared: &Shared,
+    app_id: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Vec<Membership>, ApiError> {
     if shared.drain.is_draining() {
         return Err(ApiError::over_capacity(RETRY_AFTER_SECS));
     }
