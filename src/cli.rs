@@ -52,6 +52,12 @@ pub struct ServeArgs {
     /// Directory for the room registry and the demo admin key [default: ./data]
     #[arg(long, env = "BULLHORN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for the QUIC listener [default: a self-signed one for localhost]
+    #[arg(long, env = "BULLHORN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert
+    #[arg(long, env = "BULLHORN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// TOML config file
     #[arg(long, env = "BULLHORN_CONFIG")]
     pub config: Option<PathBuf>,

@@ -42,6 +42,9 @@ pub struct ListenConfig {
     pub viewer: SocketAddr,
     pub quic: SocketAddr,
     pub admin: SocketAddr,
+    /// PEM files for the QUIC listener; both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +99,8 @@ struct FileConfig {
     viewer_addr: Option<SocketAddr>,
     quic_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     cluster_nats: Option<String>,
     #[serde(default)]
@@ -177,6 +182,8 @@ impl Config {
                 viewer: args.viewer_addr.or(file.viewer_addr).unwrap_or(([0, 0, 0, 0], 8080).into()),
                 quic: args.quic_addr.or(file.quic_addr).unwrap_or(([0, 0, 0, 0], 4433).into()),
                 admin: args.admin_addr.or(file.admin_addr).unwrap_or(([127, 0, 0, 1], 8081).into()),
+                tls_cert: args.tls_cert.clone().or(file.tls_cert),
+                tls_key: args.tls_key.clone().or(file.tls_key),
             },
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             cluster_nats: args.cluster_nats.clone().or(file.cluster_nats),
@@ -211,6 +218,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.tls_cert.is_some() != self.listen.tls_key.is_some() {
+            return Err(invalid("tls_cert (--tls-cert) / tls_key (--tls-key)", "give both or neither"));
+        }
         if self.fanout.shards == Some(0) {
             return Err(invalid("fanout.shards (--shards)", "must be at least 1"));
         }

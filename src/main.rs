@@ -34,6 +34,10 @@ fn main() -> ExitCode {
         let server = Server::bind(config).await?;
         println!("bullhorn: viewer listening on http://{}", server.viewer_addr());
         println!("bullhorn: admin listening on http://{}", server.admin_addr());
+        println!("bullhorn: quic listening on {} (ALPN bullhorn/1)", server.quic_addr());
+        if let Some(fingerprint) = server.dev_cert_fingerprint() {
+            println!("bullhorn: self-signed certificate for localhost, SHA-256 {fingerprint} (also in the data dir, dev-cert.sha256)");
+        }
         server.run(shutdown_signal()).await
     });
     match result {

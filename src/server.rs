@@ -33,6 +33,8 @@ pub struct Server {
     shared: Arc<Shared>,
     viewer: TcpListener,
     admin: TcpListener,
+    quic: quinn::Endpoint,
+    dev_cert_fingerprint: Option<String>,
     drain_timeout: Duration,
 }
 
@@ -59,6 +61,13 @@ impl Server {
             .with_context(|| format!("cannot listen on {} (viewer)", config.listen.viewer))?;
         let admin =
             listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
+        let identity = transport::quic::tls::Identity::load_or_generate(
+            config.listen.tls_cert.as_deref(),
+            config.listen.tls_key.as_deref(),
+            &config.data_dir,
+        )?;
+        let dev_cert_fingerprint = identity.dev_fingerprint.clone();
+        let quic = transport::quic::bind(config.listen.quic, identity.server_config()?, config.websocket.idle_timeout)?;
 
         let settings = Settings {
             queue: config.fanout.queue,
@@ -76,7 +85,7 @@ impl Server {
             prometheus,
         ));
         tracing::info!(shards, max_connections, "node ready");
-        Ok(Server { shared, viewer, admin, drain_timeout: config.drain.timeout })
+        Ok(Server { shared, viewer, admin, quic, dev_cert_fingerprint, drain_timeout: config.drain.timeout })
     }
 
     pub fn viewer_addr(&self) -> SocketAddr {
@@ -87,13 +96,23 @@ impl Server {
         self.admin.local_addr().expect("bound listener")
     }
 
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic.local_addr().expect("bound endpoint")
+    }
+
+    /// Hex SHA-256 of the self-signed development certificate, when there is one.
+    pub fn dev_cert_fingerprint(&self) -> Option<&str> {
+        self.dev_cert_fingerprint.as_deref()
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
     /// Serves until `shutdown` resolves, then drains and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Server { shared, viewer, admin, drain_timeout } = self;
+        let Server { shared, viewer, admin, quic, drain_timeout, .. } = self;
+        let quic_task = tokio::spawn(transport::quic::serve(quic.clone(), shared.clone()));
         let (admin_stop_tx, admin_stop) = tokio::sync::oneshot::channel::<()>();
 
         let admin_task = tokio::spawn(
@@ -144,6 +163,9 @@ impl Server {
             tracing::error!(%error, "could not write the room registry on shutdown");
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), viewer_task).await;
+        quic_task.abort();
+        quic.close(quinn::VarInt::from_u32(crate::protocol::close::ws_code::GOING_AWAY as u32), b"server stopped");
+        let _ = tokio::time::timeout(Duration::from_secs(1), quic.wait_idle()).await;
         let _ = admin_stop_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
         upkeep.abort();

@@ -42,6 +42,13 @@ impl CloseReason {
     }
 }
 
+impl CloseReason {
+    /// The QUIC application close code: the same numbers as on WebSocket.
+    pub fn quic_close_code(self) -> u32 {
+        self.ws_close_code() as u32
+    }
+}
+
 /// WebSocket close codes used by the server (RFC 6455 §7.4 and contract §4).
 pub mod ws_code {
     /// Normal closure: the answer to a client's close.

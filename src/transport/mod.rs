@@ -8,5 +8,7 @@
 pub mod accept;
 pub mod capacity;
 pub mod prefixed;
+pub mod quic;
+pub mod session;
 pub mod viewer;
 pub mod ws;

@@ -100,6 +100,8 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// A server running inside the test process.
 pub struct TestServer {
     pub viewer: SocketAddr,
+    pub quic: SocketAddr,
+    pub fingerprint: String,
     pub admin: Admin,
     pub data_dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -116,17 +118,20 @@ impl TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         args.viewer_addr = Some("127.0.0.1:0".parse().unwrap());
         args.admin_addr = Some("127.0.0.1:0".parse().unwrap());
+        args.quic_addr = Some("127.0.0.1:0".parse().unwrap());
         args.data_dir = Some(data_dir.path().to_owned());
         let config =
             Config::from_toml(&args, "", |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned())).unwrap();
         let server = Server::bind(config).await.unwrap();
         let viewer = server.viewer_addr();
+        let quic = server.quic_addr();
+        let fingerprint = server.dev_cert_fingerprint().expect("a self-signed certificate").to_owned();
         let admin = Admin::new(server.admin_addr(), KEY);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        TestServer { viewer, admin, data_dir, stop: Some(stop), task }
+        TestServer { viewer, quic, fingerprint, admin, data_dir, stop: Some(stop), task }
     }
 
     pub fn ws_url(&self, query: &str) -> String {
@@ -233,7 +238,7 @@ impl ChildServer {
 
     pub fn command(data_dir: &Path, extra: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"));
-        cmd.args(["serve", "--viewer-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        cmd.args(["serve", "--viewer-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
         if !extra.contains(&"--admin-addr") {
             cmd.args(["--admin-addr", "127.0.0.1:0"]);
         }
@@ -262,4 +267,109 @@ impl ChildServer {
 
 pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().to_owned()
+}
+
+/// A QUIC client that accepts exactly the certificate whose SHA-256 is pinned.
+#[derive(Debug)]
+pub struct PinnedCert {
+    pub fingerprint: String,
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if bullhorn::transport::quic::tls::hex_sha256(end_entity) == self.fingerprint {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("certificate does not match the pinned fingerprint".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A quinn client endpoint that pins `fingerprint` and speaks `alpn`.
+pub fn quic_client(fingerprint: &str, alpn: &[u8]) -> quinn::Endpoint {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = PinnedCert { fingerprint: fingerprint.to_owned(), provider: provider.clone() };
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+    endpoint
+}
+
+/// A native subscriber: one bidirectional stream of length-prefixed JSON.
+pub struct QuicSubscriber {
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+impl QuicSubscriber {
+    /// Connects and sends the hello for `rooms` of app `demo`.
+    pub async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr, rooms: &[&str]) -> QuicSubscriber {
+        let hello = json!({"type": "hello", "app": "demo", "rooms": rooms}).to_string();
+        Self::raw_hello(endpoint, addr, hello.as_bytes()).await
+    }
+
+    /// Connects and sends `hello` as the first frame, whatever it holds.
+    pub async fn raw_hello(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &[u8]) -> QuicSubscriber {
+        let conn = tokio::time::timeout(HANG, endpoint.connect(addr, "localhost").unwrap())
+            .await
+            .expect("hung")
+            .expect("quic connect");
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(&bullhorn::protocol::quic::frame(hello)).await.unwrap();
+        QuicSubscriber { conn, send, recv }
+    }
+
+    /// The next frame as JSON, or `None` when the stream ended.
+    pub async fn next_json(&mut self) -> Option<Value> {
+        let mut len = [0u8; 4];
+        match tokio::time::timeout(HANG, self.recv.read_exact(&mut len)).await.expect("quic subscriber hung") {
+            Ok(()) => {}
+            Err(_) => return None,
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        tokio::time::timeout(HANG, self.recv.read_exact(&mut body)).await.expect("hung").ok()?;
+        Some(serde_json::from_slice(&body).expect("valid JSON"))
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.unwrap();
+    }
 }

@@ -20,14 +20,13 @@ use tokio::time::{Instant, Sleep};
 
 use crate::fanout::Subscriber;
 use crate::fanout::writer::write_some;
-use crate::presence::{Member, MemberKey};
 use crate::protocol::Framing;
 use crate::protocol::close::{CloseReason, ws_code};
-use crate::protocol::messages::{self, ClientMessage, LagReason};
+use crate::protocol::messages::{self, ClientMessage};
 use crate::protocol::ws::{self, ClientEvent, Decoder};
-use crate::room::Room;
 use crate::state::Shared;
 use crate::transport::capacity::ConnectionPermit;
+use crate::transport::session::{self, Membership};
 
 /// `{"type":"pong"}` as one text frame, shared by every connection.
 static PONG_FRAME: &[u8] = b"\x81\x0f{\"type\":\"pong\"}";
@@ -42,15 +41,6 @@ pub(super) struct WsConnection {
     memberships: Vec<Membership>,
     shared: Arc<Shared>,
     _permit: ConnectionPermit,
-}
-
-/// One room of a connection, in slot order: one allocation for all of them.
-pub(super) struct Membership {
-    pub room: Arc<Room>,
-    /// `room@seq`: the seq the subscriber asked to resume after.
-    pub resume_after: Option<u64>,
-    /// Set once joined.
-    pub key: Option<MemberKey>,
 }
 
 /// What a read asked for.
@@ -86,52 +76,9 @@ impl WsConnection {
             self.memberships.iter().map(|m| m.room.id().clone()),
             self.shared.settings.queue,
         ));
-        self.join(&subscriber);
+        session::join(&self.shared, &subscriber, &mut self.memberships);
         self.serve(&subscriber).await;
-        for membership in &self.memberships {
-            if let Some(key) = membership.key {
-                membership.room.leave(key);
-            }
-        }
-    }
-
-    /// Joins every room, then queues `welcome` ahead of anything that arrived
-    /// meanwhile. Each room's welcome seq is the last one this subscriber will
-    /// not get; every later broadcast is owed to it.
-    fn join(&mut self, subscriber: &Arc<Subscriber>) {
-        let mut seqs = Vec::with_capacity(self.memberships.len());
-        let mut expired = Vec::new();
-        for (slot, membership) in self.memberships.iter_mut().enumerate() {
-            let room = &membership.room;
-            match room.join(subscriber.id(), Member { subscriber: subscriber.clone(), slot }) {
-                Ok((key, seq)) => {
-                    membership.key = Some(key);
-                    seqs.push(seq);
-                    // Nothing is held for replay yet: what a resuming subscriber
-                    // missed is announced as expired, never skipped silently.
-                    if let Some(after) = membership.resume_after.filter(|after| *after < seq) {
-                        let lagged = messages::lagged(room.id(), seq - after, LagReason::Expired);
-                        expired.push(Framing::WebSocket.frame(&lagged));
-                    }
-                }
-                Err(_) => {
-                    seqs.push(room.seq());
-                    subscriber.close(CloseReason::RoomDestroyed);
-                }
-            }
-        }
-        for frame in expired.into_iter().rev() {
-            subscriber.push_control_front(frame);
-        }
-        let welcome = messages::welcome(
-            self.memberships.iter().zip(&seqs).map(|(m, seq)| (&**m.room.id(), *seq)),
-            self.shared.settings.heartbeat.as_millis() as u64,
-        );
-        subscriber.push_control_front(ws::text_frame(&welcome));
-        if self.shared.drain.is_draining() {
-            let reconnect_after_ms = self.shared.drain.reconnect_after_ms();
-            subscriber.close(CloseReason::ServerDraining { reconnect_after_ms });
-        }
+        session::leave(&self.memberships);
     }
 
     /// The connection's life after joining: returns when it is over.

@@ -13,15 +13,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 
-use super::connection::{Membership, WsConnection};
+use super::connection::WsConnection;
 use crate::api_error::ApiError;
-use crate::ids::RoomRequest;
 use crate::state::Shared;
 use crate::transport::capacity::{ConnectionPermit, Transport};
 use crate::transport::prefixed::Prefixed;
-
-/// How long an over-capacity or draining client is asked to wait.
-const RETRY_AFTER_SECS: u64 = 5;
+use crate::transport::session::{self, Membership, RETRY_AFTER_SECS};
 
 /// What an admitted subscriber gets: its rooms, its connection slot and the
 /// `Sec-WebSocket-Accept` value for the 101 answer.
@@ -105,33 +102,11 @@ pub(super) fn check(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Vec<Membership>, ApiError> {
-    if shared.drain.is_draining() {
-        return Err(ApiError::over_capacity(RETRY_AFTER_SECS));
-    }
-    let app = shared.registry.app(app_id).ok_or_else(|| ApiError::app_not_found(app_id))?;
-    let mut requests: Vec<RoomRequest> = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if key != "room" {
-            continue;
-        }
-        let request = RoomRequest::parse(&value)
-            .ok_or_else(|| ApiError::invalid_request(format!("room {value:?} is not a room id or room@seq")))?;
-        if requests.iter().any(|r| r.room == request.room) {
-            return Err(ApiError::invalid_request(format!("room {:?} is named twice", request.room)));
-        }
-        requests.push(request);
-    }
-    if requests.is_empty() {
-        return Err(ApiError::invalid_request("name at least one room: ?room=<room>"));
-    }
-    if requests.len() > app.max_rooms() {
-        return Err(ApiError::invalid_request(format!("at most {} rooms per connection", app.max_rooms())));
-    }
-    let mut memberships = Vec::with_capacity(requests.len());
-    for request in &requests {
-        let room = app.room(&request.room).ok_or_else(|| ApiError::room_not_found(&request.room))?;
-        memberships.push(Membership { room, resume_after: request.resume_after, key: None });
-    }
+    let rooms = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(key, _)| key == "room")
+        .map(|(_, value)| value.into_owned())
+        .collect::<Vec<_>>();
+    let memberships = session::resolve(shared, app_id, rooms.iter().map(String::as_str))?;
     check_handshake(headers)?;
     Ok(memberships)
 }

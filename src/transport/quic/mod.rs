@@ -1,0 +1,75 @@
+//! Native subscribers over QUIC (contract §5): one client-opened
+//! bidirectional stream, length-prefixed JSON frames both ways, the same
+//! fan-out queues as WebSocket with the QUIC framing of each broadcast.
+//!
+//! * [`tls`]: certificates, the development certificate and its fingerprint.
+//! * [`connection`]: hello, admission, then one task per subscriber.
+//!
+//! The transport is tuned for very many mostly idle connections that receive
+//! small messages and send almost nothing (see [`transport_config`]).
+
+mod connection;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
+
+use crate::state::Shared;
+
+/// How long a client has to open its stream and send its hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The transport settings, and why each is what it is.
+pub fn transport_config(idle_timeout: Duration) -> TransportConfig {
+    let mut config = TransportConfig::default();
+    // The contract uses one client-opened bidirectional stream; allow no more.
+    config.max_concurrent_bidi_streams(VarInt::from_u32(1));
+    config.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // Clients send only a hello and pings: small receive windows bound what a
+    // client can make us buffer (default 1.25 MB per stream).
+    config.stream_receive_window(VarInt::from_u32(16 * 1024));
+    config.receive_window(VarInt::from_u32(32 * 1024));
+    // A small send window makes a slow reader visible to our own bounded queue
+    // (drop, `lagged`, disconnect) instead of quinn buffering 10 MB for it.
+    config.send_window(256 * 1024);
+    // No datagrams in the protocol.
+    config.datagram_receive_buffer_size(None);
+    // Clients ping every heartbeat; a silent peer goes after the idle timeout.
+    config.max_idle_timeout(Some(
+        IdleTimeout::try_from(idle_timeout).unwrap_or(IdleTimeout::from(VarInt::from_u32(60_000))),
+    ));
+    config.keep_alive_interval(None);
+    config
+}
+
+/// Binds the QUIC listener.
+pub fn bind(addr: SocketAddr, tls: rustls::ServerConfig, idle_timeout: Duration) -> anyhow::Result<Endpoint> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("TLS 1.3 is required for QUIC")?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport_config(idle_timeout)));
+    server.migration(false);
+    Endpoint::server(server, addr).with_context(|| format!("cannot listen on {addr} (QUIC)"))
+}
+
+/// Accepts until the drain begins.
+pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>) {
+    let draining = shared.drain.started();
+    tokio::pin!(draining);
+    loop {
+        let incoming = tokio::select! {
+            () = &mut draining => return,
+            incoming = endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else { return };
+        if shared.connections.open() >= shared.connections.max() {
+            shared.metrics.rejected_over_capacity.increment(1);
+            incoming.refuse();
+            continue;
+        }
+        tokio::spawn(connection::handle(incoming, shared.clone()));
+    }
+}

@@ -1,0 +1,107 @@
+//! What every subscriber transport does the same way: resolve the rooms a
+//! subscriber names, join them with an exact welcome seq, and leave them.
+//! Transports differ only in framing and sockets.
+
+use std::sync::Arc;
+
+use crate::api_error::ApiError;
+use crate::fanout::Subscriber;
+use crate::ids::RoomRequest;
+use crate::presence::{Member, MemberKey};
+use crate::protocol::close::CloseReason;
+use crate::protocol::messages::{self, LagReason};
+use crate::room::Room;
+use crate::state::Shared;
+
+/// How long an over-capacity or draining client is asked to wait.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// One room of a connection, in slot order: one allocation for all of them.
+pub struct Membership {
+    pub room: Arc<Room>,
+    /// `room@seq`: the seq the subscriber asked to resume after.
+    pub resume_after: Option<u64>,
+    /// Set once joined.
+    pub key: Option<MemberKey>,
+}
+
+/// Checks an app and the rooms a subscriber names (`room` or `room@seq`):
+/// refusals come before anything is spent on the connection.
+pub fn resolve<'a>(
+    shared: &Shared,
+    app_id: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<Membership>, ApiError> {
+    if shared.drain.is_draining() {
+        return Err(ApiError::over_capacity(RETRY_AFTER_SECS));
+    }
+    let app = shared.registry.app(app_id).ok_or_else(|| ApiError::app_not_found(app_id))?;
+    let mut requests: Vec<RoomRequest> = Vec::new();
+    for name in names {
+        let request = RoomRequest::parse(name)
+            .ok_or_else(|| ApiError::invalid_request(format!("room {name:?} is not a room id or room@seq")))?;
+        if requests.iter().any(|r| r.room == request.room) {
+            return Err(ApiError::invalid_request(format!("room {:?} is named twice", request.room)));
+        }
+        requests.push(request);
+    }
+    if requests.is_empty() {
+        return Err(ApiError::invalid_request("name at least one room"));
+    }
+    if requests.len() > app.max_rooms() {
+        return Err(ApiError::invalid_request(format!("at most {} rooms per connection", app.max_rooms())));
+    }
+    let mut memberships = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let room = app.room(&request.room).ok_or_else(|| ApiError::room_not_found(&request.room))?;
+        memberships.push(Membership { room, resume_after: request.resume_after, key: None });
+    }
+    Ok(memberships)
+}
+
+/// Joins every room, then queues `welcome` ahead of anything that arrived
+/// meanwhile. Each room's welcome seq is the last one this subscriber will
+/// not get; every later broadcast is owed to it.
+pub fn join(shared: &Shared, subscriber: &Arc<Subscriber>, memberships: &mut [Membership]) {
+    let framing = subscriber.framing();
+    let mut seqs = Vec::with_capacity(memberships.len());
+    let mut expired = Vec::new();
+    for (slot, membership) in memberships.iter_mut().enumerate() {
+        let room = &membership.room;
+        match room.join(subscriber.id(), Member { subscriber: subscriber.clone(), slot }) {
+            Ok((key, seq)) => {
+                membership.key = Some(key);
+                seqs.push(seq);
+                // Nothing is held for replay yet: what a resuming subscriber
+                // missed is announced as expired, never skipped silently.
+                if let Some(after) = membership.resume_after.filter(|after| *after < seq) {
+                    expired.push(framing.frame(&messages::lagged(room.id(), seq - after, LagReason::Expired)));
+                }
+            }
+            Err(_) => {
+                seqs.push(room.seq());
+                subscriber.close(CloseReason::RoomDestroyed);
+            }
+        }
+    }
+    for frame in expired.into_iter().rev() {
+        subscriber.push_control_front(frame);
+    }
+    let welcome = messages::welcome(
+        memberships.iter().zip(&seqs).map(|(m, seq)| (&**m.room.id(), *seq)),
+        shared.settings.heartbeat.as_millis() as u64,
+    );
+    subscriber.push_control_front(framing.frame(&welcome));
+    if shared.drain.is_draining() {
+        subscriber.close(CloseReason::ServerDraining { reconnect_after_ms: shared.drain.reconnect_after_ms() });
+    }
+}
+
+/// Leaves every room that was joined.
+pub fn leave(memberships: &[Membership]) {
+    for membership in memberships {
+        if let Some(key) = membership.key {
+            membership.room.leave(key);
+        }
+    }
+}
