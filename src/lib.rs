@@ -24,10 +24,13 @@
 //! * `transport`: WebSocket subscribers and the public HTTP router.
 //! * `admin`: the admin REST API, health and metrics.
 //! * `metrics`: every exported metric in one place.
+//! * `client` (feature `client`, on by default): the Rust subscriber library.
 
 pub mod admin;
 pub mod api_error;
 pub mod cli;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod config;
 pub mod fanout;
 pub mod ids;

@@ -22,21 +22,35 @@ pub const MAX_CLIENT_FRAME: usize = 4096;
 #[error("client frame of {0} bytes is over the 4 KiB limit")]
 pub struct FrameTooBig(pub usize);
 
-/// Incremental decoder of length-prefixed client frames. Holds no memory
-/// until bytes arrive, and never more than one frame.
-#[derive(Debug, Default)]
+/// Incremental decoder of length-prefixed frames. Holds no memory until
+/// bytes arrive, and never more than one frame plus what one read brought.
+#[derive(Debug)]
 pub struct Decoder {
     buf: Vec<u8>,
+    limit: usize,
+}
+
+impl Default for Decoder {
+    /// A decoder for client frames: at most [`MAX_CLIENT_FRAME`] bytes each.
+    fn default() -> Self {
+        Decoder::with_limit(MAX_CLIENT_FRAME)
+    }
 }
 
 impl Decoder {
+    /// A decoder refusing frames over `limit` bytes (clients read server
+    /// frames with the server's payload limit plus the envelope).
+    pub fn with_limit(limit: usize) -> Decoder {
+        Decoder { buf: Vec::new(), limit }
+    }
+
     /// Appends `input` and calls `on_frame` for each complete frame.
     pub fn decode(&mut self, input: &[u8], mut on_frame: impl FnMut(&[u8])) -> Result<(), FrameTooBig> {
         self.buf.extend_from_slice(input);
         let mut pos = 0;
         while self.buf.len() - pos >= PREFIX_LEN {
             let len = u32::from_be_bytes(self.buf[pos..pos + PREFIX_LEN].try_into().expect("4 bytes")) as usize;
-            if len > MAX_CLIENT_FRAME {
+            if len > self.limit {
                 return Err(FrameTooBig(len));
             }
             if self.buf.len() - pos < PREFIX_LEN + len {

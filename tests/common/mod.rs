@@ -116,9 +116,9 @@ impl TestServer {
     /// Starts a server with `args` (addresses and data dir are filled in).
     pub async fn start_with(mut args: ServeArgs) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
-        args.viewer_addr = Some("127.0.0.1:0".parse().unwrap());
-        args.admin_addr = Some("127.0.0.1:0".parse().unwrap());
-        args.quic_addr = Some("127.0.0.1:0".parse().unwrap());
+        args.viewer_addr = args.viewer_addr.or(Some("127.0.0.1:0".parse().unwrap()));
+        args.admin_addr = args.admin_addr.or(Some("127.0.0.1:0".parse().unwrap()));
+        args.quic_addr = args.quic_addr.or(Some("127.0.0.1:0".parse().unwrap()));
         args.data_dir = Some(data_dir.path().to_owned());
         let config =
             Config::from_toml(&args, "", |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned())).unwrap();
@@ -269,66 +269,10 @@ pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().to_owned()
 }
 
-/// A QUIC client that accepts exactly the certificate whose SHA-256 is pinned.
-#[derive(Debug)]
-pub struct PinnedCert {
-    pub fingerprint: String,
-    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for PinnedCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if bullhorn::transport::quic::tls::hex_sha256(end_entity) == self.fingerprint {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("certificate does not match the pinned fingerprint".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A quinn client endpoint that pins `fingerprint` and speaks `alpn`.
 pub fn quic_client(fingerprint: &str, alpn: &[u8]) -> quinn::Endpoint {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = PinnedCert { fingerprint: fingerprint.to_owned(), provider: provider.clone() };
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(crypto)));
+    endpoint.set_default_client_config(bullhorn::client::tls::pinned_quic_config(fingerprint, alpn));
     endpoint
 }
 
