@@ -94,12 +94,27 @@ async fn spawn_workers(common: &Common, counts: &[usize]) -> anyhow::Result<Vec<
     let addr = tokio::net::lookup_host(host).await?.next().context("--url has no address")?;
     let path = format!("/v1/apps/{}/ws?room={}", common.app, common.room);
     let exe = std::env::current_exe()?;
+    let quic = common.transport == "quic";
+    let fingerprint = if quic {
+        let text = std::fs::read_to_string(&common.fingerprint_file)
+            .with_context(|| format!("cannot read {}", common.fingerprint_file.display()))?;
+        Some(text.trim().to_owned())
+    } else {
+        None
+    };
+    let addr = if quic { common.quic_addr } else { addr };
     let mut out = Vec::with_capacity(counts.len());
     for &count in counts {
         let rate = (common.connect_rate / counts.len() as u64).max(1);
-        let mut child = tokio::process::Command::new(&exe)
+        let mut command = tokio::process::Command::new(&exe);
+        command
             .args(["worker", "--addr", &addr.to_string(), "--host", host, "--path", &path])
             .args(["--count", &count.to_string(), "--connect-rate", &rate.to_string()])
+            .args(["--app", &common.app, "--room", &common.room]);
+        if let Some(fingerprint) = &fingerprint {
+            command.args(["--quic-fingerprint", fingerprint]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -175,7 +190,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     admin.ensure_room().await?;
     let mut report = Report {
         scenario: "fanout".into(),
-        transport: "websocket".into(),
+        transport: common.transport.clone(),
         subscribers_requested: common.subscribers,
         workers: common.workers,
         payload_bytes: args.payload,
@@ -234,7 +249,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     admin.ensure_room().await?;
     let mut report = Report {
         scenario: "idle".into(),
-        transport: "websocket".into(),
+        transport: common.transport.clone(),
         subscribers_requested: common.subscribers,
         workers: common.workers,
         ..Default::default()

@@ -44,6 +44,15 @@ pub struct Common {
     /// Viewer base URL (WebSocket)
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     pub url: String,
+    /// Subscriber transport: websocket or quic
+    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic"])]
+    pub transport: String,
+    /// QUIC listener address (with --transport quic)
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    pub quic_addr: std::net::SocketAddr,
+    /// The server's certificate fingerprint file (dev-cert.sha256), for --transport quic
+    #[arg(long, default_value = "data/dev-cert.sha256")]
+    pub fingerprint_file: PathBuf,
     /// Admin base URL
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     pub admin: String,

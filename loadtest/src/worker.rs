@@ -25,7 +25,17 @@ pub struct WorkerArgs {
     pub count: usize,
     #[arg(long)]
     pub connect_rate: u64,
+    /// Subscribe over QUIC to `--addr`, pinning this certificate fingerprint.
+    #[arg(long)]
+    pub quic_fingerprint: Option<String>,
+    #[arg(long, default_value = "demo")]
+    pub app: String,
+    #[arg(long, default_value = "loadtest")]
+    pub room: String,
 }
+
+/// QUIC connections per client endpoint (each endpoint is one UDP socket and one driver task).
+const QUIC_PER_ENDPOINT: usize = 4096;
 
 /// One line from a worker.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,9 +69,40 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / args.connect_rate.max(1) as f64));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for _ in 0..args.count {
+    let endpoints = match &args.quic_fingerprint {
+        Some(fingerprint) => (0..args.count.div_ceil(QUIC_PER_ENDPOINT).max(1))
+            .map(|_| {
+                let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("address"))?;
+                endpoint
+                    .set_default_client_config(bullhorn::client::tls::pinned_quic_config(fingerprint, b"bullhorn/1"));
+                Ok(endpoint)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    for i in 0..args.count {
         pace.tick().await;
         let (args, stats, outcome, done) = (args.clone(), stats.clone(), outcome.clone(), done_tx.clone());
+        if let Some(endpoint) = endpoints.get(i / QUIC_PER_ENDPOINT).cloned() {
+            tokio::task::spawn_local(async move {
+                let rooms = [args.room.clone()];
+                match bullhorn::client::QuicStream::connect(&endpoint, args.addr, "localhost", &args.app, &rooms).await
+                {
+                    Ok(stream) => {
+                        outcome.borrow_mut().0 += 1;
+                        let _ = done.send(());
+                        ws_client::receive_quic(stream, stats).await;
+                    }
+                    Err(error) => {
+                        let mut o = outcome.borrow_mut();
+                        o.1 += 1;
+                        o.2.get_or_insert_with(|| error.to_string());
+                        let _ = done.send(());
+                    }
+                }
+            });
+            continue;
+        }
         tokio::task::spawn_local(async move {
             match ws_client::connect(args.addr, &args.host, &args.path).await {
                 Ok((stream, leftover)) => {

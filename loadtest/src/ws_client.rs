@@ -1,6 +1,7 @@
-//! A minimal WebSocket subscriber for load: the handshake, unmasked server
-//! frames in, masked pongs out, and a byte scan instead of a JSON parse so
-//! the client spends as little of the shared cores as possible.
+//! Load subscribers: a minimal WebSocket client (the handshake, unmasked
+//! server frames in, masked pongs out) and QUIC through `bullhorn::client`,
+//! both with a byte scan instead of a JSON parse so the client spends as
+//! little of the shared cores as possible.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -96,6 +97,14 @@ pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+    }
+}
+
+/// Reads QUIC frames until the stream ends, recording into `stats`.
+pub async fn receive_quic(mut stream: bullhorn::client::QuicStream, stats: Rc<RefCell<Stats>>) {
+    let mut last_seq: Option<u64> = None;
+    while let Ok(Some(frame)) = stream.next_frame().await {
+        on_text(&frame, &mut last_seq, &stats);
     }
 }
 

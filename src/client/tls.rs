@@ -77,5 +77,11 @@ pub fn pinned_quic_config(fingerprint: &str, alpn: &[u8]) -> quinn::ClientConfig
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("TLS 1.3 with an initial cipher suite");
-    quinn::ClientConfig::new(Arc::new(crypto))
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    // The server sends no keep-alives (it has many clients); a subscriber
+    // keeps its own connection alive well inside the server's idle timeout.
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(15)));
+    config.transport_config(Arc::new(transport));
+    config
 }
