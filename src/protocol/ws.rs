@@ -161,6 +161,11 @@ impl Decoder {
         Ok(())
     }
 
+    /// Bytes of a partial frame held until the rest arrives.
+    pub fn buffered(&self) -> usize {
+        self.carry.len()
+    }
+
     /// True while part of a frame or message is buffered.
     pub fn is_mid_message(&self) -> bool {
         !self.carry.is_empty() || self.fragment.is_some()

@@ -1,0 +1,20 @@
+//! The WebSocket client-frame decoder: any bytes, cut anywhere, never panic,
+//! and never make it buffer more than one frame.
+#![no_main]
+
+use bullhorn::protocol::ws::{Decoder, MAX_CLIENT_FRAME};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks where reads are cut, so splits are fuzzed too.
+    let Some((&cut, rest)) = data.split_first() else { return };
+    let cut = usize::from(cut).max(1);
+    let mut decoder = Decoder::new();
+    for chunk in rest.chunks(cut) {
+        let mut chunk = chunk.to_vec();
+        if decoder.decode(&mut chunk, |_| {}).is_err() {
+            return;
+        }
+        assert!(decoder.buffered() <= MAX_CLIENT_FRAME);
+    }
+});
