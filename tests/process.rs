@@ -156,3 +156,25 @@ async fn a_generated_key_is_stored_private_and_never_logged() {
         assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }
+
+#[tokio::test]
+async fn sigterm_sends_closing_to_quic_subscribers_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ChildServer::start(dir.path(), &["--drain-window-ms", "2000"]).await;
+    server.admin.create_room("gifts").await;
+    let fingerprint = std::fs::read_to_string(dir.path().join("dev-cert.sha256")).unwrap();
+    let endpoint = common::quic_client(fingerprint.trim(), b"bullhorn/1");
+    let mut subs = Vec::new();
+    for _ in 0..5 {
+        let mut sub = common::QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
+        assert_eq!(sub.next_json().await.unwrap()["type"], "welcome");
+        subs.push(sub);
+    }
+    server.signal(15);
+    for sub in &mut subs {
+        let closing = sub.next_json().await.unwrap();
+        assert_eq!(closing["reason"], "server_draining");
+        assert!(closing["reconnect_after_ms"].as_u64().unwrap() <= 2000);
+    }
+    assert!(server.wait().await.success());
+}

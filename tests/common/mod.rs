@@ -209,6 +209,7 @@ impl Subscriber {
 pub struct ChildServer {
     pub child: tokio::process::Child,
     pub viewer: SocketAddr,
+    pub quic: SocketAddr,
     pub admin: Admin,
     pub stdout: Vec<String>,
 }
@@ -217,8 +218,8 @@ impl ChildServer {
     pub async fn start(data_dir: &Path, extra: &[&str]) -> ChildServer {
         let mut child = Self::command(data_dir, extra).stdout(Stdio::piped()).spawn().expect("spawn bullhorn");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut viewer, mut admin, mut stdout) = (None, None, Vec::new());
-        while viewer.is_none() || admin.is_none() {
+        let (mut viewer, mut admin, mut quic, mut stdout) = (None, None, None, Vec::new());
+        while viewer.is_none() || admin.is_none() || quic.is_none() {
             let line = tokio::time::timeout(HANG, lines.next_line())
                 .await
                 .expect("server start hung")
@@ -230,10 +231,19 @@ impl ChildServer {
             if let Some(addr) = line.strip_prefix("bullhorn: admin listening on http://") {
                 admin = Some(addr.parse().unwrap());
             }
+            if let Some(rest) = line.strip_prefix("bullhorn: quic listening on ") {
+                quic = Some(rest.split(' ').next().unwrap().parse().unwrap());
+            }
             stdout.push(line);
         }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ChildServer { child, viewer: viewer.unwrap(), admin: Admin::new(admin.unwrap(), KEY), stdout }
+        ChildServer {
+            child,
+            viewer: viewer.unwrap(),
+            quic: quic.unwrap(),
+            admin: Admin::new(admin.unwrap(), KEY),
+            stdout,
+        }
     }
 
     pub fn command(data_dir: &Path, extra: &[&str]) -> tokio::process::Command {
