@@ -8,6 +8,7 @@ use crate::api_error::ApiError;
 use crate::fanout::Subscriber;
 use crate::ids::RoomRequest;
 use crate::presence::{Member, MemberKey};
+use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
 use crate::room::Room;
@@ -57,6 +58,18 @@ pub fn resolve<'a>(
         memberships.push(Membership { room, resume_after: request.resume_after, key: None });
     }
     Ok(memberships)
+}
+
+/// A new subscriber with `framing`, joined to every room of `memberships`.
+pub fn open(shared: &Shared, framing: Framing, memberships: &mut [Membership]) -> Arc<Subscriber> {
+    let subscriber = Arc::new(Subscriber::new(
+        shared.next_connection_id(),
+        framing,
+        memberships.iter().map(|m| m.room.id().clone()),
+        shared.settings.queue,
+    ));
+    join(shared, &subscriber, memberships);
+    subscriber
 }
 
 /// Joins every room, then queues `welcome` ahead of anything that arrived

@@ -116,14 +116,7 @@ enum Event {
 
 impl QuicSession {
     async fn run(mut self) {
-        let id = self.shared.next_connection_id();
-        let subscriber = Arc::new(Subscriber::new(
-            id,
-            Framing::Quic,
-            self.memberships.iter().map(|m| m.room.id().clone()),
-            self.shared.settings.queue,
-        ));
-        session::join(&self.shared, &subscriber, &mut self.memberships);
+        let subscriber = session::open(&self.shared, Framing::Quic, &mut self.memberships);
         self.serve(&subscriber).await;
         session::leave(&self.memberships);
     }

@@ -69,14 +69,7 @@ impl WsConnection {
 
     pub(super) async fn run(mut self) {
         let _ = self.stream.set_nodelay(true);
-        let id = self.shared.next_connection_id();
-        let subscriber = Arc::new(Subscriber::new(
-            id,
-            Framing::WebSocket,
-            self.memberships.iter().map(|m| m.room.id().clone()),
-            self.shared.settings.queue,
-        ));
-        session::join(&self.shared, &subscriber, &mut self.memberships);
+        let subscriber = session::open(&self.shared, Framing::WebSocket, &mut self.memberships);
         self.serve(&subscriber).await;
         session::leave(&self.memberships);
     }
