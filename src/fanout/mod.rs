@@ -5,10 +5,12 @@
 //! * [`lane`]: per-shard ordered hand-off, so shards fan out in parallel while
 //!   each shard still delivers a room's broadcasts in `seq` order.
 //! * [`queue`]: the bounded per-subscriber queue and its named overflow outcomes.
-//! * [`writer`]: draining a queue into vectored socket writes.
+//! * [`outbox`]: the writer's side of a queue, shared by the transports.
+//! * [`writer`]: draining a batch into vectored socket writes.
 
 pub mod broadcast;
 pub mod lane;
+pub mod outbox;
 pub mod queue;
 pub mod writer;
 

@@ -270,7 +270,10 @@ impl Subscriber {
                 }
             }
         }
-        std::mem::swap(&mut state.items, out);
+        // Nothing queued: keep the buffer where the next push will want it.
+        if !state.items.is_empty() {
+            std::mem::swap(&mut state.items, out);
+        }
         let broadcasts = std::mem::take(&mut state.queued_messages);
         Taken { broadcasts, close: state.close }
     }

@@ -5,7 +5,6 @@
 //! hello, unknown app or room; an application close for a frame over 4 KiB
 //! (1009) or no hello in time (1002). Close codes use the WebSocket numbers.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use super::HELLO_TIMEOUT;
 use crate::api_error::ApiError;
 use crate::fanout::Subscriber;
+use crate::fanout::outbox::Outbox;
 use crate::protocol::Framing;
 use crate::protocol::close::{CloseReason, ws_code};
 use crate::protocol::messages::{self, ClientMessage};
@@ -123,34 +123,24 @@ impl QuicSession {
 
     async fn serve(&mut self, subscriber: &Subscriber) {
         let deliveries = self.shared.metrics.quic_deliveries.clone();
-        let mut out: VecDeque<Bytes> = VecDeque::new();
-        let mut taken_broadcasts = 0u64;
+        let mut out = Outbox::default();
         let mut closing: Option<CloseReason> = None;
         let mut reading = true;
         loop {
             if out.is_empty() && closing.is_none() {
-                let taken = subscriber.take(&mut out);
-                taken_broadcasts += taken.broadcasts as u64;
-                if let Some(reason) = taken.close {
-                    if matches!(reason, CloseReason::SlowConsumer { .. }) {
-                        out.clear(); // it is not reading: say goodbye, skip the backlog
-                        taken_broadcasts = 0;
-                    }
-                    out.push_back(quic::frame(&messages::closing(reason)));
+                // A stream is ordered: the closing message can follow the backlog at once.
+                if let Some(reason) = out.refill(subscriber) {
+                    out.frames.push_back(quic::frame(&messages::closing(reason)));
                     closing = Some(reason);
                 }
             }
-            if out.is_empty() {
-                if taken_broadcasts > 0 {
-                    deliveries.increment(std::mem::take(&mut taken_broadcasts));
-                }
-                subscriber.give_back(&mut out);
-                if let Some(reason) = closing {
-                    return self.finish(reason).await;
-                }
+            if out.is_empty()
+                && let Some(reason) = closing
+            {
+                return self.finish(reason).await;
             }
             let event = tokio::select! {
-                written = self.send.write_chunks(out.make_contiguous()), if !out.is_empty() => {
+                written = self.send.write_chunks(out.frames.make_contiguous()), if !out.is_empty() => {
                     Event::Written(written.map(|w| (w.chunks, w.bytes)).map_err(|_| ()))
                 }
                 chunk = self.recv.read_chunk(READ_CHUNK, true), if reading => {
@@ -161,8 +151,8 @@ impl QuicSession {
             };
             match event {
                 Event::Written(Ok((chunks, bytes))) => {
-                    out.drain(..chunks);
-                    subscriber.written(bytes);
+                    out.frames.drain(..chunks);
+                    out.sent(subscriber, bytes, &deliveries);
                 }
                 Event::Written(Err(())) | Event::Read(Err(())) | Event::Lost => return,
                 Event::Read(Ok(None)) => reading = false, // the client finished its side

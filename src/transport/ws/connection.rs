@@ -19,9 +19,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::fanout::Subscriber;
+use crate::fanout::outbox::Outbox;
 use crate::fanout::writer::write_some;
 use crate::protocol::Framing;
-use crate::protocol::close::{CloseReason, ws_code};
+use crate::protocol::close::ws_code;
 use crate::protocol::messages::{self, ClientMessage};
 use crate::protocol::ws::{self, ClientEvent, Decoder};
 use crate::state::Shared;
@@ -83,9 +84,7 @@ impl WsConnection {
     async fn serve(&mut self, subscriber: &Subscriber) {
         let settings = &self.shared.settings;
         let deliveries = &self.shared.metrics.ws_deliveries;
-        let mut out: VecDeque<Bytes> = VecDeque::new();
-        // Broadcasts in `out`, counted as deliveries once `out` is written.
-        let mut taken_broadcasts = 0u64;
+        let mut out = Outbox::default();
         let mut decoder = Decoder::new();
         let mut last_heard = Instant::now();
         // Set once the last frame (a close) is queued: the deadline to flush it.
@@ -94,33 +93,23 @@ impl WsConnection {
         if let Some(mut input) = self.early_input.take()
             && let Some(code) = handle_input(&mut decoder, &mut input, subscriber)
         {
-            closing = Some(close_with(&mut out, code));
+            closing = Some(close_with(&mut out.frames, code));
         }
         loop {
             if out.is_empty() && closing.is_none() {
-                let taken = subscriber.take(&mut out);
-                taken_broadcasts += taken.broadcasts as u64;
-                if let Some(reason) = taken.close {
-                    if matches!(reason, CloseReason::SlowConsumer { .. }) {
-                        out.clear(); // it is not reading: say goodbye, skip the backlog
-                        taken_broadcasts = 0;
-                    }
-                    if out.is_empty() {
-                        out.push_back(ws::text_frame(&messages::closing(reason)));
-                        closing = Some(close_with(&mut out, reason.ws_close_code()));
-                    }
+                // The closing message goes out once the backlog has (a slow
+                // consumer's backlog is dropped by `refill`).
+                if let Some(reason) = out.refill(subscriber)
+                    && out.is_empty()
+                {
+                    out.frames.push_back(ws::text_frame(&messages::closing(reason)));
+                    closing = Some(close_with(&mut out.frames, reason.ws_close_code()));
                 }
             }
             if !out.is_empty() {
-                match write_some(&mut out, |slices| self.stream.try_write_vectored(slices)) {
+                match write_some(&mut out.frames, |slices| self.stream.try_write_vectored(slices)) {
                     Ok(written) => {
-                        subscriber.written(written);
-                        if out.is_empty() {
-                            if taken_broadcasts > 0 {
-                                deliveries.increment(std::mem::take(&mut taken_broadcasts));
-                            }
-                            subscriber.give_back(&mut out);
-                        }
+                        out.sent(subscriber, written, deliveries);
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -152,7 +141,7 @@ impl WsConnection {
                     ReadOutcome::Gone => return,
                     ReadOutcome::Close(code) => {
                         if closing.is_none() {
-                            closing = Some(close_with(&mut out, code));
+                            closing = Some(close_with(&mut out.frames, code));
                         }
                     }
                 },
