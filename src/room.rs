@@ -212,8 +212,9 @@ impl Room {
 
     /// Asks every member to close with `reason_for` each (drain).
     pub fn close_members(&self, mut reason_for: impl FnMut() -> CloseReason) {
-        for member in self.presence.members() {
+        // Under each shard's lock in turn (shard → subscriber is the lock order): no copy of the members.
+        self.presence.for_each_member(|member| {
             member.subscriber.close(reason_for());
-        }
+        });
     }
 }

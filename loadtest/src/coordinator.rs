@@ -177,6 +177,17 @@ async fn collect(workers: &mut [Worker], report: &mut Report) -> anyhow::Result<
     Ok((first, last))
 }
 
+/// A report with what every scenario states about its setup.
+fn new_report(scenario: &str, common: &Common) -> Report {
+    Report {
+        scenario: scenario.into(),
+        transport: common.transport.clone(),
+        subscribers_requested: common.subscribers,
+        workers: common.workers,
+        ..Default::default()
+    }
+}
+
 /// `data` of exactly `size` bytes carrying the send time in µs.
 fn payload(size: usize) -> Value {
     let stamp = now_us();
@@ -188,14 +199,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let admin = Arc::new(Admin::new(common));
     admin.ensure_room().await?;
-    let mut report = Report {
-        scenario: "fanout".into(),
-        transport: common.transport.clone(),
-        subscribers_requested: common.subscribers,
-        workers: common.workers,
-        payload_bytes: args.payload,
-        ..Default::default()
-    };
+    let mut report = Report { payload_bytes: args.payload, ..new_report("fanout", common) };
     let mut workers = spawn_workers(common, &shares(common.subscribers, common.workers)).await?;
     wait_connected(&mut workers, &mut report).await?;
     report.server_rss_bytes = common.server_pid.and_then(rss_bytes);
@@ -247,13 +251,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let admin = Admin::new(common);
     admin.ensure_room().await?;
-    let mut report = Report {
-        scenario: "idle".into(),
-        transport: common.transport.clone(),
-        subscribers_requested: common.subscribers,
-        workers: common.workers,
-        ..Default::default()
-    };
+    let mut report = new_report("idle", common);
     let pid = common.server_pid;
     let baseline = pid.and_then(rss_bytes);
     report.server_rss_baseline_bytes = baseline;

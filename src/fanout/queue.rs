@@ -303,11 +303,6 @@ impl Subscriber {
             state.unwritten_bytes = state.unwritten_bytes.saturating_sub(bytes);
         }
     }
-
-    /// Bytes queued or in the writer's hands.
-    pub fn unwritten_bytes(&self) -> usize {
-        self.lock().unwritten_bytes
-    }
 }
 
 /// Records a wake-up and wakes the parked task, after releasing the lock.

@@ -126,15 +126,6 @@ impl Presence {
             shard.lock().members.iter().for_each(|(_, m)| f(m));
         }
     }
-
-    /// Every current member (for drain), without closing the room.
-    pub fn members(&self) -> Vec<Member> {
-        let mut members = Vec::new();
-        for shard in self.shards.iter() {
-            members.extend(shard.lock().members.iter().map(|(_, m)| m.clone()));
-        }
-        members
-    }
 }
 
 impl Shard {

@@ -31,8 +31,7 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts until the drain begins.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router) {
-    let drain = shared.clone();
-    let draining = drain.drain.started();
+    let draining = shared.drain.started();
     tokio::pin!(draining);
     loop {
         let accepted = tokio::select! {

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -211,14 +211,13 @@ pub struct ChildServer {
     pub viewer: SocketAddr,
     pub quic: SocketAddr,
     pub admin: Admin,
-    pub stdout: Vec<String>,
 }
 
 impl ChildServer {
     pub async fn start(data_dir: &Path, extra: &[&str]) -> ChildServer {
         let mut child = Self::command(data_dir, extra).stdout(Stdio::piped()).spawn().expect("spawn bullhorn");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut viewer, mut admin, mut quic, mut stdout) = (None, None, None, Vec::new());
+        let (mut viewer, mut admin, mut quic) = (None, None, None);
         while viewer.is_none() || admin.is_none() || quic.is_none() {
             let line = tokio::time::timeout(HANG, lines.next_line())
                 .await
@@ -234,16 +233,9 @@ impl ChildServer {
             if let Some(rest) = line.strip_prefix("bullhorn: quic listening on ") {
                 quic = Some(rest.split(' ').next().unwrap().parse().unwrap());
             }
-            stdout.push(line);
         }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ChildServer {
-            child,
-            viewer: viewer.unwrap(),
-            quic: quic.unwrap(),
-            admin: Admin::new(admin.unwrap(), KEY),
-            stdout,
-        }
+        ChildServer { child, viewer: viewer.unwrap(), quic: quic.unwrap(), admin: Admin::new(admin.unwrap(), KEY) }
     }
 
     pub fn command(data_dir: &Path, extra: &[&str]) -> tokio::process::Command {
@@ -273,10 +265,6 @@ impl ChildServer {
     pub async fn wait(&mut self) -> std::process::ExitStatus {
         tokio::time::timeout(HANG, self.child.wait()).await.expect("server did not exit").unwrap()
     }
-}
-
-pub fn data_path(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().to_owned()
 }
 
 /// A quinn client endpoint that pins `fingerprint` and speaks `alpn`.

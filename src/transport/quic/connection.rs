@@ -122,7 +122,7 @@ impl QuicSession {
     }
 
     async fn serve(&mut self, subscriber: &Subscriber) {
-        let deliveries = self.shared.metrics.quic_deliveries.clone();
+        let deliveries = &self.shared.metrics.quic_deliveries;
         let mut out = Outbox::default();
         let mut closing: Option<CloseReason> = None;
         let mut reading = true;
@@ -152,7 +152,7 @@ impl QuicSession {
             match event {
                 Event::Written(Ok((chunks, bytes))) => {
                     out.frames.drain(..chunks);
-                    out.sent(subscriber, bytes, &deliveries);
+                    out.sent(subscriber, bytes, deliveries);
                 }
                 Event::Written(Err(())) | Event::Read(Err(())) | Event::Lost => return,
                 Event::Read(Ok(None)) => reading = false, // the client finished its side

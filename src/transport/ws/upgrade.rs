@@ -96,12 +96,7 @@ pub async fn subscribe(
 }
 
 /// Everything that must hold before the upgrade.
-pub(super) fn check(
-    shared: &Shared,
-    app_id: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<Vec<Membership>, ApiError> {
+fn check(shared: &Shared, app_id: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Vec<Membership>, ApiError> {
     let rooms = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .filter(|(key, _)| key == "room")
         .map(|(_, value)| value.into_owned())
