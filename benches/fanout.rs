@@ -6,6 +6,11 @@
 //! (criterion's elements). Subscriber queues are emptied between iterations,
 //! outside the timed part, as connection tasks would.
 //!
+//! Each size runs twice in one process: with the delivery features off (no
+//! resume window, no priority, conflate or idempotency key) and on (a
+//! 64-message window, `high`, a conflate key, a fresh idempotency key each
+//! time), so their ratio comes from one run on one machine.
+//!
 //! It also counts allocations per delivery with a counting global allocator
 //! (goal: no payload copy and under 0.05 allocations per delivery) and prints
 //! them; `tests/allocations.rs` asserts the same bound.
@@ -26,8 +31,17 @@ fn fanout(c: &mut Criterion) {
     let data = rig::payload_100();
     let mut group = c.benchmark_group("fanout");
     group.sample_size(20).measurement_time(Duration::from_secs(8));
-    for subscribers in [10_000usize, 100_000] {
-        let mut rig = rig::Rig::new(subscribers, 2);
+    for (subscribers, features) in [
+        (10_000usize, rig::Features::Off),
+        (10_000, rig::Features::On),
+        (100_000, rig::Features::Off),
+        (100_000, rig::Features::On),
+    ] {
+        let name = match features {
+            rig::Features::Off => "publish",
+            rig::Features::On => "publish_features_on",
+        };
+        let mut rig = rig::Rig::with(subscribers, 2, features);
         rig.publish(&data); // warm the queues' capacity
         rig.drain_queues();
 
@@ -40,12 +54,12 @@ fn fanout(c: &mut Criterion) {
             rig.drain_queues();
         }
         println!(
-            "fanout/{subscribers}: {:.5} allocations per delivery ({allocs} in {ROUNDS} broadcasts)",
+            "fanout/{name}/{subscribers}: {:.5} allocations per delivery ({allocs} in {ROUNDS} broadcasts)",
             allocs as f64 / (ROUNDS as f64 * subscribers as f64)
         );
 
         group.throughput(Throughput::Elements(subscribers as u64));
-        group.bench_with_input(BenchmarkId::new("publish", subscribers), &subscribers, |b, _| {
+        group.bench_with_input(BenchmarkId::new(name, subscribers), &subscribers, |b, _| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {

@@ -46,7 +46,7 @@ fn join_leave(c: &mut Criterion) {
                                 let start = Instant::now();
                                 for _ in 0..iters {
                                     let (key, _) =
-                                        room.join(thread, Member { subscriber: sub.clone(), slot: 0 }).unwrap();
+                                        room.join(thread, Member { subscriber: sub.clone(), slot: 0 }, None).unwrap();
                                     room.leave(key);
                                 }
                                 start.elapsed()

@@ -76,6 +76,15 @@ pub struct ServeArgs {
     /// Dropping for this long disconnects a subscriber as slow [default: 10000]
     #[arg(long, env = "BULLHORN_SLOW_CONSUMER_AFTER_MS")]
     pub slow_consumer_after_ms: Option<u64>,
+    /// Broadcasts each room holds for resume (`room@seq`); 0 turns resume off [default: 64]
+    #[arg(long, env = "BULLHORN_RESUME_MESSAGES")]
+    pub resume_messages: Option<usize>,
+    /// Bytes of frames each room holds for resume [default: 8388608]
+    #[arg(long, env = "BULLHORN_RESUME_MAX_BYTES")]
+    pub resume_max_bytes: Option<usize>,
+    /// How long a broadcast stays resumable [default: 60000]
+    #[arg(long, env = "BULLHORN_RESUME_MAX_AGE_MS")]
+    pub resume_max_age_ms: Option<u64>,
     /// Server ping interval, also sent in `welcome` [default: 25000]
     #[arg(long, env = "BULLHORN_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,

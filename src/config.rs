@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::cli::ServeArgs;
 use crate::fanout::QueueLimits;
 use crate::ids::is_valid_id;
+use crate::room::resume::ResumeLimits;
 
 /// Rooms per app unless the app says otherwise (contract §1).
 pub const DEFAULT_MAX_ROOMS: usize = 5;
@@ -52,6 +53,7 @@ pub struct FanoutConfig {
     /// Presence shards per room; `None` means one per worker thread.
     pub shards: Option<usize>,
     pub queue: QueueLimits,
+    pub resume: ResumeLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +124,9 @@ struct FileFanout {
     queue_max_messages: Option<usize>,
     queue_max_bytes: Option<usize>,
     slow_consumer_after_ms: Option<u64>,
+    resume_messages: Option<usize>,
+    resume_max_bytes: Option<usize>,
+    resume_max_age_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +201,11 @@ impl Config {
                         .slow_consumer_after_ms
                         .or(file.fanout.slow_consumer_after_ms)
                         .unwrap_or(10_000)),
+                },
+                resume: ResumeLimits {
+                    messages: args.resume_messages.or(file.fanout.resume_messages).unwrap_or(64),
+                    max_bytes: args.resume_max_bytes.or(file.fanout.resume_max_bytes).unwrap_or(8 << 20),
+                    max_age: ms(args.resume_max_age_ms.or(file.fanout.resume_max_age_ms).unwrap_or(60_000)),
                 },
             },
             websocket: WebSocketConfig {

@@ -2,7 +2,7 @@
 //! the hot paths hold so they never look a metric up per event.
 //!
 //! Served as Prometheus text on the admin listener only. Label cardinality is
-//! bounded: `transport` has two values, `reason` three, and `app`/`room` at
+//! bounded: `transport` has two values, `reason` and `priority` three each, and `app`/`room` at
 //! most `max_rooms` per configured app.
 
 use std::sync::{Arc, OnceLock};
@@ -12,6 +12,8 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::fanout::{Drops, Priority};
+
 pub const CONNECTIONS: &str = "bullhorn_connections";
 pub const ROOM_ONLINE: &str = "bullhorn_room_online";
 pub const BROADCASTS: &str = "bullhorn_broadcasts_total";
@@ -20,6 +22,10 @@ pub const DROPPED: &str = "bullhorn_dropped_messages_total";
 pub const SLOW_DISCONNECTS: &str = "bullhorn_slow_consumer_disconnects_total";
 pub const FANOUT_DURATION: &str = "bullhorn_fanout_duration_seconds";
 pub const REJECTED_CONNECTIONS: &str = "bullhorn_rejected_connections_total";
+pub const DROPPED_BY_PRIORITY: &str = "bullhorn_dropped_by_priority_total";
+pub const RESUME_REPLAYED: &str = "bullhorn_resume_replayed_total";
+pub const IDEMPOTENT_DUPLICATES: &str = "bullhorn_idempotent_duplicates_total";
+pub const IDEMPOTENCY_KEYS_EVICTED: &str = "bullhorn_idempotency_keys_evicted_total";
 
 /// Buckets of the fan-out histogram, in seconds: 10 µs to 1 s.
 const FANOUT_BUCKETS: &[f64] = &[
@@ -51,6 +57,13 @@ fn describe() {
     describe_counter!(SLOW_DISCONNECTS, "Subscribers disconnected for staying behind.");
     describe_histogram!(FANOUT_DURATION, "Broadcast accepted until queued on every local subscriber.");
     describe_counter!(REJECTED_CONNECTIONS, "Subscriber connections refused before the upgrade, by reason.");
+    describe_counter!(DROPPED_BY_PRIORITY, "Broadcasts dropped for slow subscribers, by the broadcast's priority.");
+    describe_counter!(RESUME_REPLAYED, "Broadcasts replayed to subscribers resuming with room@seq.");
+    describe_counter!(IDEMPOTENT_DUPLICATES, "Broadcast requests answered from an earlier Idempotency-Key, not sent.");
+    describe_counter!(
+        IDEMPOTENCY_KEYS_EVICTED,
+        "Idempotency keys forgotten before 5 minutes to respect the per-room cap."
+    );
 }
 
 /// Handles for the metrics touched on hot paths, registered once.
@@ -67,7 +80,14 @@ pub struct Handles {
     pub ws_deliveries: Counter,
     pub quic_deliveries: Counter,
     pub dropped_slow: Counter,
+    pub dropped_conflated: Counter,
+    pub dropped_expired: Counter,
+    /// By `Priority::index`.
+    pub dropped_by_priority: [Counter; 3],
     pub slow_disconnects: Counter,
+    pub resume_replayed: Counter,
+    pub idempotent_duplicates: Counter,
+    pub idempotency_keys_evicted: Counter,
     pub fanout_duration: Histogram,
     pub rejected_over_capacity: Counter,
 }
@@ -81,10 +101,45 @@ impl Metrics {
                 ws_deliveries: counter!(DELIVERIES, "transport" => "websocket"),
                 quic_deliveries: counter!(DELIVERIES, "transport" => "quic"),
                 dropped_slow: counter!(DROPPED, "reason" => "slow"),
+                dropped_conflated: counter!(DROPPED, "reason" => "conflated"),
+                dropped_expired: counter!(DROPPED, "reason" => "expired"),
+                dropped_by_priority: Priority::ALL.map(|p| counter!(DROPPED_BY_PRIORITY, "priority" => p.as_str())),
                 slow_disconnects: counter!(SLOW_DISCONNECTS),
+                resume_replayed: counter!(RESUME_REPLAYED),
+                idempotent_duplicates: counter!(IDEMPOTENT_DUPLICATES),
+                idempotency_keys_evicted: counter!(IDEMPOTENCY_KEYS_EVICTED),
                 fanout_duration: histogram!(FANOUT_DURATION),
                 rejected_over_capacity: counter!(REJECTED_CONNECTIONS, "reason" => "over_capacity"),
             }),
+        }
+    }
+
+    /// Adds a delivery pass's drops.
+    pub fn record_drops(&self, drops: &Drops) {
+        let slow: u64 = drops.slow.iter().sum();
+        if slow > 0 {
+            self.dropped_slow.increment(slow);
+            for (counter, n) in self.dropped_by_priority.iter().zip(drops.slow) {
+                if n > 0 {
+                    counter.increment(n);
+                }
+            }
+        }
+        if drops.conflated > 0 {
+            self.dropped_conflated.increment(drops.conflated);
+        }
+        if drops.slow_consumers > 0 {
+            self.slow_disconnects.increment(drops.slow_consumers);
+        }
+    }
+
+    /// Adds one resume's replayed and expired broadcasts.
+    pub fn record_resume(&self, replayed: u64, expired: u64) {
+        if replayed > 0 {
+            self.resume_replayed.increment(replayed);
+        }
+        if expired > 0 {
+            self.dropped_expired.increment(expired);
         }
     }
 

@@ -19,6 +19,7 @@ use crate::protocol::close::CloseReason;
 use crate::registry::keys::{self, KeySource};
 use crate::registry::store::Store;
 use crate::registry::{AppSpec, Registry};
+use crate::room::RoomConfig;
 use crate::shutdown::Drain;
 use crate::state::{Settings, Shared};
 use crate::transport::capacity::Connections;
@@ -54,7 +55,8 @@ impl Server {
         let metrics = Metrics::new();
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
         let registry =
-            Registry::load(store, specs, shards, metrics.clone()).context("cannot load the room registry")?;
+            Registry::load(store, specs, RoomConfig { shards, resume: config.fanout.resume }, metrics.clone())
+                .context("cannot load the room registry")?;
 
         let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
         let viewer = listen(config.listen.viewer)

@@ -11,9 +11,18 @@ static ALLOC: counting_alloc::CountingAlloc = counting_alloc::CountingAlloc;
 
 #[test]
 fn under_five_hundredths_of_an_allocation_per_delivery() {
+    allocations_per_delivery(rig::Features::Off);
+}
+
+#[test]
+fn resume_priorities_conflation_and_idempotency_add_no_allocation_per_delivery() {
+    allocations_per_delivery(rig::Features::On);
+}
+
+fn allocations_per_delivery(features: rig::Features) {
     const SUBSCRIBERS: usize = 10_000;
     let data = rig::payload_100();
-    let mut rig = rig::Rig::new(SUBSCRIBERS, 2);
+    let mut rig = rig::Rig::with(SUBSCRIBERS, 2, features);
     rig.publish(&data);
     assert_eq!(rig.drain_queues(), SUBSCRIBERS, "every subscriber got the warm-up broadcast");
     let mut counted = 0;

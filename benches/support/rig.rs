@@ -5,22 +5,40 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bullhorn::fanout::{Priority, QueueLimits, Subscriber};
+use bullhorn::fanout::{ConflateKey, Delivery, Priority, QueueLimits, Subscriber};
 use bullhorn::metrics::Metrics;
 use bullhorn::presence::Member;
 use bullhorn::protocol::Framing;
-use bullhorn::room::{Room, RoomSpec};
+use bullhorn::room::resume::ResumeLimits;
+use bullhorn::room::{Room, RoomConfig, RoomSpec};
 use bytes::Bytes;
+
+/// Whether the delivery features of contract §2–3 are in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Features {
+    /// No resume window, default priority, no conflate key, no idempotency key.
+    Off,
+    /// A 64-message resume window, `high` priority, a conflate key and a fresh
+    /// idempotency key on every broadcast.
+    On,
+}
 
 pub struct Rig {
     pub room: Arc<Room>,
     pub subscribers: Vec<Arc<Subscriber>>,
+    features: Features,
+    published: AtomicU64,
     out: VecDeque<Bytes>,
 }
 
 impl Rig {
     pub fn new(subscribers: usize, shards: usize) -> Rig {
+        Rig::with(subscribers, shards, Features::Off)
+    }
+
+    pub fn with(subscribers: usize, shards: usize, features: Features) -> Rig {
         let spec = RoomSpec {
             app: Arc::from("bench"),
             id: Arc::from("gifts"),
@@ -28,21 +46,34 @@ impl Rig {
             created_at: "2026-01-01T00:00:00Z".into(),
             seq: 0,
         };
-        let room = Arc::new(Room::new(spec, shards, Metrics::new()));
+        let resume = match features {
+            Features::Off => ResumeLimits { messages: 0, ..ResumeLimits::default() },
+            Features::On => ResumeLimits::default(),
+        };
+        let room = Arc::new(Room::new(spec, RoomConfig { shards, resume }, Metrics::new()));
         let subscribers: Vec<Arc<Subscriber>> = (0..subscribers as u64)
             .map(|id| {
                 let framing = if id % 2 == 0 { Framing::WebSocket } else { Framing::Quic };
                 let sub = Arc::new(Subscriber::new(id, framing, [room.id().clone()], QueueLimits::default()));
-                room.join(id, Member { subscriber: sub.clone(), slot: 0 }).expect("open room");
+                room.join(id, Member { subscriber: sub.clone(), slot: 0 }, None).expect("open room");
                 sub
             })
             .collect();
-        Rig { room, subscribers, out: VecDeque::new() }
+        Rig { room, subscribers, features, published: AtomicU64::new(0), out: VecDeque::new() }
     }
 
     /// One broadcast through the whole fan-out (sequencer, lanes, shards, queues).
     pub fn publish(&self, data: &str) {
-        self.room.publish(data, Priority::Normal);
+        let n = self.published.fetch_add(1, Ordering::Relaxed);
+        match self.features {
+            Features::Off => {
+                self.room.publish(data, Delivery::default(), None);
+            }
+            Features::On => {
+                let delivery = Delivery { priority: Priority::High, conflate: ConflateKey::of("score") };
+                self.room.publish(data, delivery, Some(&format!("key-{n}")));
+            }
+        }
     }
 
     /// What the connection tasks would do: take every queue and "write" it.

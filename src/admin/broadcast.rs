@@ -10,18 +10,28 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::body;
 use crate::api_error::ApiError;
-use crate::fanout::Priority;
+use crate::fanout::{ConflateKey, Delivery, Priority};
 use crate::state::Shared;
 
 /// The longest `conflate` key accepted.
 const MAX_CONFLATE_KEY: usize = 128;
+
+/// The request header that makes a broadcast safe to retry (contract §2).
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Set on an answer repeated for a known idempotency key.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,8 +46,10 @@ struct BroadcastBody<'a> {
 pub async fn broadcast(
     State(shared): State<Arc<Shared>>,
     Path((app_id, room_id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
     let limit = shared.settings.max_payload_bytes;
     let bytes = body::bytes(body, limit)?;
     let request: BroadcastBody<'_> = body::json(&bytes)?;
@@ -49,6 +61,30 @@ pub async fn broadcast(
     }
     let app = shared.registry.app(&app_id).ok_or_else(ApiError::unauthorized)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
-    let published = room.publish(request.data.get(), request.priority);
-    Ok((StatusCode::ACCEPTED, Json(json!({"room": &**room.id(), "seq": published.seq, "online": published.online}))))
+    let delivery = Delivery {
+        priority: request.priority,
+        conflate: request.conflate.as_deref().map_or(ConflateKey::NONE, ConflateKey::of),
+    };
+    let published = room.publish(request.data.get(), delivery, idempotency_key);
+    let body = Json(json!({"room": &**room.id(), "seq": published.seq, "online": published.online}));
+    let mut response = (StatusCode::ACCEPTED, body).into_response();
+    if published.duplicate {
+        response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key))
+        }
+        _ => Err(ApiError::invalid_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        ))),
+    }
 }

@@ -4,19 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::Deserialize;
 
+use super::tag::Delivery;
 use crate::protocol::{Framing, messages, quic, ws};
-
-/// Delivery priority (contract §2): under backpressure `low` goes first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Low,
-    #[default]
-    Normal,
-    High,
-}
 
 /// The same message in every framing, each a complete frame ready for a socket.
 #[derive(Debug, Clone)]
@@ -46,21 +36,26 @@ impl Frames {
             Framing::Quic => &self.quic,
         }
     }
+
+    /// Bytes held by both frames.
+    pub fn bytes(&self) -> usize {
+        self.websocket.len() + self.quic.len()
+    }
 }
 
 /// A broadcast on its way through the shards of its room.
 #[derive(Debug)]
 pub struct Broadcast {
     pub seq: u64,
-    pub priority: Priority,
+    pub delivery: Delivery,
     pub frames: Frames,
-    accepted_at: Instant,
+    pub accepted_at: Instant,
     shards_left: AtomicUsize,
 }
 
 impl Broadcast {
-    pub fn new(seq: u64, priority: Priority, frames: Frames, shards: usize) -> Broadcast {
-        Broadcast { seq, priority, frames, accepted_at: Instant::now(), shards_left: AtomicUsize::new(shards) }
+    pub fn new(seq: u64, delivery: Delivery, frames: Frames, shards: usize) -> Broadcast {
+        Broadcast { seq, delivery, frames, accepted_at: Instant::now(), shards_left: AtomicUsize::new(shards) }
     }
 
     /// Marks one shard done; returns the time since acceptance once the last
@@ -86,7 +81,7 @@ mod tests {
 
     #[test]
     fn the_last_shard_reports_the_fanout_time() {
-        let b = Broadcast::new(1, Priority::Normal, Frames::encode("r", 1, 1, "1"), 3);
+        let b = Broadcast::new(1, Delivery::default(), Frames::encode("r", 1, 1, "1"), 3);
         assert!(b.shard_done().is_none());
         assert!(b.shard_done().is_none());
         assert!(b.shard_done().is_some());

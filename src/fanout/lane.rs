@@ -46,10 +46,10 @@ impl Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fanout::{Frames, Priority};
+    use crate::fanout::{Delivery, Frames};
 
     fn bc(seq: u64) -> Arc<Broadcast> {
-        Arc::new(Broadcast::new(seq, Priority::Normal, Frames::encode("r", seq, 0, "0"), 1))
+        Arc::new(Broadcast::new(seq, Delivery::default(), Frames::encode("r", seq, 0, "0"), 1))
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! * [`lane`]: per-shard ordered hand-off, so shards fan out in parallel while
 //!   each shard still delivers a room's broadcasts in `seq` order.
 //! * [`queue`]: the bounded per-subscriber queue and its named overflow outcomes.
+//! * [`tag`]: what the queue knows of each entry: priority, room, conflate key.
 //! * [`outbox`]: the writer's side of a queue, shared by the transports.
 //! * [`writer`]: draining a batch into vectored socket writes.
 
@@ -12,7 +13,9 @@ pub mod broadcast;
 pub mod lane;
 pub mod outbox;
 pub mod queue;
+pub mod tag;
 pub mod writer;
 
-pub use broadcast::{Broadcast, Frames, Priority};
-pub use queue::{PushOutcome, QueueLimits, Subscriber};
+pub use broadcast::{Broadcast, Frames};
+pub use queue::{Drops, PushOutcome, QueueLimits, Subscriber};
+pub use tag::{ConflateKey, Delivery, Priority};

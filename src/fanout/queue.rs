@@ -5,16 +5,19 @@
 //! broadcast messages and in bytes (counting what the writer holds but has not
 //! written yet). Overflow is a value, never a silent case:
 //!
-//! * [`PushOutcome::Dropped`]: the message is not queued; the room's missed
-//!   count grows and a `lagged` (reason `slow`) goes out ahead of the room's
-//!   next queued message, or as soon as the writer catches up.
-//! * [`PushOutcome::SlowConsumer`]: the subscriber has been dropping for longer
-//!   than the limit; it is closed with `closing`/`slow_consumer`.
+//! * over a bound, the oldest queued broadcast of the lowest priority below the
+//!   new one's is dropped; with none, the new one is ([`PushOutcome::Dropped`]);
+//! * a queued broadcast of the same room with the new one's conflate key is
+//!   replaced: dropped where it stands, the new one queued at the end;
+//! * a dropped entry becomes a `lagged` frame where it stood (merged with an
+//!   adjacent one for the same room and reason); a dropped new message is
+//!   announced ahead of the room's next queued one, or when the writer catches up;
+//! * dropping for longer than the limit closes the subscriber as
+//!   [`PushOutcome::SlowConsumer`].
 //!
-//! Broadcasts and protocol frames share one `VecDeque<Bytes>`; the queue
-//! counts broadcasts apart (`queued_messages`), so priority lanes and
-//! conflation (contract §3) can become rules over the same deque, with the
-//! per-entry metadata they need kept beside it, rather than a new structure.
+//! One deque keeps one order, so whatever is dropped, a room's seqs stay
+//! increasing and every drop is counted once. Each entry's [`Tag`] sits in a
+//! second deque beside the frames, so the writer still takes plain `Bytes`.
 //!
 //! A std `Mutex` guards the state: it is held for a push or a swap, never
 //! across an `.await`, and it is per subscriber, so publishers contend only
@@ -22,12 +25,13 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng as _;
-use std::task::{Context, Poll, Waker};
 
+use super::tag::{Delivery, GapReason, Priority, Tag};
 use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
@@ -49,16 +53,38 @@ impl Default for QueueLimits {
     }
 }
 
-/// What a push did.
+/// What a push did to the new message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
+    /// Queued (possibly in place of older, lower-priority or conflated ones).
     Queued,
-    /// Over a bound: not queued, counted for the next `lagged`.
+    /// Over a bound with nothing of lower priority to drop: not queued,
+    /// counted for the next `lagged`.
     Dropped,
     /// Over a bound for too long: the subscriber is now closing as slow.
     SlowConsumer,
     /// The subscriber is closing; nothing more is queued.
     Closed,
+    /// The subscriber resumed after this seq: it has it already.
+    AlreadySeen,
+}
+
+/// Messages pushes gave up, tallied by the caller over a delivery pass and
+/// turned into metrics once per pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// Broadcasts dropped for falling behind, by [`Priority::index`].
+    pub slow: [u64; 3],
+    /// Broadcasts replaced by a newer one with the same conflate key.
+    pub conflated: u64,
+    /// Subscribers closed as slow consumers.
+    pub slow_consumers: u64,
+}
+
+impl Drops {
+    pub fn is_empty(&self) -> bool {
+        *self == Drops::default()
+    }
 }
 
 /// A connected subscriber as the fan-out sees it: no socket, only a queue.
@@ -74,11 +100,15 @@ pub struct Subscriber {
 struct QueueState {
     /// Whole frames, ready for the socket (a `Bytes` is 32 bytes: a deque of them stays small).
     items: VecDeque<Bytes>,
-    /// Broadcast entries in `items`.
-    queued_messages: usize,
+    /// One tag per entry of `items`, same order.
+    tags: VecDeque<Tag>,
+    /// Broadcast entries in `items`, by priority.
+    queued: [usize; 3],
+    /// Broadcast entries in `items` with a conflate key.
+    conflatable: usize,
     /// Bytes in `items` plus those the writer took and has not written.
     unwritten_bytes: usize,
-    /// Per room slot: its id (for `lagged`) and the messages dropped since the last `lagged`.
+    /// Per room slot: its id (for `lagged`) and the new messages dropped since the last `lagged`.
     slots: Box<[Slot]>,
     /// Since when this subscriber has been dropping without catching up.
     behind_since: Option<Instant>,
@@ -94,16 +124,43 @@ struct QueueState {
 struct Slot {
     room: Arc<str>,
     missed: u64,
+    /// Seqs up to here were seen before (a resume that named a seq the
+    /// subscriber's shard had not delivered yet): not queued again.
+    skip_through: u64,
 }
 
-/// What [`Subscriber::take`] hands the writer besides the entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Taken {
-    /// Broadcasts among the frames taken: deliveries once they are written.
-    pub broadcasts: usize,
-    /// Set once the subscriber must be closed, after what was taken is written
-    /// (a slow consumer's entries are discarded instead).
-    pub close: Option<CloseReason>,
+impl QueueState {
+    fn queued_messages(&self) -> usize {
+        self.queued.iter().sum()
+    }
+
+    fn over_bounds(&self, len: usize, limits: &QueueLimits) -> bool {
+        self.queued_messages() >= limits.max_messages || self.unwritten_bytes + len > limits.max_bytes
+    }
+
+    fn push_back(&mut self, frame: Bytes, tag: Tag) {
+        self.unwritten_bytes += frame.len();
+        self.items.push_back(frame);
+        self.tags.push_back(tag);
+    }
+
+    /// The queued broadcast of `slot` with the same conflate key as `tag`.
+    fn find_conflatable(&self, tag: Tag) -> Option<usize> {
+        self.tags.iter().position(|t| t.is_broadcast() && t.slot() == tag.slot() && t.conflate() == tag.conflate())
+    }
+
+    /// The oldest queued broadcast of the lowest priority below `priority`.
+    fn oldest_below(&self, priority: Priority) -> Option<usize> {
+        let lowest = Priority::ALL.into_iter().take_while(|p| *p < priority).find(|p| self.queued[p.index()] > 0)?;
+        self.tags.iter().position(|t| t.is_broadcast() && t.priority() == lowest)
+    }
+
+    /// Records a drop; true once the subscriber has been dropping too long.
+    fn behind_too_long(&mut self, limits: &QueueLimits) -> bool {
+        let now = Instant::now();
+        let since = *self.behind_since.get_or_insert(now);
+        now.duration_since(since) >= limits.slow_consumer_after
+    }
 }
 
 impl Subscriber {
@@ -113,14 +170,17 @@ impl Subscriber {
         rooms: impl IntoIterator<Item = Arc<str>>,
         limits: QueueLimits,
     ) -> Subscriber {
-        let slots = rooms.into_iter().map(|room| Slot { room, missed: 0 }).collect();
+        let slots: Box<[Slot]> = rooms.into_iter().map(|room| Slot { room, missed: 0, skip_through: 0 }).collect();
+        assert!(slots.len() <= super::tag::MAX_SLOTS, "too many rooms for one subscriber");
         Subscriber {
             id,
             framing,
             limits,
             state: Mutex::new(QueueState {
                 items: VecDeque::new(),
-                queued_messages: 0,
+                tags: VecDeque::new(),
+                queued: [0; 3],
+                conflatable: 0,
                 unwritten_bytes: 0,
                 slots,
                 behind_since: None,
@@ -144,57 +204,139 @@ impl Subscriber {
     }
 
     /// Queues a broadcast frame for the room in `slot`. The hot path: one lock,
-    /// one refcount bump, no allocation once the queue has warmed up.
-    pub fn push_broadcast(&self, slot: usize, frame: &Bytes) -> PushOutcome {
+    /// one refcount bump, no allocation once the queue has warmed up; the
+    /// priority and conflation rules only scan when there is something to find.
+    pub fn push_broadcast(
+        &self,
+        slot: usize,
+        seq: u64,
+        frame: &Bytes,
+        delivery: Delivery,
+        drops: &mut Drops,
+    ) -> PushOutcome {
         let mut state = self.lock();
         if state.close.is_some() {
             return PushOutcome::Closed;
         }
-        let len = frame.len();
-        if state.queued_messages >= self.limits.max_messages || state.unwritten_bytes + len > self.limits.max_bytes {
-            return self.drop_one(state, slot);
+        if seq <= state.slots[slot].skip_through {
+            return PushOutcome::AlreadySeen;
+        }
+        let tag = Tag::broadcast(slot, delivery);
+        if delivery.conflate.is_some()
+            && state.conflatable > 0
+            && let Some(index) = state.find_conflatable(tag)
+        {
+            self.drop_in_place(&mut state, index, GapReason::Conflated);
+            drops.conflated += 1;
+        }
+        while state.over_bounds(frame.len(), &self.limits) {
+            let Some(index) = state.oldest_below(delivery.priority) else {
+                return self.drop_new(state, slot, delivery.priority, drops);
+            };
+            drops.slow[state.tags[index].priority().index()] += 1;
+            self.drop_in_place(&mut state, index, GapReason::Slow);
+            if state.behind_too_long(&self.limits) {
+                drops.slow_consumers += 1;
+                return self.close_slow(state);
+            }
         }
         let was_empty = state.items.is_empty();
         if state.slots[slot].missed > 0 {
-            let lagged = self.lagged_frame(&mut state.slots[slot]);
-            state.unwritten_bytes += lagged.len();
-            state.items.push_back(lagged);
+            let missed = std::mem::take(&mut state.slots[slot].missed);
+            let lagged = self.lagged_frame(&state.slots[slot].room, missed, LagReason::Slow);
+            state.push_back(lagged, Tag::gap(slot, GapReason::Slow, missed));
         }
-        state.items.push_back(frame.clone());
-        state.queued_messages += 1;
-        state.unwritten_bytes += len;
+        state.push_back(frame.clone(), tag);
+        state.queued[delivery.priority.index()] += 1;
+        if delivery.conflate.is_some() {
+            state.conflatable += 1;
+        }
         if was_empty {
             wake(state);
         }
         PushOutcome::Queued
     }
 
+    /// Drops the new message: counted for the room's next `lagged`.
     #[cold]
-    fn drop_one(&self, mut state: MutexGuard<'_, QueueState>, slot: usize) -> PushOutcome {
+    fn drop_new(
+        &self,
+        mut state: MutexGuard<'_, QueueState>,
+        slot: usize,
+        priority: Priority,
+        drops: &mut Drops,
+    ) -> PushOutcome {
         state.slots[slot].missed += 1;
-        let now = Instant::now();
-        let since = *state.behind_since.get_or_insert(now);
-        if now.duration_since(since) < self.limits.slow_consumer_after {
+        drops.slow[priority.index()] += 1;
+        if !state.behind_too_long(&self.limits) {
             return PushOutcome::Dropped;
         }
+        drops.slow_consumers += 1;
+        self.close_slow(state)
+    }
+
+    #[cold]
+    fn close_slow(&self, mut state: MutexGuard<'_, QueueState>) -> PushOutcome {
         let reconnect_after_ms = rand::rng().random_range(1_000..5_000);
         state.close = Some(CloseReason::SlowConsumer { reconnect_after_ms });
         wake(state);
         PushOutcome::SlowConsumer
     }
 
-    /// The `lagged` for a slot's drops; resets its count.
-    fn lagged_frame(&self, slot: &mut Slot) -> Bytes {
-        let json = messages::lagged(&slot.room, std::mem::take(&mut slot.missed), LagReason::Slow);
-        self.framing.frame(&json)
+    /// Turns the queued broadcast at `index` into a `lagged` where it stands,
+    /// merged with an adjacent `lagged` for the same room and reason.
+    #[cold]
+    fn drop_in_place(&self, state: &mut QueueState, index: usize, reason: GapReason) {
+        let tag = state.tags[index];
+        debug_assert!(tag.is_broadcast());
+        state.queued[tag.priority().index()] -= 1;
+        if tag.conflate().is_some() {
+            state.conflatable -= 1;
+        }
+        let slot = tag.slot();
+        let mergeable = |t: &Tag| t.is_gap() && t.slot() == slot && t.gap_reason() == reason;
+        let first = match index.checked_sub(1) {
+            Some(before) if mergeable(&state.tags[before]) => before,
+            _ => index,
+        };
+        let last = match state.tags.get(index + 1) {
+            Some(after) if mergeable(after) => index + 1,
+            _ => index,
+        };
+        let mut missed = 0;
+        for i in first..=last {
+            missed += if i == index { 1 } else { state.tags[i].missed() };
+            state.unwritten_bytes -= state.items[i].len();
+        }
+        let lag_reason = match reason {
+            GapReason::Slow => LagReason::Slow,
+            GapReason::Conflated => LagReason::Conflated,
+        };
+        let lagged = self.lagged_frame(&state.slots[slot].room, missed, lag_reason);
+        state.unwritten_bytes += lagged.len();
+        state.items[first] = lagged;
+        state.tags[first] = Tag::gap(slot, reason, missed);
+        for _ in first..last {
+            state.items.remove(first + 1);
+            state.tags.remove(first + 1);
+        }
+    }
+
+    fn lagged_frame(&self, room: &str, missed: u64, reason: LagReason) -> Bytes {
+        self.framing.frame(&messages::lagged(room, missed, reason))
+    }
+
+    /// Makes the room in `slot` skip seqs up to `seq`: the subscriber resumed
+    /// after it, and its shard has not delivered it yet.
+    pub fn skip_through(&self, slot: usize, seq: u64) {
+        self.lock().slots[slot].skip_through = seq;
     }
 
     /// Queues protocol traffic after what is already queued.
     pub fn push_control(&self, frame: Bytes) {
         let mut state = self.lock();
         let was_empty = state.items.is_empty();
-        state.unwritten_bytes += frame.len();
-        state.items.push_back(frame);
+        state.push_back(frame, Tag::CONTROL);
         if was_empty {
             wake(state);
         }
@@ -215,6 +357,7 @@ impl Subscriber {
         let mut state = self.lock();
         state.unwritten_bytes += frame.len();
         state.items.push_front(frame);
+        state.tags.push_front(Tag::CONTROL);
         wake(state);
     }
 
@@ -262,19 +405,23 @@ impl Subscriber {
         if state.items.is_empty() && state.unwritten_bytes == 0 {
             state.behind_since = None;
             if state.close.is_none() {
-                let state = &mut *state;
-                for slot in state.slots.iter_mut().filter(|slot| slot.missed > 0) {
-                    let lagged = self.lagged_frame(slot);
-                    state.unwritten_bytes += lagged.len();
-                    state.items.push_back(lagged);
+                for slot in 0..state.slots.len() {
+                    let missed = std::mem::take(&mut state.slots[slot].missed);
+                    if missed > 0 {
+                        let lagged = self.lagged_frame(&state.slots[slot].room, missed, LagReason::Slow);
+                        state.push_back(lagged, Tag::gap(slot, GapReason::Slow, missed));
+                    }
                 }
             }
         }
         // Nothing queued: keep the buffer where the next push will want it.
         if !state.items.is_empty() {
             std::mem::swap(&mut state.items, out);
+            state.tags.clear();
         }
-        let broadcasts = std::mem::take(&mut state.queued_messages);
+        let broadcasts = state.queued_messages();
+        state.queued = [0; 3];
+        state.conflatable = 0;
         Taken { broadcasts, close: state.close }
     }
 
@@ -305,6 +452,16 @@ impl Subscriber {
     }
 }
 
+/// What [`Subscriber::take`] hands the writer besides the entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Broadcasts among the frames taken: deliveries once they are written.
+    pub broadcasts: usize,
+    /// Set once the subscriber must be closed, after what was taken is written
+    /// (a slow consumer's entries are discarded instead).
+    pub close: Option<CloseReason>,
+}
+
 /// Records a wake-up and wakes the parked task, after releasing the lock.
 fn wake(mut state: MutexGuard<'_, QueueState>) {
     state.woken = true;
@@ -316,159 +473,4 @@ fn wake(mut state: MutexGuard<'_, QueueState>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use serde_json::Value;
-
-    fn sub(max_messages: usize, max_bytes: usize) -> Subscriber {
-        Subscriber::new(
-            1,
-            Framing::Quic,
-            vec![Arc::from("a"), Arc::from("b")].into_boxed_slice(),
-            QueueLimits { max_messages, max_bytes, slow_consumer_after: Duration::from_secs(3600) },
-        )
-    }
-
-    fn json(frame: &Bytes) -> Value {
-        serde_json::from_slice(&frame[4..]).unwrap()
-    }
-
-    fn frame(n: u64) -> Bytes {
-        Framing::Quic.frame(format!(r#"{{"type":"broadcast","room":"a","seq":{n}}}"#).as_bytes())
-    }
-
-    #[test]
-    fn overflow_becomes_lagged_before_the_next_message() {
-        let s = sub(2, usize::MAX);
-        let mut out = VecDeque::new();
-        assert_eq!(s.push_broadcast(0, &frame(1)), PushOutcome::Queued);
-        assert_eq!(s.push_broadcast(0, &frame(2)), PushOutcome::Queued);
-        assert_eq!(s.push_broadcast(0, &frame(3)), PushOutcome::Dropped);
-        assert_eq!(s.push_broadcast(0, &frame(4)), PushOutcome::Dropped);
-        s.take(&mut out);
-        assert_eq!(out.len(), 2);
-        out.clear();
-        assert_eq!(s.push_broadcast(0, &frame(5)), PushOutcome::Queued);
-        s.take(&mut out);
-        assert_eq!(json(&out[0])["type"], "lagged");
-        assert_eq!(json(&out[0])["missed"], 2);
-        assert_eq!(json(&out[0])["room"], "a");
-        assert_eq!(json(&out[1])["seq"], 5);
-    }
-
-    #[test]
-    fn lagged_is_sent_when_the_writer_catches_up_without_new_messages() {
-        let s = sub(1, usize::MAX);
-        let mut out = VecDeque::new();
-        s.push_broadcast(1, &frame(1));
-        assert_eq!(s.push_broadcast(1, &frame(2)), PushOutcome::Dropped);
-        s.take(&mut out);
-        let written: usize = out.iter().map(|f| f.len()).sum();
-        out.clear();
-        s.written(written);
-        s.take(&mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(json(&out[0])["room"], "b");
-        assert_eq!(json(&out[0])["missed"], 1);
-    }
-
-    #[test]
-    fn byte_bound_counts_what_the_writer_has_not_written() {
-        let f = frame(1);
-        let s = sub(100, f.len() * 2);
-        // Only broadcasts here: protocol frames count against the bytes bound too.
-        let mut out = VecDeque::new();
-        assert_eq!(s.push_broadcast(0, &f), PushOutcome::Queued);
-        assert_eq!(s.push_broadcast(0, &f), PushOutcome::Queued);
-        s.take(&mut out);
-        assert_eq!(s.push_broadcast(0, &f), PushOutcome::Dropped, "taken is not written");
-        s.written(f.len());
-        assert_eq!(s.push_broadcast(0, &f), PushOutcome::Queued);
-    }
-
-    #[test]
-    fn an_idle_subscriber_keeps_one_buffer_and_a_stream_allocates_none() {
-        let s = sub(8, usize::MAX);
-        let mut out = VecDeque::new();
-        s.push_broadcast(0, &frame(1));
-        s.take(&mut out);
-        out.clear();
-        s.give_back(&mut out);
-        assert_eq!(out.capacity(), 0, "the buffer went back to the queue");
-        let queue_buffer = s.lock().items.capacity();
-        assert!(queue_buffer > 0);
-        for n in 2..10 {
-            s.push_broadcast(0, &frame(n));
-            s.take(&mut out);
-            out.clear();
-            s.give_back(&mut out);
-            assert_eq!((out.capacity(), s.lock().items.capacity()), (0, queue_buffer), "no new buffer");
-        }
-    }
-
-    #[test]
-    fn staying_behind_closes_as_slow_consumer() {
-        let s = Subscriber::new(
-            1,
-            Framing::WebSocket,
-            vec![Arc::from("a")].into_boxed_slice(),
-            QueueLimits { max_messages: 1, max_bytes: usize::MAX, slow_consumer_after: Duration::ZERO },
-        );
-        s.push_broadcast(0, &frame(1));
-        assert_eq!(s.push_broadcast(0, &frame(2)), PushOutcome::SlowConsumer);
-        assert_eq!(s.push_broadcast(0, &frame(3)), PushOutcome::Closed);
-        assert!(matches!(s.closing(), Some(CloseReason::SlowConsumer { .. })));
-    }
-
-    #[test]
-    fn control_frames_ignore_the_bounds_and_welcome_goes_first() {
-        let s = sub(1, 1);
-        let mut out = VecDeque::new();
-        s.push_control(Bytes::from_static(b"x"));
-        s.push_control(Bytes::from_static(b"y"));
-        s.push_control_front(Bytes::from_static(b"w"));
-        s.take(&mut out);
-        let frames: Vec<&[u8]> = out.iter().map(|f| &f[..]).collect();
-        assert_eq!(frames, [&b"w"[..], &b"x"[..], &b"y"[..]]);
-    }
-
-    proptest! {
-        /// Whatever the interleaving of pushes and takes, every pushed broadcast
-        /// is either delivered once, in order, or counted exactly once in a `lagged`.
-        #[test]
-        fn nothing_is_lost_silently(ops in proptest::collection::vec(0u8..4, 1..300), max in 1usize..6) {
-            let s = sub(max, usize::MAX);
-            let mut out = VecDeque::new();
-            let (mut next, mut delivered, mut announced, mut last) = (1u64, 0u64, 0u64, 0u64);
-            let drain = |s: &Subscriber, out: &mut VecDeque<Bytes>, delivered: &mut u64, announced: &mut u64, last: &mut u64| {
-                s.take(out);
-                let mut bytes = 0;
-                for e in out.drain(..) {
-                    bytes += e.len();
-                    let v = json(&e);
-                    if v["type"] == "lagged" {
-                        *announced += v["missed"].as_u64().unwrap();
-                    } else {
-                        let seq = v["seq"].as_u64().unwrap();
-                        assert!(seq > *last, "in order");
-                        *last = seq;
-                        *delivered += 1;
-                    }
-                }
-                s.written(bytes);
-            };
-            for op in ops {
-                if op == 0 {
-                    drain(&s, &mut out, &mut delivered, &mut announced, &mut last);
-                } else {
-                    s.push_broadcast(0, &frame(next));
-                    next += 1;
-                }
-            }
-            drain(&s, &mut out, &mut delivered, &mut announced, &mut last);
-            drain(&s, &mut out, &mut delivered, &mut announced, &mut last);
-            prop_assert_eq!(delivered + announced, next - 1);
-        }
-    }
-}
+mod tests;

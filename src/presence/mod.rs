@@ -81,9 +81,16 @@ impl Presence {
         &self.shards[index]
     }
 
-    /// Adds a member to the shard picked by `hint`; returns its key and the
-    /// last seq that will *not* be delivered to it.
-    pub fn join(&self, hint: u64, member: Member) -> Result<(MemberKey, u64), RoomClosed> {
+    /// Adds a member to the shard picked by `hint`, then calls `joined` with
+    /// the last seq the shard delivered (every later one is owed to the
+    /// member) while still holding the shard's lock: no delivery can slip in
+    /// between. Returns the member's key and what `joined` returned.
+    pub fn join<R>(
+        &self,
+        hint: u64,
+        member: Member,
+        joined: impl FnOnce(u64) -> R,
+    ) -> Result<(MemberKey, R), RoomClosed> {
         let shard_index = (hint % self.shards.len() as u64) as usize;
         let shard = &self.shards[shard_index];
         let mut state = shard.lock();
@@ -92,7 +99,8 @@ impl Presence {
         }
         let key = state.members.insert(member);
         shard.online.fetch_add(1, Ordering::Relaxed);
-        Ok((MemberKey { shard: shard_index, key }, state.delivered_seq))
+        let result = joined(state.delivered_seq);
+        Ok((MemberKey { shard: shard_index, key }, result))
     }
 
     /// Removes a member. Leaving twice is harmless.
@@ -149,7 +157,7 @@ mod tests {
     #[test]
     fn online_is_the_sum_of_shards() {
         let p = Presence::new(4, 0);
-        let keys: Vec<_> = (0..10).map(|i| p.join(i, member(i)).unwrap().0).collect();
+        let keys: Vec<_> = (0..10).map(|i| p.join(i, member(i), |_| ()).unwrap().0).collect();
         assert_eq!(p.online(), 10);
         for k in &keys[..4] {
             p.leave(*k);
@@ -161,10 +169,10 @@ mod tests {
     #[test]
     fn join_reports_the_shards_delivered_seq_and_closed_rooms_refuse() {
         let p = Presence::new(2, 41);
-        assert_eq!(p.join(0, member(0)).unwrap().1, 41);
+        assert_eq!(p.join(0, member(0), |seq| seq).unwrap().1, 41);
         p.shard(1).lock().delivered_seq = 45;
-        assert_eq!(p.join(1, member(1)).unwrap().1, 45);
+        assert_eq!(p.join(1, member(1), |seq| seq).unwrap().1, 45);
         assert_eq!(p.close().len(), 2);
-        assert_eq!(p.join(2, member(2)), Err(RoomClosed));
+        assert_eq!(p.join(2, member(2), |seq| seq), Err(RoomClosed));
     }
 }

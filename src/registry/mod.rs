@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseReason;
-use crate::room::{Room, RoomSpec};
+use crate::room::{Room, RoomConfig, RoomSpec};
 use keys::AdminKey;
 use store::{Snapshot, Store, StoredRoom};
 
@@ -75,7 +75,7 @@ pub struct Registry {
     orphans: BTreeMap<String, Vec<StoredRoom>>,
     store: Store,
     writes: tokio::sync::Mutex<()>,
-    shards: usize,
+    room_config: RoomConfig,
     metrics: Metrics,
     /// Stands in for unknown apps so a 401 costs the same either way.
     decoy_key: AdminKey,
@@ -83,7 +83,12 @@ pub struct Registry {
 
 impl Registry {
     /// Loads the stored rooms of the configured apps.
-    pub fn load(store: Store, specs: Vec<AppSpec>, shards: usize, metrics: Metrics) -> std::io::Result<Registry> {
+    pub fn load(
+        store: Store,
+        specs: Vec<AppSpec>,
+        room_config: RoomConfig,
+        metrics: Metrics,
+    ) -> std::io::Result<Registry> {
         let mut snapshot = store.load()?;
         let mut apps = BTreeMap::new();
         for spec in specs {
@@ -98,7 +103,7 @@ impl Registry {
                         created_at: stored.created_at,
                         seq: stored.seq,
                     },
-                    shards,
+                    room_config,
                     metrics.clone(),
                 );
                 rooms.insert(room.id().clone(), Arc::new(room));
@@ -119,7 +124,7 @@ impl Registry {
             orphans: snapshot.apps,
             store,
             writes: tokio::sync::Mutex::new(()),
-            shards,
+            room_config,
             metrics,
             decoy_key: AdminKey::new("decoy key for unknown apps"),
         })
@@ -164,7 +169,7 @@ impl Registry {
                 created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 seq: 0,
             };
-            let created = Arc::new(Room::new(spec, self.shards, self.metrics.clone()));
+            let created = Arc::new(Room::new(spec, self.room_config, self.metrics.clone()));
             rooms.insert(created.id().clone(), created.clone());
             created
         };
@@ -257,7 +262,13 @@ mod tests {
 
     fn registry(dir: &std::path::Path, max_rooms: usize) -> Registry {
         let spec = AppSpec { id: "demo".into(), admin_key: "0123456789abcdef".into(), max_rooms };
-        Registry::load(Store::open(dir).unwrap(), vec![spec], 2, Metrics::new()).unwrap()
+        Registry::load(
+            Store::open(dir).unwrap(),
+            vec![spec],
+            RoomConfig { shards: 2, resume: Default::default() },
+            Metrics::new(),
+        )
+        .unwrap()
     }
 
     #[tokio::test]

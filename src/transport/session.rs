@@ -10,7 +10,7 @@ use crate::ids::RoomRequest;
 use crate::presence::{Member, MemberKey};
 use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
-use crate::protocol::messages::{self, LagReason};
+use crate::protocol::messages;
 use crate::room::Room;
 use crate::state::Shared;
 
@@ -72,33 +72,26 @@ pub fn open(shared: &Shared, framing: Framing, memberships: &mut [Membership]) -
     subscriber
 }
 
-/// Joins every room, then queues `welcome` ahead of anything that arrived
-/// meanwhile. Each room's welcome seq is the last one this subscriber will
-/// not get; every later broadcast is owed to it.
+/// Joins every room (replaying what a resuming subscriber missed), then
+/// queues `welcome` ahead of anything queued meanwhile. Each room's welcome
+/// seq is the last one this subscriber will not get; every later broadcast is
+/// owed to it, delivered or announced by a `lagged`.
 pub fn join(shared: &Shared, subscriber: &Arc<Subscriber>, memberships: &mut [Membership]) {
     let framing = subscriber.framing();
     let mut seqs = Vec::with_capacity(memberships.len());
-    let mut expired = Vec::new();
     for (slot, membership) in memberships.iter_mut().enumerate() {
         let room = &membership.room;
-        match room.join(subscriber.id(), Member { subscriber: subscriber.clone(), slot }) {
+        let member = Member { subscriber: subscriber.clone(), slot };
+        match room.join(subscriber.id(), member, membership.resume_after) {
             Ok((key, seq)) => {
                 membership.key = Some(key);
                 seqs.push(seq);
-                // Nothing is held for replay yet: what a resuming subscriber
-                // missed is announced as expired, never skipped silently.
-                if let Some(after) = membership.resume_after.filter(|after| *after < seq) {
-                    expired.push(framing.frame(&messages::lagged(room.id(), seq - after, LagReason::Expired)));
-                }
             }
             Err(_) => {
                 seqs.push(room.seq());
                 subscriber.close(CloseReason::RoomDestroyed);
             }
         }
-    }
-    for frame in expired.into_iter().rev() {
-        subscriber.push_control_front(frame);
     }
     let welcome = messages::welcome(
         memberships.iter().zip(&seqs).map(|(m, seq)| (&**m.room.id(), *seq)),

@@ -1,0 +1,286 @@
+use super::*;
+use crate::fanout::tag::ConflateKey;
+use proptest::prelude::*;
+use serde_json::Value;
+
+const ROOMS: [&str; 2] = ["a", "b"];
+
+fn sub(max_messages: usize, max_bytes: usize) -> Subscriber {
+    Subscriber::new(
+        1,
+        Framing::Quic,
+        ROOMS.map(Arc::from),
+        QueueLimits { max_messages, max_bytes, slow_consumer_after: Duration::from_secs(3600) },
+    )
+}
+
+fn json(frame: &Bytes) -> Value {
+    serde_json::from_slice(&frame[4..]).unwrap()
+}
+
+fn frame_in(slot: usize, n: u64) -> Bytes {
+    Framing::Quic.frame(format!(r#"{{"type":"broadcast","room":"{}","seq":{n}}}"#, ROOMS[slot]).as_bytes())
+}
+
+fn frame(n: u64) -> Bytes {
+    frame_in(0, n)
+}
+
+fn normal() -> Delivery {
+    Delivery::default()
+}
+
+fn with(priority: Priority) -> Delivery {
+    Delivery { priority, ..Delivery::default() }
+}
+
+fn keyed(key: &str) -> Delivery {
+    Delivery { conflate: ConflateKey::of(key), ..Delivery::default() }
+}
+
+/// Pushes to slot 0 with a throwaway tally.
+fn push(s: &Subscriber, n: u64, delivery: Delivery) -> PushOutcome {
+    s.push_broadcast(0, n, &frame(n), delivery, &mut Drops::default())
+}
+
+/// Takes and "writes" everything; returns the messages as JSON.
+fn drain(s: &Subscriber) -> Vec<Value> {
+    let mut out = VecDeque::new();
+    s.take(&mut out);
+    let bytes = out.iter().map(|f| f.len()).sum();
+    s.written(bytes);
+    out.iter().map(json).collect()
+}
+
+/// `"seq"` of broadcasts and `"lagged:N:reason"` of lagged messages, in order.
+fn summary(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|v| match v["type"].as_str().unwrap() {
+            "lagged" => format!("lagged:{}:{}", v["missed"], v["reason"].as_str().unwrap()),
+            _ => v["seq"].to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn overflow_becomes_lagged_before_the_next_message() {
+    let s = sub(2, usize::MAX);
+    assert_eq!(push(&s, 1, normal()), PushOutcome::Queued);
+    assert_eq!(push(&s, 2, normal()), PushOutcome::Queued);
+    assert_eq!(push(&s, 3, normal()), PushOutcome::Dropped);
+    assert_eq!(push(&s, 4, normal()), PushOutcome::Dropped);
+    assert_eq!(summary(&drain(&s)), ["1", "2"]);
+    assert_eq!(push(&s, 5, normal()), PushOutcome::Queued);
+    let messages = drain(&s);
+    assert_eq!(summary(&messages), ["lagged:2:slow", "5"]);
+    assert_eq!(messages[0]["room"], "a");
+}
+
+#[test]
+fn lagged_is_sent_when_the_writer_catches_up_without_new_messages() {
+    let s = sub(1, usize::MAX);
+    s.push_broadcast(1, 1, &frame_in(1, 1), normal(), &mut Drops::default());
+    let mut drops = Drops::default();
+    assert_eq!(s.push_broadcast(1, 2, &frame_in(1, 2), normal(), &mut drops), PushOutcome::Dropped);
+    assert_eq!(drops.slow, [0, 1, 0]);
+    assert_eq!(summary(&drain(&s)), ["1"]);
+    let messages = drain(&s);
+    assert_eq!(summary(&messages), ["lagged:1:slow"]);
+    assert_eq!(messages[0]["room"], "b");
+}
+
+#[test]
+fn byte_bound_counts_what_the_writer_has_not_written() {
+    let f = frame(1);
+    let s = sub(100, f.len() * 2);
+    let mut out = VecDeque::new();
+    assert_eq!(push(&s, 1, normal()), PushOutcome::Queued);
+    assert_eq!(push(&s, 2, normal()), PushOutcome::Queued);
+    s.take(&mut out);
+    assert_eq!(push(&s, 3, normal()), PushOutcome::Dropped, "taken is not written");
+    s.written(f.len());
+    assert_eq!(push(&s, 4, normal()), PushOutcome::Queued);
+}
+
+#[test]
+fn an_idle_subscriber_keeps_one_buffer_and_a_stream_allocates_none() {
+    let s = sub(8, usize::MAX);
+    let mut out = VecDeque::new();
+    push(&s, 1, normal());
+    s.take(&mut out);
+    out.clear();
+    s.give_back(&mut out);
+    assert_eq!(out.capacity(), 0, "the buffer went back to the queue");
+    let queue_buffer = s.lock().items.capacity();
+    assert!(queue_buffer > 0);
+    for n in 2..10 {
+        push(&s, n, normal());
+        s.take(&mut out);
+        out.clear();
+        s.give_back(&mut out);
+        assert_eq!((out.capacity(), s.lock().items.capacity()), (0, queue_buffer), "no new buffer");
+    }
+}
+
+#[test]
+fn staying_behind_closes_as_slow_consumer() {
+    let s = Subscriber::new(
+        1,
+        Framing::WebSocket,
+        [Arc::from("a")],
+        QueueLimits { max_messages: 1, max_bytes: usize::MAX, slow_consumer_after: Duration::ZERO },
+    );
+    let mut drops = Drops::default();
+    s.push_broadcast(0, 1, &frame(1), normal(), &mut drops);
+    assert_eq!(s.push_broadcast(0, 2, &frame(2), normal(), &mut drops), PushOutcome::SlowConsumer);
+    assert_eq!(s.push_broadcast(0, 3, &frame(3), normal(), &mut drops), PushOutcome::Closed);
+    assert!(matches!(s.closing(), Some(CloseReason::SlowConsumer { .. })));
+    assert_eq!((drops.slow, drops.slow_consumers), ([0, 1, 0], 1));
+}
+
+#[test]
+fn control_frames_ignore_the_bounds_and_welcome_goes_first() {
+    let s = sub(1, 1);
+    let mut out = VecDeque::new();
+    s.push_control(Bytes::from_static(b"x"));
+    s.push_control(Bytes::from_static(b"y"));
+    s.push_control_front(Bytes::from_static(b"w"));
+    s.take(&mut out);
+    let frames: Vec<&[u8]> = out.iter().map(|f| &f[..]).collect();
+    assert_eq!(frames, [&b"w"[..], &b"x"[..], &b"y"[..]]);
+}
+
+#[test]
+fn a_resumed_subscriber_skips_what_it_has_seen() {
+    let s = sub(10, usize::MAX);
+    s.skip_through(0, 2);
+    assert_eq!(push(&s, 2, normal()), PushOutcome::AlreadySeen);
+    assert_eq!(push(&s, 3, normal()), PushOutcome::Queued);
+    assert_eq!(summary(&drain(&s)), ["3"]);
+}
+
+#[test]
+fn low_goes_before_normal_and_normal_before_high() {
+    let s = sub(3, usize::MAX);
+    let mut drops = Drops::default();
+    for (n, p) in [(1, Priority::Low), (2, Priority::Normal), (3, Priority::Low)] {
+        s.push_broadcast(0, n, &frame(n), with(p), &mut drops);
+    }
+    // Full: a high message drops the oldest low, then the next low, then the normal.
+    for n in 4..=6 {
+        assert_eq!(s.push_broadcast(0, n, &frame(n), with(Priority::High), &mut drops), PushOutcome::Queued);
+    }
+    assert_eq!(drops.slow, [2, 1, 0]);
+    // Only highs are queued: the next high is dropped itself, as is a low.
+    assert_eq!(s.push_broadcast(0, 7, &frame(7), with(Priority::High), &mut drops), PushOutcome::Dropped);
+    assert_eq!(s.push_broadcast(0, 8, &frame(8), with(Priority::Low), &mut drops), PushOutcome::Dropped);
+    assert_eq!(drops.slow, [3, 1, 1]);
+    // Every drop is announced where it happened; adjacent gaps are one `lagged`.
+    assert_eq!(summary(&drain(&s)), ["lagged:3:slow", "4", "5", "6"]);
+    assert_eq!(summary(&drain(&s)), ["lagged:2:slow"]);
+}
+
+#[test]
+fn equal_priorities_never_evict_each_other() {
+    let s = sub(2, usize::MAX);
+    let mut drops = Drops::default();
+    s.push_broadcast(0, 1, &frame(1), with(Priority::Low), &mut drops);
+    s.push_broadcast(0, 2, &frame(2), with(Priority::Low), &mut drops);
+    assert_eq!(s.push_broadcast(0, 3, &frame(3), with(Priority::Low), &mut drops), PushOutcome::Dropped);
+    assert_eq!(summary(&drain(&s)), ["1", "2"]);
+}
+
+#[test]
+fn a_conflated_message_is_replaced_by_the_newest_at_the_end() {
+    let s = sub(10, usize::MAX);
+    let mut drops = Drops::default();
+    s.push_broadcast(0, 1, &frame(1), keyed("score"), &mut drops);
+    s.push_broadcast(0, 2, &frame(2), normal(), &mut drops);
+    s.push_broadcast(0, 3, &frame(3), keyed("score"), &mut drops);
+    s.push_broadcast(1, 1, &frame_in(1, 1), keyed("score"), &mut drops); // another room: its own key space
+    s.push_broadcast(0, 4, &frame(4), keyed("other"), &mut drops);
+    s.push_broadcast(0, 5, &frame(5), keyed("score"), &mut drops);
+    assert_eq!(drops.conflated, 2);
+    assert_eq!(summary(&drain(&s)), ["lagged:1:conflated", "2", "lagged:1:conflated", "1", "4", "5"]);
+    // Once taken, nothing is replaced any more.
+    s.push_broadcast(0, 6, &frame(6), keyed("score"), &mut drops);
+    assert_eq!(summary(&drain(&s)), ["6"]);
+}
+
+#[test]
+fn conflation_frees_room_for_the_newest() {
+    let s = sub(2, usize::MAX);
+    let mut drops = Drops::default();
+    s.push_broadcast(0, 1, &frame(1), normal(), &mut drops);
+    s.push_broadcast(0, 2, &frame(2), keyed("k"), &mut drops);
+    assert_eq!(s.push_broadcast(0, 3, &frame(3), keyed("k"), &mut drops), PushOutcome::Queued);
+    assert_eq!(summary(&drain(&s)), ["1", "lagged:1:conflated", "3"]);
+    assert_eq!(drops, Drops { conflated: 1, ..Drops::default() });
+}
+
+/// One step of a queue's life.
+#[derive(Debug, Clone)]
+enum Op {
+    Push { slot: usize, priority: Priority, key: Option<u8> },
+    Drain,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => Just(Op::Drain),
+        3 => (0usize..2, 0usize..3, proptest::option::of(0u8..3))
+            .prop_map(|(slot, p, key)| Op::Push { slot, priority: Priority::ALL[p], key }),
+    ]
+}
+
+proptest! {
+    /// Whatever the pushes, priorities, conflate keys and drains: each room's
+    /// delivered seqs increase, every pushed broadcast is either delivered once
+    /// or counted exactly once in a `lagged`, the queue's own tally agrees, and
+    /// a high message is only dropped when nothing lower was queued.
+    #[test]
+    fn nothing_is_lost_silently(ops in proptest::collection::vec(op(), 1..300), max in 1usize..6) {
+        let s = sub(max, usize::MAX);
+        let mut pushed = [0u64; 2];
+        let mut delivered = [0u64; 2];
+        let mut lagged = [0u64; 2];
+        let mut last = [0u64; 2];
+        let mut drops = Drops::default();
+        let mut check = |messages: Vec<Value>| {
+            for v in messages {
+                let slot = ROOMS.iter().position(|r| v["room"] == *r).unwrap();
+                if v["type"] == "lagged" {
+                    lagged[slot] += v["missed"].as_u64().unwrap();
+                } else {
+                    let seq = v["seq"].as_u64().unwrap();
+                    assert!(seq > last[slot], "room {slot}: {seq} after {}", last[slot]);
+                    last[slot] = seq;
+                    delivered[slot] += 1;
+                }
+            }
+        };
+        for op in ops {
+            match op {
+                Op::Drain => check(drain(&s)),
+                Op::Push { slot, priority, key } => {
+                    pushed[slot] += 1;
+                    let conflate = key.map_or(ConflateKey::NONE, |k| ConflateKey::of(&k.to_string()));
+                    let lower_queued = s.lock().queued.iter().take(priority.index()).any(|n| *n > 0);
+                    let before = drops;
+                    s.push_broadcast(slot, pushed[slot], &frame_in(slot, pushed[slot]), Delivery { priority, conflate }, &mut drops);
+                    if priority == Priority::High && drops.slow[2] > before.slow[2] {
+                        prop_assert!(!lower_queued, "a high message went while a lower one was queued");
+                    }
+                }
+            }
+        }
+        check(drain(&s));
+        check(drain(&s));
+        for slot in 0..2 {
+            prop_assert_eq!(delivered[slot] + lagged[slot], pushed[slot], "room {}", slot);
+        }
+        let tallied: u64 = drops.slow.iter().sum::<u64>() + drops.conflated;
+        prop_assert_eq!(tallied, lagged[0] + lagged[1]);
+    }
+}

@@ -1,0 +1,312 @@
+//! A room: its sequencer, its presence shards, and the lanes that fan its
+//! broadcasts out shard by shard.
+//!
+//! The path of one broadcast (see docs/architecture.md):
+//! 1. under the room's sequencer lock: take the next `seq`, encode the message
+//!    once per framing, append it to every shard's lane;
+//! 2. outside the lock: drain the lanes this call was first to, one per shard,
+//!    in parallel on the runtime when the room is large;
+//! 3. per shard, under the shard lock: clone the shared frame (a refcount) into
+//!    each member's bounded queue; the members' own tasks write it out.
+//!
+//! The room also keeps its resume window ([`resume`]) and the idempotency keys
+//! it answered ([`idempotency`]), both filled under the sequencer.
+
+pub mod idempotency;
+pub mod resume;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_utils::CachePadded;
+use metrics::Counter;
+
+use crate::fanout::lane::Lane;
+use crate::fanout::{Broadcast, Delivery, Drops, Frames, Subscriber};
+use crate::metrics::Metrics;
+use crate::presence::{Member, MemberKey, Presence, RoomClosed};
+use crate::protocol::close::CloseReason;
+use crate::protocol::messages::{self, LagReason};
+use idempotency::IdempotencyKeys;
+use resume::{ResumeLimits, ResumeRing};
+
+/// Rooms with at least this many members fan out on several tasks at once.
+pub const PARALLEL_FANOUT_MIN: usize = 2048;
+
+#[derive(Debug)]
+pub struct Room {
+    app: Arc<str>,
+    id: Arc<str>,
+    name: String,
+    created_at: String,
+    /// A std `Mutex`: held to number, encode and enqueue one broadcast,
+    /// never across an `.await`.
+    sequencer: Mutex<Sequencer>,
+    last_seq: AtomicU64,
+    resume: Mutex<ResumeRing>,
+    presence: Presence,
+    lanes: Box<[CachePadded<Lane>]>,
+    destroyed: AtomicBool,
+    broadcasts: Counter,
+    metrics: Metrics,
+}
+
+/// What the sequencer guards.
+#[derive(Debug)]
+struct Sequencer {
+    /// The last seq handed out.
+    seq: u64,
+    keys: IdempotencyKeys,
+}
+
+/// How every room of this node is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomConfig {
+    /// Presence shards (and lanes) per room.
+    pub shards: usize,
+    pub resume: ResumeLimits,
+}
+
+/// What a room is made from.
+#[derive(Debug, Clone)]
+pub struct RoomSpec {
+    pub app: Arc<str>,
+    pub id: Arc<str>,
+    pub name: String,
+    pub created_at: String,
+    pub seq: u64,
+}
+
+/// The answer to an accepted broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub seq: u64,
+    pub online: usize,
+    /// The answer is a repeat: the idempotency key was seen, nothing was sent.
+    pub duplicate: bool,
+}
+
+impl Room {
+    pub fn new(spec: RoomSpec, config: RoomConfig, metrics: Metrics) -> Room {
+        let presence = Presence::new(config.shards, spec.seq);
+        let lanes = (0..presence.shard_count()).map(|_| CachePadded::new(Lane::default())).collect();
+        Room {
+            broadcasts: metrics.room_broadcasts(&spec.app, &spec.id),
+            app: spec.app,
+            id: spec.id,
+            name: spec.name,
+            created_at: spec.created_at,
+            sequencer: Mutex::new(Sequencer { seq: spec.seq, keys: IdempotencyKeys::default() }),
+            last_seq: AtomicU64::new(spec.seq),
+            resume: Mutex::new(ResumeRing::new(config.resume)),
+            presence,
+            lanes,
+            destroyed: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    pub fn app(&self) -> &Arc<str> {
+        &self.app
+    }
+
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn created_at(&self) -> &str {
+        &self.created_at
+    }
+
+    /// The last broadcast's seq (0 before the first).
+    pub fn seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Members online now.
+    pub fn online(&self) -> usize {
+        self.presence.online()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.presence.shard_count()
+    }
+
+    fn sequencer(&self) -> MutexGuard<'_, Sequencer> {
+        self.sequencer.lock().expect("room sequencer lock")
+    }
+
+    fn resume_ring(&self) -> MutexGuard<'_, ResumeRing> {
+        self.resume.lock().expect("room resume lock")
+    }
+
+    /// Numbers, encodes and fans out one broadcast. `data` is valid JSON text.
+    /// With an `idempotency_key` already answered in the last 5 minutes,
+    /// returns that answer again (marked `duplicate`) and sends nothing.
+    pub fn publish(self: &Arc<Self>, data: &str, delivery: Delivery, idempotency_key: Option<&str>) -> Published {
+        let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let mut to_drain = Vec::with_capacity(self.lanes.len());
+        let published = {
+            let mut sequencer = self.sequencer();
+            let now = Instant::now();
+            if let Some(key) = idempotency_key
+                && let Some(first) = sequencer.keys.get(key, now)
+            {
+                drop(sequencer);
+                self.metrics.idempotent_duplicates.increment(1);
+                return Published { duplicate: true, ..first };
+            }
+            sequencer.seq += 1;
+            let seq = sequencer.seq;
+            let frames = Frames::encode(&self.id, seq, ts_ms, data);
+            let broadcast = Arc::new(Broadcast::new(seq, delivery, frames, self.lanes.len()));
+            self.resume_ring().push(&broadcast);
+            for (index, lane) in self.lanes.iter().enumerate() {
+                if lane.enqueue(broadcast.clone()) {
+                    to_drain.push(index);
+                }
+            }
+            self.last_seq.store(seq, Ordering::Release);
+            let published = Published { seq, online: self.online(), duplicate: false };
+            if let Some(key) = idempotency_key {
+                let evicted = sequencer.keys.insert(key, published, now);
+                if evicted > 0 {
+                    self.metrics.idempotency_keys_evicted.increment(evicted as u64);
+                }
+            }
+            published
+        };
+        self.broadcasts.increment(1);
+        self.drive(&to_drain, published.online);
+        published
+    }
+
+    /// Drains the lanes this publisher is responsible for: inline for small
+    /// rooms, one task per shard for large ones (the last shard inline).
+    fn drive(self: &Arc<Self>, lanes: &[usize], online: usize) {
+        let parallel = online >= PARALLEL_FANOUT_MIN && tokio::runtime::Handle::try_current().is_ok();
+        match lanes.split_last() {
+            Some((last, rest)) if parallel => {
+                for &index in rest {
+                    let room = Arc::clone(self);
+                    tokio::spawn(async move { room.drain_lane(index) });
+                }
+                self.drain_lane(*last);
+            }
+            _ => lanes.iter().for_each(|&index| self.drain_lane(index)),
+        }
+    }
+
+    /// Delivers everything waiting in one shard's lane, in seq order.
+    pub fn drain_lane(&self, index: usize) {
+        let lane = &self.lanes[index];
+        let shard = self.presence.shard(index);
+        while let Some(broadcast) = lane.next() {
+            let mut drops = Drops::default();
+            {
+                let mut state = shard.lock();
+                state.delivered_seq = broadcast.seq;
+                for (_, member) in state.members.iter() {
+                    let frame = broadcast.frames.get(member.subscriber.framing());
+                    member.subscriber.push_broadcast(member.slot, broadcast.seq, frame, broadcast.delivery, &mut drops);
+                }
+            }
+            if !drops.is_empty() {
+                self.metrics.record_drops(&drops);
+            }
+            if let Some(elapsed) = broadcast.shard_done() {
+                self.metrics.fanout_duration.record(elapsed.as_secs_f64());
+            }
+        }
+    }
+
+    /// Adds a member; returns its key and the seq it starts after (its
+    /// welcome seq). A member resuming after a seq is first queued what the
+    /// resume window holds after it, under the shard's lock, so the live
+    /// broadcasts that follow neither repeat nor skip one.
+    pub fn join(&self, hint: u64, member: Member, resume_after: Option<u64>) -> Result<(MemberKey, u64), RoomClosed> {
+        if self.destroyed.load(Ordering::Acquire) {
+            return Err(RoomClosed);
+        }
+        let subscriber = Arc::clone(&member.subscriber);
+        let slot = member.slot;
+        self.presence.join(hint, member, |delivered| match resume_after {
+            None => delivered,
+            Some(after) if after < delivered => {
+                self.replay(&subscriber, slot, after, delivered);
+                after
+            }
+            // Seen on an earlier connection, not yet delivered by this shard.
+            Some(after) if after <= self.seq() => {
+                subscriber.skip_through(slot, after);
+                after
+            }
+            // Ahead of this room: its seqs restarted (the node lost them). Start afresh.
+            Some(_) => delivered,
+        })
+    }
+
+    /// Queues what a member resuming after `after` is owed up to `upto`: one
+    /// `lagged`/`expired` for what is no longer held, then the held broadcasts.
+    fn replay(&self, subscriber: &Subscriber, slot: usize, after: u64, upto: u64) {
+        let framing = subscriber.framing();
+        let (mut drops, mut replayed) = (Drops::default(), 0);
+        let expired = {
+            let mut ring = self.resume_ring();
+            let replay = ring.replay(after, upto, Instant::now());
+            if replay.expired > 0 {
+                subscriber.push_control(framing.frame(&messages::lagged(&self.id, replay.expired, LagReason::Expired)));
+            }
+            for broadcast in replay.held {
+                let frame = broadcast.frames.get(framing);
+                subscriber.push_broadcast(slot, broadcast.seq, frame, broadcast.delivery, &mut drops);
+                replayed += 1;
+            }
+            replay.expired
+        };
+        self.metrics.record_resume(replayed, expired);
+        if !drops.is_empty() {
+            self.metrics.record_drops(&drops);
+        }
+    }
+
+    pub fn leave(&self, key: MemberKey) {
+        self.presence.leave(key);
+    }
+
+    /// Closes every member with `room_destroyed` and refuses new ones.
+    pub fn destroy(&self) {
+        self.destroyed.store(true, Ordering::Release);
+        for member in self.presence.close() {
+            member.subscriber.close(CloseReason::RoomDestroyed);
+        }
+    }
+
+    /// Sends the heartbeat to every member whose first room this is, so a
+    /// subscriber in several rooms gets it once.
+    /// Also lets go of resume-window broadcasts and idempotency keys past
+    /// their age, so a quiet room does not hold them.
+    pub fn heartbeat(&self) {
+        let now = Instant::now();
+        self.resume_ring().expire(now);
+        self.sequencer().keys.expire(now);
+        self.presence.for_each_member(|member| {
+            if member.slot == 0 {
+                member.subscriber.heartbeat();
+            }
+        });
+    }
+
+    /// Asks every member to close with `reason_for` each (drain).
+    pub fn close_members(&self, mut reason_for: impl FnMut() -> CloseReason) {
+        // Under each shard's lock in turn (shard → subscriber is the lock order): no copy of the members.
+        self.presence.for_each_member(|member| {
+            member.subscriber.close(reason_for());
+        });
+    }
+}
