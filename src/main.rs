@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let signal = shutdown_signal()?;
         let server = Server::bind(config).await?;
         println!("bullhorn: viewer listening on http://{}", server.viewer_addr());
         println!("bullhorn: admin listening on http://{}", server.admin_addr());
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
         if let Some(fingerprint) = server.dev_cert_fingerprint() {
             println!("bullhorn: self-signed certificate for localhost, SHA-256 {fingerprint} (also in the data dir, dev-cert.sha256)");
         }
-        server.run(shutdown_signal()).await
+        server.run(signal).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,7 +16,7 @@ use crate::proc_stats::{cpu_seconds, rss_bytes};
 use crate::report::{Latency, Report};
 use crate::worker::WorkerEvent;
 use crate::ws_client::now_us;
-use crate::{Common, FanoutArgs, IdleArgs};
+use crate::{Common, DeliveryArgs, FanoutArgs, IdleArgs};
 
 /// How long subscribers get to receive what is still in flight after the last broadcast.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -64,15 +64,24 @@ impl Admin {
         }
     }
 
-    /// Sends one broadcast; returns the `online` count it was accepted with.
-    async fn broadcast(&self, data: Value) -> anyhow::Result<u64> {
-        let resp = self
+    /// Sends broadcast number `n`; returns the `online` count it was accepted with.
+    async fn broadcast(&self, data: Value, n: u64, options: &DeliveryArgs) -> anyhow::Result<u64> {
+        let mut body = json!({"data": data});
+        if let Some(priority) = &options.priority {
+            body["priority"] = json!(priority);
+        }
+        if let Some(conflate) = &options.conflate {
+            body["conflate"] = json!(conflate.replace("{n}", &n.to_string()));
+        }
+        let mut request = self
             .http
             .post(format!("{}/v1/apps/{}/rooms/{}/broadcast", self.base, self.app, self.room))
             .bearer_auth(&self.key)
-            .json(&json!({"data": data}))
-            .send()
-            .await?;
+            .json(&body);
+        if options.idempotency_keys {
+            request = request.header("Idempotency-Key", format!("loadtest-{}-{n}", std::process::id()));
+        }
+        let resp = request.send().await?;
         let status = resp.status();
         let body: Value = resp.json().await?;
         if status.as_u16() != 202 {
@@ -199,7 +208,13 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let admin = Arc::new(Admin::new(common));
     admin.ensure_room().await?;
-    let mut report = Report { payload_bytes: args.payload, ..new_report("fanout", common) };
+    let mut report = Report {
+        payload_bytes: args.payload,
+        priority: args.delivery.priority.clone(),
+        conflate: args.delivery.conflate.clone(),
+        idempotency_keys: args.delivery.idempotency_keys,
+        ..new_report("fanout", common)
+    };
     let mut workers = spawn_workers(common, &shares(common.subscribers, common.workers)).await?;
     wait_connected(&mut workers, &mut report).await?;
     report.server_rss_bytes = common.server_pid.and_then(rss_bytes);
@@ -215,11 +230,11 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         let due = started + Duration::from_secs_f64(i as f64 / args.rate);
         tokio::time::sleep_until(due.into()).await;
         let permit = in_flight.clone().acquire_owned().await?;
-        let (admin, expected, accepted, data) =
-            (admin.clone(), expected.clone(), accepted.clone(), payload(args.payload));
+        let (admin, expected, accepted, data, options) =
+            (admin.clone(), expected.clone(), accepted.clone(), payload(args.payload), args.delivery.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            match admin.broadcast(data).await {
+            match admin.broadcast(data, i, &options).await {
                 Ok(online) => {
                     expected.fetch_add(online, Ordering::Relaxed);
                     accepted.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +290,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     report.server_rss_per_subscriber_bytes = slope(half, full);
     report.server_rss_per_subscriber_average_bytes = slope((0, baseline), full);
     // One broadcast warms every queue; memory after it is the steady idle state.
-    report.expected_deliveries = admin.broadcast(payload(100)).await?;
+    report.expected_deliveries = admin.broadcast(payload(100), 0, &DeliveryArgs::default()).await?;
     report.broadcasts = 1;
     tokio::time::sleep(SETTLE).await;
     report.server_rss_per_subscriber_after_broadcast_bytes =

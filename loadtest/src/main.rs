@@ -94,6 +94,22 @@ pub struct FanoutArgs {
     /// Seconds of broadcasting
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// The delivery options of each broadcast (contract §2), to measure what they cost.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DeliveryArgs {
+    /// `priority` of every broadcast: high, normal or low
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// `conflate` key of every broadcast; `{n}` in it becomes the broadcast's number
+    #[arg(long)]
+    pub conflate: Option<String>,
+    /// Send a fresh `Idempotency-Key` with every broadcast
+    #[arg(long)]
+    pub idempotency_keys: bool,
 }
 
 #[derive(Debug, Clone, Args)]

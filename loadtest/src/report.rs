@@ -35,6 +35,13 @@ pub struct Report {
     pub workers: usize,
     pub payload_bytes: usize,
     pub duration_secs: f64,
+    /// Delivery options of each broadcast (`fanout`), when any was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflate: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub idempotency_keys: bool,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -203,8 +203,10 @@ impl Subscription {
         match &message {
             Message::Welcome { rooms, .. } => {
                 self.attempt = 0;
+                // The server's word wins: it is the seq we asked to resume
+                // after, or an earlier one when the room's seqs restarted.
                 for RoomSeq { room, seq } in rooms {
-                    self.last_seq.entry(room.clone()).or_insert(*seq);
+                    self.last_seq.insert(room.clone(), *seq);
                 }
             }
             Message::Broadcast { room, seq, .. } => {
@@ -222,7 +224,13 @@ impl Subscription {
                 }
             }
             Message::Error { .. } => self.gave_up = true,
-            Message::Lagged { .. } | Message::Pong => {}
+            // Announced drops are not gaps: the next seq follows them.
+            Message::Lagged { room, missed, .. } => {
+                if let Some(last) = self.last_seq.get_mut(room) {
+                    *last += missed;
+                }
+            }
+            Message::Pong => {}
         }
         Event::Message(message)
     }
@@ -303,6 +311,12 @@ mod tests {
         assert!(matches!(sub.observe(next(5)), Event::Message(_)));
         assert_eq!(sub.observe(next(8)), Event::Gap { room: "g".into(), missed: 2 });
         assert_eq!(sub.last_seq("g"), Some(8));
+        let lagged = Message::Lagged { room: "g".into(), missed: 3, reason: "slow".into() };
+        sub.observe(lagged);
+        assert!(matches!(sub.observe(next(12)), Event::Message(_)), "announced drops are not a gap");
+        // A restarted room: the server's welcome seq replaces ours.
+        sub.observe(Message::parse(br#"{"type":"welcome","rooms":[{"room":"g","seq":1}],"heartbeat_ms":1}"#).unwrap());
+        assert_eq!(sub.last_seq("g"), Some(1));
     }
 
     #[test]

@@ -266,7 +266,7 @@ proptest! {
                 Op::Push { slot, priority, key } => {
                     pushed[slot] += 1;
                     let conflate = key.map_or(ConflateKey::NONE, |k| ConflateKey::of(&k.to_string()));
-                    let lower_queued = s.lock().queued.iter().take(priority.index()).any(|n| *n > 0);
+                    let lower_queued = s.lock().counts.queued.iter().take(priority.index()).any(|n| *n > 0);
                     let before = drops;
                     s.push_broadcast(slot, pushed[slot], &frame_in(slot, pushed[slot]), Delivery { priority, conflate }, &mut drops);
                     if priority == Priority::High && drops.slow[2] > before.slow[2] {
