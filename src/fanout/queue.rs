@@ -118,7 +118,7 @@ struct QueueState {
     woken: bool,
 }
 
-/// Kept in one 16-byte block, so counting a conflatable entry touches the
+/// Kept in one small block, so counting a conflatable entry touches the
 /// cache line the priority counts are already on (at 100k subscribers a
 /// push is memory-bound: every extra line shows).
 #[derive(Debug, Default, Clone, Copy)]
@@ -126,6 +126,10 @@ struct Counts {
     /// By [`Priority::index`].
     queued: [u32; 3],
     conflatable: u32,
+    /// One bit per queued conflate key (by its hash, mod 64), cleared on take:
+    /// a push whose key's bit is clear cannot match, and skips the scan. Under
+    /// backlog with distinct keys, that is most pushes.
+    conflate_bits: u64,
 }
 
 #[derive(Debug)]
@@ -153,8 +157,13 @@ impl QueueState {
     }
 
     /// The queued broadcast of `slot` with the same conflate key as `tag`.
+    /// There is at most one (each push replaces its predecessor), most likely
+    /// near the back: search from there.
     fn find_conflatable(&self, tag: Tag) -> Option<usize> {
-        self.tags.iter().position(|t| t.is_broadcast() && t.slot() == tag.slot() && t.conflate() == tag.conflate())
+        if self.counts.conflatable == 0 || self.counts.conflate_bits & tag.conflate().bit() == 0 {
+            return None;
+        }
+        self.tags.iter().rposition(|t| t.is_broadcast() && t.slot() == tag.slot() && t.conflate() == tag.conflate())
     }
 
     /// The oldest queued broadcast of the lowest priority below `priority`.
@@ -231,7 +240,6 @@ impl Subscriber {
         }
         let tag = Tag::broadcast(slot, delivery);
         if delivery.conflate.is_some()
-            && state.counts.conflatable > 0
             && let Some(index) = state.find_conflatable(tag)
         {
             self.drop_in_place(&mut state, index, GapReason::Conflated);
@@ -258,6 +266,7 @@ impl Subscriber {
         state.counts.queued[delivery.priority.index()] += 1;
         if delivery.conflate.is_some() {
             state.counts.conflatable += 1;
+            state.counts.conflate_bits |= delivery.conflate.bit();
         }
         if was_empty {
             wake(state);

@@ -55,6 +55,11 @@ impl ConflateKey {
     pub fn is_some(self) -> bool {
         self.0 != 0
     }
+
+    /// The key's bit in a 64-bit filter of keys.
+    pub fn bit(self) -> u64 {
+        1 << (self.0 & 63)
+    }
 }
 
 /// How one broadcast is to be delivered: the same for every subscriber.
