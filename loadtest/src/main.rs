@@ -8,13 +8,17 @@
 //! the server's memory from /proc, merges the workers' results and writes the
 //! JSON report (contract §6).
 //!
-//! Scenarios today: `fanout` (deliveries per second and latency) and `idle`
-//! (server memory per idle subscriber). Every run is bounded in count and time.
+//! Scenarios: `fanout` (deliveries per second and latency), `burst` (time
+//! until the last subscriber has one broadcast), `idle` (server memory per
+//! idle subscriber), `slow` (some subscribers stop reading) and `churn`
+//! (subscribers come and go). Every run is bounded in count and time.
 
-mod coordinator;
+mod admin;
 mod proc_stats;
 mod report;
+mod scenario;
 mod worker;
+mod workers;
 mod ws_client;
 
 use std::path::PathBuf;
@@ -34,6 +38,12 @@ enum Command {
     Fanout(FanoutArgs),
     /// Ramp to N subscribers, hold, report the server's memory per subscriber.
     Idle(IdleArgs),
+    /// One broadcast to N subscribers, time until the last has it (p100), repeated.
+    Burst(BurstArgs),
+    /// A fan-out with all subscribers reading, then with a fraction that never reads.
+    Slow(SlowArgs),
+    /// A fan-out while subscribers leave and join; checks the server's `online` count.
+    Churn(ChurnArgs),
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }
@@ -41,15 +51,22 @@ enum Command {
 /// What every scenario needs to reach the server and spread its clients.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Viewer base URL (WebSocket)
-    #[arg(long, default_value = "ws://127.0.0.1:8080")]
-    pub url: String,
+    /// Viewer base URL (WebSocket); repeat for several nodes (subscribers spread round-robin)
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8080")]
+    pub urls: Vec<String>,
     /// Subscriber transport: websocket or quic
     #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic"])]
     pub transport: String,
-    /// QUIC listener address (with --transport quic)
-    #[arg(long, default_value = "127.0.0.1:4433")]
-    pub quic_addr: std::net::SocketAddr,
+    /// QUIC listener address (with --transport quic); repeat for several nodes
+    #[arg(long = "quic-addr", default_value = "127.0.0.1:4433")]
+    pub quic_addrs: Vec<std::net::SocketAddr>,
+    /// Local addresses to connect from, to pass 64k connections per address:
+    /// a list (127.0.0.1,127.0.0.2) or a range (127.0.0.1-127.0.0.16)
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Seed of every random choice (which subscribers churn), for repeatable runs
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
     /// The server's certificate fingerprint file (dev-cert.sha256), for --transport quic
     #[arg(long, default_value = "data/dev-cert.sha256")]
     pub fingerprint_file: PathBuf,
@@ -112,6 +129,51 @@ pub struct DeliveryArgs {
     pub idempotency_keys: bool,
 }
 
+impl Common {
+    /// The parameters for the report (the key left out).
+    pub fn parameters(&self) -> serde_json::Value {
+        serde_json::json!({
+            "urls": self.urls, "transport": self.transport, "quic_addrs": self.quic_addrs,
+            "admin": self.admin, "app": self.app, "room": self.room, "subscribers": self.subscribers,
+            "workers": self.workers, "connect_rate": self.connect_rate, "source_ips": self.source_ips,
+            "seed": self.seed, "server_pid": self.server_pid,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BurstArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Broadcasts to send, one at a time
+    #[arg(long, default_value_t = 10)]
+    pub repeat: u64,
+    /// Pause after each broadcast, so they do not overlap
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Bytes of `data` per broadcast
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SlowArgs {
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
+    /// Fraction of subscribers that never read
+    #[arg(long, default_value_t = 0.1)]
+    pub non_reader_fraction: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
+    /// Subscribers closed and replaced per second, across all workers
+    #[arg(long, default_value_t = 100.0)]
+    pub churn_per_sec: f64,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
     #[command(flatten)]
@@ -126,8 +188,11 @@ fn main() -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match cli.command {
         Command::Worker(args) => worker::run(args),
-        Command::Fanout(args) => runtime()?.block_on(coordinator::fanout(args)),
-        Command::Idle(args) => runtime()?.block_on(coordinator::idle(args)),
+        Command::Fanout(args) => runtime()?.block_on(scenario::fanout::fanout(args)),
+        Command::Idle(args) => runtime()?.block_on(scenario::idle::idle(args)),
+        Command::Burst(args) => runtime()?.block_on(scenario::burst::burst(args)),
+        Command::Slow(args) => runtime()?.block_on(scenario::fanout::slow(args)),
+        Command::Churn(args) => runtime()?.block_on(scenario::fanout::churn(args)),
     }
 }
 

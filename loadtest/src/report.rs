@@ -4,10 +4,14 @@ use std::path::Path;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use serde_json::Value;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub scenario: String,
+    /// Every parameter of the run, as given or defaulted.
+    pub parameters: Value,
+    pub machine: Machine,
     pub transport: String,
     pub subscribers_requested: usize,
     pub subscribers_connected: usize,
@@ -42,9 +46,69 @@ pub struct Report {
     pub conflate: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub idempotency_keys: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<BurstResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow: Option<SlowResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnResult>,
 }
 
+/// Where the run happened: the harness shares this machine with the server.
 #[derive(Debug, Default, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_bytes: u64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this() -> Machine {
+        let memory_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+            text.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+        });
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes: memory_kib.unwrap_or(0) * 1024,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        }
+    }
+}
+
+/// `burst`: how long until the last subscriber has each broadcast.
+#[derive(Debug, Default, Serialize)]
+pub struct BurstResult {
+    pub repeats: u64,
+    /// Subscribers online when each broadcast was accepted (the fewest).
+    pub online_min: u64,
+    /// Subscribers that received each broadcast (the fewest).
+    pub receivers_min: u64,
+    /// Time from the request until the last receiver had it, over the repeats.
+    pub p100_us_min: u64,
+    pub p100_us_median: u64,
+    pub p100_us_max: u64,
+}
+
+/// `slow`: the readers' latency with some subscribers not reading, against all reading.
+#[derive(Debug, Default, Serialize)]
+pub struct SlowResult {
+    pub non_readers: usize,
+    pub all_fast_latency_us: Latency,
+    /// p99 with non-readers over p99 without (goal: at most 1.5).
+    pub p99_ratio: f64,
+}
+
+/// `churn`: subscribers replaced during the run, and whether `online` stayed exact.
+#[derive(Debug, Default, Serialize)]
+pub struct ChurnResult {
+    pub churn_per_sec: f64,
+    pub churned: u64,
+    pub open_at_end: usize,
+    pub server_online_at_end: u64,
+    pub online_exact: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Latency {
     pub p50: u64,
     pub p90: u64,
@@ -105,6 +169,28 @@ impl Report {
         }
         if let Some(per) = self.server_rss_per_subscriber_average_bytes {
             eprintln!("  server RSS/sub   {per:.0} bytes (average over all, fixed costs included)");
+        }
+        if let Some(b) = &self.burst {
+            eprintln!(
+                "  burst p100 µs    min {} median {} max {} over {} broadcasts ({} of {} received each, at least)",
+                b.p100_us_min, b.p100_us_median, b.p100_us_max, b.repeats, b.receivers_min, b.online_min
+            );
+        }
+        if let Some(s) = &self.slow {
+            eprintln!(
+                "  slow             {} non-readers; readers' p99 {} µs vs {} µs all fast: {:.2}×",
+                s.non_readers, self.latency_us.p99, s.all_fast_latency_us.p99, s.p99_ratio
+            );
+        }
+        if let Some(c) = &self.churn {
+            eprintln!(
+                "  churn            {} replaced at {}/s; open {} vs server online {}: {}",
+                c.churned,
+                c.churn_per_sec,
+                c.open_at_end,
+                c.server_online_at_end,
+                if c.online_exact { "exact" } else { "DIFFERENT" }
+            );
         }
         if let Some(cpu) = self.server_cpu_seconds {
             eprintln!("  server CPU       {cpu:.2} s");

@@ -1,22 +1,32 @@
 //! A worker process: opens its share of subscribers at a paced rate, tells
-//! the coordinator once they are connected, counts what arrives, and reports
-//! on `stop` (JSON lines on stdout and stdin).
+//! the coordinator once they are connected, counts what arrives, and answers
+//! the coordinator's commands (JSON lines on stdout, words on stdin):
+//!
+//! * `pause`: stop churning; report how many subscribers are open;
+//! * `stop`: report what was received, and exit.
+//!
+//! Subscribers spread over the server addresses and source addresses given,
+//! round-robin. The first `--non-readers` never read after connecting (the
+//! `slow` scenario); with `--churn-per-sec`, readers are closed and replaced
+//! at that rate, picked by a seeded generator (the `churn` scenario).
 
-use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::cell::{Cell, RefCell};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
+use tokio::task::JoinHandle;
 
 use crate::ws_client::{self, Stats};
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    #[arg(long)]
-    pub addr: SocketAddr,
+    /// Server addresses (viewer TCP or QUIC UDP), used round-robin.
+    #[arg(long = "addr", required = true)]
+    pub addrs: Vec<SocketAddr>,
     #[arg(long)]
     pub host: String,
     #[arg(long)]
@@ -25,13 +35,30 @@ pub struct WorkerArgs {
     pub count: usize,
     #[arg(long)]
     pub connect_rate: u64,
-    /// Subscribe over QUIC to `--addr`, pinning this certificate fingerprint.
+    /// Subscribe over QUIC, pinning this certificate fingerprint.
     #[arg(long)]
     pub quic_fingerprint: Option<String>,
     #[arg(long, default_value = "demo")]
     pub app: String,
     #[arg(long, default_value = "loadtest")]
     pub room: String,
+    /// Local addresses to connect from, round-robin.
+    #[arg(long = "source-ip")]
+    pub source_ips: Vec<IpAddr>,
+    /// This worker's first subscriber number (spreads addresses across workers).
+    #[arg(long, default_value_t = 0)]
+    pub first_index: usize,
+    /// Subscribers that never read after connecting.
+    #[arg(long, default_value_t = 0)]
+    pub non_readers: usize,
+    /// Record receivers and the slowest latency per broadcast.
+    #[arg(long)]
+    pub per_seq: bool,
+    /// Readers closed and replaced per second once all are connected.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn_per_sec: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// QUIC connections per client endpoint (each endpoint is one UDP socket and one driver task).
@@ -46,6 +73,10 @@ pub enum WorkerEvent {
         errors: usize,
         first_error: Option<String>,
     },
+    Paused {
+        open: usize,
+        churned: u64,
+    },
     Done {
         deliveries: u64,
         gaps: u64,
@@ -53,6 +84,8 @@ pub enum WorkerEvent {
         first_us: u64,
         last_us: u64,
         latency: Vec<(u64, u64)>,
+        /// (seq, receivers, slowest latency µs), with `--per-seq`.
+        per_seq: Vec<(u64, u64, u64)>,
         cpu_seconds: f64,
     },
 }
@@ -63,75 +96,222 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     local.block_on(&runtime, work(args))
 }
 
-async fn work(args: WorkerArgs) -> anyhow::Result<()> {
-    let stats = Rc::new(RefCell::new(Stats::new()));
-    let outcome = Rc::new(RefCell::new((0usize, 0usize, None::<String>)));
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / args.connect_rate.max(1) as f64));
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let endpoints = match &args.quic_fingerprint {
-        Some(fingerprint) => (0..args.count.div_ceil(QUIC_PER_ENDPOINT).max(1))
-            .map(|_| {
-                let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("address"))?;
-                endpoint
-                    .set_default_client_config(bullhorn::client::tls::pinned_quic_config(fingerprint, b"bullhorn/1"));
-                Ok(endpoint)
-            })
-            .collect::<std::io::Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    for i in 0..args.count {
-        pace.tick().await;
-        let (args, stats, outcome, done) = (args.clone(), stats.clone(), outcome.clone(), done_tx.clone());
-        if let Some(endpoint) = endpoints.get(i / QUIC_PER_ENDPOINT).cloned() {
-            tokio::task::spawn_local(async move {
-                let rooms = [args.room.clone()];
-                match bullhorn::client::QuicStream::connect(&endpoint, args.addr, "localhost", &args.app, &rooms).await
-                {
-                    Ok(stream) => {
-                        outcome.borrow_mut().0 += 1;
-                        let _ = done.send(());
-                        ws_client::receive_quic(stream, stats).await;
-                    }
-                    Err(error) => {
-                        let mut o = outcome.borrow_mut();
-                        o.1 += 1;
-                        o.2.get_or_insert_with(|| error.to_string());
-                        let _ = done.send(());
-                    }
-                }
-            });
-            continue;
+/// The worker's subscribers: one task per slot, replaceable.
+struct Fleet {
+    args: WorkerArgs,
+    stats: Rc<RefCell<Stats>>,
+    endpoints: Vec<quinn::Endpoint>,
+    slots: RefCell<Vec<Option<JoinHandle<()>>>>,
+    /// Subscribers connected and not yet closed.
+    open: Rc<Cell<usize>>,
+    connected: Cell<usize>,
+    errors: Cell<usize>,
+    first_error: RefCell<Option<String>>,
+    attempts_done: tokio::sync::Notify,
+    attempts: Cell<usize>,
+}
+
+/// Counts a subscriber as open while it lives, however its task ends.
+struct OpenGuard(Rc<Cell<usize>>);
+
+impl OpenGuard {
+    fn new(open: &Rc<Cell<usize>>) -> OpenGuard {
+        open.set(open.get() + 1);
+        OpenGuard(open.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+impl Fleet {
+    fn new(args: WorkerArgs) -> anyhow::Result<Rc<Fleet>> {
+        let endpoints = match &args.quic_fingerprint {
+            Some(fingerprint) => (0..args.count.div_ceil(QUIC_PER_ENDPOINT).max(1))
+                .map(|n| {
+                    let source = source_ip(&args, n * QUIC_PER_ENDPOINT).unwrap_or([127, 0, 0, 1].into());
+                    let mut endpoint = quinn::Endpoint::client(SocketAddr::new(source, 0))?;
+                    endpoint.set_default_client_config(bullhorn::client::tls::pinned_quic_config(
+                        fingerprint,
+                        b"bullhorn/1",
+                    ));
+                    Ok(endpoint)
+                })
+                .collect::<std::io::Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok(Rc::new(Fleet {
+            stats: Rc::new(RefCell::new(Stats::new(args.per_seq))),
+            slots: RefCell::new((0..args.count).map(|_| None).collect()),
+            args,
+            endpoints,
+            open: Rc::new(Cell::new(0)),
+            connected: Cell::new(0),
+            errors: Cell::new(0),
+            first_error: RefCell::new(None),
+            attempts_done: tokio::sync::Notify::new(),
+            attempts: Cell::new(0),
+        }))
+    }
+
+    /// Opens (or reopens) the subscriber in `slot`.
+    fn open_slot(self: &Rc<Self>, slot: usize) {
+        let fleet = self.clone();
+        let task = tokio::task::spawn_local(async move { fleet.subscribe(slot).await });
+        if let Some(old) = self.slots.borrow_mut()[slot].replace(task) {
+            old.abort();
         }
-        tokio::task::spawn_local(async move {
-            match ws_client::connect(args.addr, &args.host, &args.path).await {
-                Ok((stream, leftover)) => {
-                    outcome.borrow_mut().0 += 1;
-                    let _ = done.send(());
-                    ws_client::receive(stream, leftover, stats).await;
+    }
+
+    fn close_slot(&self, slot: usize) {
+        if let Some(task) = self.slots.borrow_mut()[slot].take() {
+            task.abort();
+        }
+    }
+
+    async fn subscribe(self: Rc<Self>, slot: usize) {
+        let index = self.args.first_index + slot;
+        let addr = self.args.addrs[index % self.args.addrs.len()];
+        let reader = slot >= self.args.non_readers;
+        if let Some(endpoint) = self.endpoints.get(slot / QUIC_PER_ENDPOINT) {
+            let rooms = [self.args.room.clone()];
+            let connect = bullhorn::client::QuicStream::connect(endpoint, addr, "localhost", &self.args.app, &rooms);
+            match connect.await {
+                Ok(stream) => {
+                    let _open = self.connected_one();
+                    if reader {
+                        ws_client::receive_quic(stream, self.stats.clone()).await;
+                    } else {
+                        hold(stream).await;
+                    }
                 }
-                Err(error) => {
-                    let mut o = outcome.borrow_mut();
-                    o.1 += 1;
-                    o.2.get_or_insert_with(|| error.to_string());
-                    let _ = done.send(());
+                Err(error) => self.failed_one(error.to_string()),
+            }
+            return;
+        }
+        match ws_client::connect(addr, source_ip(&self.args, index), &self.args.host, &self.args.path).await {
+            Ok((stream, leftover)) => {
+                let _open = self.connected_one();
+                if reader {
+                    ws_client::receive(stream, leftover, self.stats.clone()).await;
+                } else {
+                    hold(stream).await;
                 }
             }
-        });
-    }
-    for _ in 0..args.count {
-        done_rx.recv().await;
-    }
-    let (connected, errors, first_error) = outcome.borrow().clone();
-    emit(&WorkerEvent::Connected { connected, errors, first_error });
-
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim() == "stop" {
-            break;
+            Err(error) => self.failed_one(error.to_string()),
         }
     }
-    let stats = stats.borrow();
+
+    fn connected_one(&self) -> OpenGuard {
+        self.connected.set(self.connected.get() + 1);
+        self.attempted();
+        OpenGuard::new(&self.open)
+    }
+
+    fn failed_one(&self, error: String) {
+        self.errors.set(self.errors.get() + 1);
+        self.first_error.borrow_mut().get_or_insert(error);
+        self.attempted();
+    }
+
+    fn attempted(&self) {
+        self.attempts.set(self.attempts.get() + 1);
+        if self.attempts.get() == self.args.count {
+            self.attempts_done.notify_one();
+        }
+    }
+
+    /// Closes and replaces random readers at the configured rate until `paused`.
+    async fn churn(self: Rc<Self>, paused: Rc<Cell<bool>>, churned: Rc<Cell<u64>>) {
+        let readers = self.args.non_readers..self.args.count;
+        if self.args.churn_per_sec <= 0.0 || readers.is_empty() {
+            return;
+        }
+        let mut rng = SplitMix(self.args.seed ^ self.args.first_index as u64);
+        let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / self.args.churn_per_sec));
+        pace.tick().await;
+        while !paused.get() {
+            pace.tick().await;
+            if paused.get() {
+                break;
+            }
+            let slot = readers.start + (rng.next() % readers.len() as u64) as usize;
+            self.close_slot(slot);
+            self.open_slot(slot);
+            churned.set(churned.get() + 1);
+        }
+    }
+}
+
+/// Holds a connection without reading from it: a subscriber that stopped reading.
+async fn hold<T>(connection: T) {
+    let _connection = connection;
+    std::future::pending::<()>().await
+}
+
+fn source_ip(args: &WorkerArgs, index: usize) -> Option<IpAddr> {
+    (!args.source_ips.is_empty()).then(|| args.source_ips[index % args.source_ips.len()])
+}
+
+/// A small seeded generator (SplitMix64): repeatable picks, no dependency.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+async fn work(args: WorkerArgs) -> anyhow::Result<()> {
+    let fleet = Fleet::new(args.clone())?;
+    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / args.connect_rate.max(1) as f64));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let all_attempted = fleet.attempts_done.notified();
+    for slot in 0..args.count {
+        pace.tick().await;
+        fleet.open_slot(slot);
+    }
+    if args.count > 0 {
+        all_attempted.await;
+    }
+    emit(&WorkerEvent::Connected {
+        connected: fleet.connected.get(),
+        errors: fleet.errors.get(),
+        first_error: fleet.first_error.borrow().clone(),
+    });
+
+    let (paused, churned) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)));
+    tokio::task::spawn_local(fleet.clone().churn(paused.clone(), churned.clone()));
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match line.trim() {
+            "pause" => {
+                paused.set(true);
+                // Let replacements still connecting finish first (bounded: an
+                // aborted replacement never reports).
+                let settled = async {
+                    while fleet.attempts.get() < fleet.args.count + churned.get() as usize {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), settled).await;
+                emit(&WorkerEvent::Paused { open: fleet.open.get(), churned: churned.get() });
+            }
+            "stop" => break,
+            _ => {}
+        }
+    }
+    let stats = fleet.stats.borrow();
+    let mut per_seq: Vec<(u64, u64, u64)> =
+        stats.per_seq.iter().flatten().map(|(seq, (receivers, max))| (*seq, *receivers, *max)).collect();
+    per_seq.sort_unstable();
     emit(&WorkerEvent::Done {
         deliveries: stats.deliveries,
         gaps: stats.gaps,
@@ -139,6 +319,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         first_us: stats.first_us,
         last_us: stats.last_us,
         latency: stats.latency.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
+        per_seq,
         cpu_seconds: crate::proc_stats::cpu_seconds("self").unwrap_or(0.0),
     });
     std::process::exit(0);

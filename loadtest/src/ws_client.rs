@@ -4,14 +4,15 @@
 //! little of the shared cores as possible.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf as _, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// What one worker's subscribers received, shared by its tasks on one thread.
 pub struct Stats {
@@ -21,10 +22,12 @@ pub struct Stats {
     pub first_us: u64,
     pub last_us: u64,
     pub latency: Histogram<u64>,
+    /// Per broadcast seq: receivers and the slowest one's latency (`burst`).
+    pub per_seq: Option<HashMap<u64, (u64, u64)>>,
 }
 
 impl Stats {
-    pub fn new() -> Stats {
+    pub fn new(per_seq: bool) -> Stats {
         Stats {
             deliveries: 0,
             gaps: 0,
@@ -32,6 +35,7 @@ impl Stats {
             first_us: u64::MAX,
             last_us: 0,
             latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
+            per_seq: per_seq.then(HashMap::new),
         }
     }
 }
@@ -40,9 +44,23 @@ pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Connects and completes the upgrade; returns the stream and any bytes read past it.
-pub async fn connect(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(TcpStream, BytesMut)> {
-    let mut stream = TcpStream::connect(addr).await?;
+/// Connects (from `source`, when given, to spread clients over loopback
+/// addresses past one address's 64k ports) and completes the upgrade;
+/// returns the stream and any bytes read past it.
+pub async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(TcpStream, BytesMut)> {
+    let mut stream = match source {
+        Some(ip) => {
+            let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+        None => TcpStream::connect(addr).await?,
+    };
     stream.set_nodelay(true)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -136,7 +154,13 @@ fn on_text(text: &[u8], last_seq: &mut Option<u64>, stats: &Rc<RefCell<Stats>>) 
         stats.first_us = stats.first_us.min(now);
         stats.last_us = stats.last_us.max(now);
         if let Some(sent) = number_after(text, br#""t":"#) {
-            let _ = stats.latency.record(now.saturating_sub(sent).max(1));
+            let latency = now.saturating_sub(sent).max(1);
+            let _ = stats.latency.record(latency);
+            if let Some(per_seq) = &mut stats.per_seq {
+                let entry = per_seq.entry(seq).or_insert((0, 0));
+                entry.0 += 1;
+                entry.1 = entry.1.max(latency);
+            }
         }
     } else if text.starts_with(br#"{"type":"welcome""#) {
         *last_seq = number_after(text, br#""seq":"#);

@@ -1,0 +1,33 @@
+//! The scenarios, each bounded in time and count: what they drive and what
+//! they add to the report.
+
+pub mod burst;
+pub mod fanout;
+pub mod idle;
+
+use std::time::Duration;
+
+use crate::Common;
+use crate::proc_stats::cpu_seconds;
+use crate::report::{Machine, Report};
+
+/// How long subscribers get to receive what is still in flight after the last broadcast.
+pub const SETTLE: Duration = Duration::from_secs(3);
+
+/// A report with what every scenario states about its setup.
+pub fn new_report(scenario: &str, common: &Common, parameters: serde_json::Value) -> Report {
+    Report {
+        scenario: scenario.into(),
+        parameters,
+        machine: Machine::this(),
+        transport: common.transport.clone(),
+        subscribers_requested: common.subscribers,
+        workers: common.workers,
+        ..Default::default()
+    }
+}
+
+/// The server's CPU seconds so far, when its pid was given.
+pub fn server_cpu(common: &Common) -> Option<f64> {
+    common.server_pid.and_then(|pid| cpu_seconds(&pid.to_string()))
+}

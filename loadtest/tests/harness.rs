@@ -1,0 +1,184 @@
+//! The harness against a real bullhorn server (in this process, on port 0)
+//! with small N: every report field present and consistent, drops counted
+//! when the server is made to drop, each scenario's own result checked.
+//! The harness runs as its real binary, with its real worker processes.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use bullhorn::cli::ServeArgs;
+use bullhorn::{Config, Server};
+use serde_json::Value;
+
+const KEY: &str = "harness-test-key-0123456789";
+
+struct Node {
+    viewer: SocketAddr,
+    admin: SocketAddr,
+    _data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(mut args: ServeArgs) -> Node {
+    let data = tempfile::tempdir().unwrap();
+    args.viewer_addr = Some("127.0.0.1:0".parse().unwrap());
+    args.admin_addr = Some("127.0.0.1:0".parse().unwrap());
+    args.quic_addr = Some("127.0.0.1:0".parse().unwrap());
+    args.data_dir = Some(data.path().to_owned());
+    let config =
+        Config::from_toml(&args, "", |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned())).unwrap();
+    let server = Server::bind(config).await.unwrap();
+    let (viewer, admin) = (server.viewer_addr(), server.admin_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Node { viewer, admin, _data: data, _stop: stop }
+}
+
+/// Runs `bullhorn-loadtest <scenario> <args>` against `node`; returns its JSON report.
+async fn run(node: &Node, scenario: &str, args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_bullhorn-loadtest"))
+        .arg(scenario)
+        .args(["--url", &format!("ws://{}", node.viewer), "--admin", &format!("http://{}", node.admin)])
+        .args(["--key", KEY, "--server-pid", &std::process::id().to_string()])
+        .arg("--report")
+        .arg(&report)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{scenario} failed: {stderr}");
+    let written: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(written, printed, "the report file and stdout agree");
+    assert!(stderr.contains(scenario), "the human table names the scenario: {stderr}");
+    written
+}
+
+fn u(report: &Value, field: &str) -> u64 {
+    report[field].as_u64().unwrap_or_else(|| panic!("{field} missing or not a count in {report}"))
+}
+
+/// Contract §6's fields, present and of the right kind, plus the machine and the parameters.
+fn assert_contract_fields(report: &Value, subscribers: u64) {
+    assert_eq!(report["transport"], "websocket");
+    assert_eq!(u(report, "subscribers_requested"), subscribers);
+    assert_eq!(u(report, "subscribers_connected"), subscribers);
+    assert_eq!(u(report, "connect_errors"), 0);
+    for field in ["broadcasts", "deliveries", "expected_deliveries", "gaps"] {
+        u(report, field);
+    }
+    assert!(report["deliveries_per_sec"].as_f64().unwrap() > 0.0);
+    for quantile in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(report["latency_us"][quantile].as_u64().unwrap() > 0, "latency {quantile}");
+    }
+    let l = &report["latency_us"];
+    assert!(u(l, "p50") <= u(l, "p99") && u(l, "p99") <= u(l, "max"));
+    assert!(u(report, "server_rss_bytes") > 0);
+    assert!(report["server_rss_per_subscriber_bytes"].as_f64().is_some());
+    assert!(u(&report["machine"], "cores") >= 1 && u(&report["machine"], "memory_bytes") > 0);
+    assert!(report["machine"]["kernel"].as_str().is_some_and(|k| !k.is_empty()));
+    assert_eq!(report["parameters"]["common"]["subscribers"], subscribers);
+    assert!(report["parameters"]["common"].get("key").is_none(), "the admin key is not a parameter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_everything_and_reports_every_field() {
+    let node = start(ServeArgs::default()).await;
+    let report = run(
+        &node,
+        "fanout",
+        &["--subscribers", "200", "--workers", "2", "--rate", "20", "--duration", "2", "--payload", "120"],
+    )
+    .await;
+    assert_contract_fields(&report, 200);
+    assert_eq!(u(&report, "broadcasts"), 40);
+    assert_eq!(u(&report, "expected_deliveries"), 40 * 200);
+    assert_eq!(u(&report, "deliveries"), u(&report, "expected_deliveries"), "nothing dropped, all delivered");
+    assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
+    assert_eq!(u(&report, "payload_bytes"), 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_server_drops_the_report_counts_it_exactly() {
+    // One queued broadcast per subscriber and many in flight: the server must drop.
+    let node = start(ServeArgs { queue_max_messages: Some(1), ..Default::default() }).await;
+    let report = run(
+        &node,
+        "fanout",
+        &["--subscribers", "100", "--workers", "1", "--rate", "400", "--duration", "1", "--payload", "2000"],
+    )
+    .await;
+    let metrics = reqwest::get(format!("http://{}/metrics", node.admin)).await.unwrap().text().await.unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"bullhorn_dropped_messages_total{reason="slow"} "#))
+        .map_or(0.0, |v| v.parse().unwrap());
+    assert!(dropped > 0.0, "the server was made to drop");
+    assert_eq!(u(&report, "lagged"), dropped as u64, "every drop the server made, the harness counted");
+    assert_eq!(u(&report, "deliveries") + u(&report, "lagged"), u(&report, "expected_deliveries"));
+    assert_eq!(u(&report, "gaps"), 0, "every drop was announced by `lagged`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_times_the_last_receiver_of_each_broadcast() {
+    let node = start(ServeArgs::default()).await;
+    let report =
+        run(&node, "burst", &["--subscribers", "150", "--workers", "2", "--repeat", "3", "--interval-ms", "200"]).await;
+    let burst = &report["burst"];
+    assert_eq!((u(burst, "repeats"), u(burst, "online_min"), u(burst, "receivers_min")), (3, 150, 150));
+    assert!(0 < u(burst, "p100_us_min") && u(burst, "p100_us_min") <= u(burst, "p100_us_max"));
+    assert!(u(burst, "p100_us_max") >= u(&report["latency_us"], "p99"), "p100 bounds every delivery's latency");
+    assert_eq!(u(&report, "deliveries"), 450);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_keeps_the_servers_online_count_exact() {
+    let node = start(ServeArgs::default()).await;
+    let report = run(
+        &node,
+        "churn",
+        &["--subscribers", "100", "--workers", "2", "--rate", "10", "--duration", "2", "--churn-per-sec", "40"],
+    )
+    .await;
+    let churn = &report["churn"];
+    assert!(u(churn, "churned") > 0);
+    assert_eq!(u(churn, "open_at_end"), 100, "every replaced subscriber came back");
+    assert_eq!(u(churn, "server_online_at_end"), 100);
+    assert_eq!(churn["online_exact"], true);
+    assert_eq!(u(&report, "gaps"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_compares_readers_with_and_without_non_readers() {
+    let node = start(ServeArgs::default()).await;
+    let report = run(
+        &node,
+        "slow",
+        &["--subscribers", "100", "--workers", "2", "--rate", "10", "--duration", "2", "--non-reader-fraction", "0.1"],
+    )
+    .await;
+    let slow = &report["slow"];
+    assert_eq!(u(slow, "non_readers"), 10);
+    assert!(u(&slow["all_fast_latency_us"], "p99") > 0);
+    assert!(slow["p99_ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(u(&report, "expected_deliveries"), 20 * 90, "what the 90 readers were owed");
+    assert_eq!(u(&report, "deliveries"), u(&report, "expected_deliveries"), "readers missed nothing");
+    assert_eq!(u(&report, "gaps"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_reports_memory_per_subscriber() {
+    let node = start(ServeArgs::default()).await;
+    let report = run(&node, "idle", &["--subscribers", "200", "--workers", "2", "--hold", "0"]).await;
+    assert_eq!(u(&report, "subscribers_connected"), 200);
+    assert!(report["server_rss_per_subscriber_bytes"].as_f64().is_some());
+    assert!(report["server_rss_per_subscriber_average_bytes"].as_f64().is_some());
+    assert_eq!(u(&report, "deliveries"), 200, "the warm-up broadcast reached everyone");
+}
