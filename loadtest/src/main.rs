@@ -11,7 +11,8 @@
 //! Scenarios: `fanout` (deliveries per second and latency), `burst` (time
 //! until the last subscriber has one broadcast), `idle` (server memory per
 //! idle subscriber), `slow` (some subscribers stop reading) and `churn`
-//! (subscribers come and go). Every run is bounded in count and time.
+//! (subscribers come and go), `storm` (everyone reconnects at once). Every
+//! run is bounded in count and time.
 
 mod admin;
 mod proc_stats;
@@ -44,6 +45,8 @@ enum Command {
     Slow(SlowArgs),
     /// A fan-out while subscribers leave and join; checks the server's `online` count.
     Churn(ChurnArgs),
+    /// Every subscriber drops and reconnects at once, resuming, while broadcasts flow.
+    Storm(StormArgs),
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }
@@ -175,6 +178,24 @@ pub struct ChurnArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Broadcasts per second, from start to end
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Bytes of `data` per broadcast
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds of broadcasts before the storm
+    #[arg(long, default_value_t = 2)]
+    pub before: u64,
+    /// Seconds of broadcasts after it
+    #[arg(long, default_value_t = 3)]
+    pub after: u64,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
     #[command(flatten)]
     pub common: Common,
@@ -193,6 +214,7 @@ fn main() -> anyhow::Result<()> {
         Command::Burst(args) => runtime()?.block_on(scenario::burst::burst(args)),
         Command::Slow(args) => runtime()?.block_on(scenario::fanout::slow(args)),
         Command::Churn(args) => runtime()?.block_on(scenario::fanout::churn(args)),
+        Command::Storm(args) => runtime()?.block_on(scenario::storm::storm(args)),
     }
 }
 

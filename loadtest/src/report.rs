@@ -52,6 +52,19 @@ pub struct Report {
     pub slow: Option<SlowResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storm: Option<StormResult>,
+}
+
+/// `storm`: every subscriber dropped and reconnected at once, resuming.
+#[derive(Debug, Default, Serialize)]
+pub struct StormResult {
+    pub reconnected: usize,
+    pub reconnect_errors: usize,
+    /// From the drop until the last subscriber was connected again.
+    pub time_to_all_reconnected_ms: u64,
+    /// Subscribers online at the server after the storm.
+    pub server_online_after: u64,
 }
 
 /// Where the run happened: the harness shares this machine with the server.
@@ -190,6 +203,12 @@ impl Report {
                 c.open_at_end,
                 c.server_online_at_end,
                 if c.online_exact { "exact" } else { "DIFFERENT" }
+            );
+        }
+        if let Some(st) = &self.storm {
+            eprintln!(
+                "  storm            {} back in {} ms, {} errors, server online after {}; gaps across the resume: {}",
+                st.reconnected, st.time_to_all_reconnected_ms, st.reconnect_errors, st.server_online_after, self.gaps
             );
         }
         if let Some(cpu) = self.server_cpu_seconds {

@@ -3,6 +3,8 @@
 //! the coordinator's commands (JSON lines on stdout, words on stdin):
 //!
 //! * `pause`: stop churning; report how many subscribers are open;
+//! * `storm`: close every reader at once and reconnect it at once, resuming
+//!   after its last seq; report how long until all were back;
 //! * `stop`: report what was received, and exit.
 //!
 //! Subscribers spread over the server addresses and source addresses given,
@@ -77,6 +79,12 @@ pub enum WorkerEvent {
         open: usize,
         churned: u64,
     },
+    Stormed {
+        reconnected: usize,
+        errors: usize,
+        /// From the first close until the last reader was connected again.
+        millis: u64,
+    },
     Done {
         deliveries: u64,
         gaps: u64,
@@ -102,6 +110,8 @@ struct Fleet {
     stats: Rc<RefCell<Stats>>,
     endpoints: Vec<quinn::Endpoint>,
     slots: RefCell<Vec<Option<JoinHandle<()>>>>,
+    /// Per slot: the last seq its subscriber saw, to resume after.
+    seqs: Vec<Rc<Cell<Option<u64>>>>,
     /// Subscribers connected and not yet closed.
     open: Rc<Cell<usize>>,
     connected: Cell<usize>,
@@ -146,6 +156,7 @@ impl Fleet {
         Ok(Rc::new(Fleet {
             stats: Rc::new(RefCell::new(Stats::new(args.per_seq))),
             slots: RefCell::new((0..args.count).map(|_| None).collect()),
+            seqs: (0..args.count).map(|_| Rc::new(Cell::new(None))).collect(),
             args,
             endpoints,
             open: Rc::new(Cell::new(0)),
@@ -176,14 +187,19 @@ impl Fleet {
         let index = self.args.first_index + slot;
         let addr = self.args.addrs[index % self.args.addrs.len()];
         let reader = slot >= self.args.non_readers;
+        let last_seq = self.seqs[slot].clone();
+        let room = match last_seq.get() {
+            Some(seq) => format!("{}@{seq}", self.args.room),
+            None => self.args.room.clone(),
+        };
         if let Some(endpoint) = self.endpoints.get(slot / QUIC_PER_ENDPOINT) {
-            let rooms = [self.args.room.clone()];
+            let rooms = [room];
             let connect = bullhorn::client::QuicStream::connect(endpoint, addr, "localhost", &self.args.app, &rooms);
             match connect.await {
                 Ok(stream) => {
                     let _open = self.connected_one();
                     if reader {
-                        ws_client::receive_quic(stream, self.stats.clone()).await;
+                        ws_client::receive_quic(stream, self.stats.clone(), last_seq).await;
                     } else {
                         hold(stream).await;
                     }
@@ -192,11 +208,15 @@ impl Fleet {
             }
             return;
         }
-        match ws_client::connect(addr, source_ip(&self.args, index), &self.args.host, &self.args.path).await {
+        let path = match last_seq.get() {
+            Some(seq) => format!("{}@{seq}", self.args.path),
+            None => self.args.path.clone(),
+        };
+        match ws_client::connect(addr, source_ip(&self.args, index), &self.args.host, &path).await {
             Ok((stream, leftover)) => {
                 let _open = self.connected_one();
                 if reader {
-                    ws_client::receive(stream, leftover, self.stats.clone()).await;
+                    ws_client::receive(stream, leftover, self.stats.clone(), last_seq).await;
                 } else {
                     hold(stream).await;
                 }
@@ -240,6 +260,7 @@ impl Fleet {
             }
             let slot = readers.start + (rng.next() % readers.len() as u64) as usize;
             self.close_slot(slot);
+            self.seqs[slot].set(None); // a new subscriber, not a reconnect
             self.open_slot(slot);
             churned.set(churned.get() + 1);
         }
@@ -303,6 +324,28 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(5), settled).await;
                 emit(&WorkerEvent::Paused { open: fleet.open.get(), churned: churned.get() });
+            }
+            "storm" => {
+                let readers = fleet.args.non_readers..fleet.args.count;
+                let (attempts, connected, errors) = (fleet.attempts.get(), fleet.connected.get(), fleet.errors.get());
+                let started = std::time::Instant::now();
+                for slot in readers.clone() {
+                    fleet.close_slot(slot);
+                }
+                for slot in readers.clone() {
+                    fleet.open_slot(slot);
+                }
+                let back = async {
+                    while fleet.attempts.get() < attempts + readers.len() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(120), back).await;
+                emit(&WorkerEvent::Stormed {
+                    reconnected: fleet.connected.get() - connected,
+                    errors: fleet.errors.get() - errors,
+                    millis: started.elapsed().as_millis() as u64,
+                });
             }
             "stop" => break,
             _ => {}

@@ -172,6 +172,24 @@ pub async fn pause(workers: &mut [Worker]) -> anyhow::Result<(usize, u64)> {
     Ok((open, churned))
 }
 
+/// Drops and reconnects every reader at once, in every worker at once;
+/// returns the readers back, the failures, and the slowest worker's time.
+pub async fn storm(workers: &mut [Worker]) -> anyhow::Result<(usize, usize, u64)> {
+    send(workers, "storm").await?;
+    let (mut back, mut errors, mut millis) = (0, 0, 0);
+    for worker in workers.iter_mut() {
+        match next_event(worker).await? {
+            WorkerEvent::Stormed { reconnected, errors: e, millis: m } => {
+                back += reconnected;
+                errors += e;
+                millis = millis.max(m);
+            }
+            other => bail!("unexpected worker event {other:?}"),
+        }
+    }
+    Ok((back, errors, millis))
+}
+
 /// What the workers received, merged.
 pub struct Received {
     /// First and last delivery, µs since the epoch.

@@ -3,7 +3,7 @@
 //! both with a byte scan instead of a JSON parse so the client spends as
 //! little of the shared cores as possible.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -88,8 +88,14 @@ pub async fn connect(
 }
 
 /// Reads frames until the connection ends, recording into `stats`.
-pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell<Stats>>) {
-    let mut last_seq: Option<u64> = None;
+/// `last_seq` is the subscriber's last seen seq, kept beyond this connection
+/// so a reconnect can resume after it.
+pub async fn receive(
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    stats: Rc<RefCell<Stats>>,
+    last_seq: Rc<Cell<Option<u64>>>,
+) {
     loop {
         while let Some((opcode, header, len)) = parse_header(&buf) {
             if buf.len() < header + len {
@@ -97,7 +103,7 @@ pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell
             }
             let payload = &buf[header..header + len];
             match opcode {
-                0x1 => on_text(payload, &mut last_seq, &stats),
+                0x1 => on_text(payload, &last_seq, &stats),
                 0x8 => return,
                 0x9 => {
                     let mut pong = vec![0x8A, 0x80 | len as u8, 0, 0, 0, 0];
@@ -119,10 +125,13 @@ pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell
 }
 
 /// Reads QUIC frames until the stream ends, recording into `stats`.
-pub async fn receive_quic(mut stream: bullhorn::client::QuicStream, stats: Rc<RefCell<Stats>>) {
-    let mut last_seq: Option<u64> = None;
+pub async fn receive_quic(
+    mut stream: bullhorn::client::QuicStream,
+    stats: Rc<RefCell<Stats>>,
+    last_seq: Rc<Cell<Option<u64>>>,
+) {
     while let Ok(Some(frame)) = stream.next_frame().await {
-        on_text(&frame, &mut last_seq, &stats);
+        on_text(&frame, &last_seq, &stats);
     }
 }
 
@@ -139,17 +148,17 @@ fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     }
 }
 
-fn on_text(text: &[u8], last_seq: &mut Option<u64>, stats: &Rc<RefCell<Stats>>) {
+fn on_text(text: &[u8], last_seq: &Cell<Option<u64>>, stats: &Rc<RefCell<Stats>>) {
     let now = now_us();
     let mut stats = stats.borrow_mut();
     if text.starts_with(br#"{"type":"broadcast""#) {
         let seq = number_after(text, br#""seq":"#).unwrap_or(0);
-        if let Some(last) = *last_seq
+        if let Some(last) = last_seq.get()
             && seq != last + 1
         {
             stats.gaps += 1;
         }
-        *last_seq = Some(seq);
+        last_seq.set(Some(seq));
         stats.deliveries += 1;
         stats.first_us = stats.first_us.min(now);
         stats.last_us = stats.last_us.max(now);
@@ -163,10 +172,12 @@ fn on_text(text: &[u8], last_seq: &mut Option<u64>, stats: &Rc<RefCell<Stats>>) 
             }
         }
     } else if text.starts_with(br#"{"type":"welcome""#) {
-        *last_seq = number_after(text, br#""seq":"#);
+        last_seq.set(number_after(text, br#""seq":"#));
     } else if text.starts_with(br#"{"type":"lagged""#) {
-        stats.lagged += number_after(text, br#""missed":"#).unwrap_or(0);
-        *last_seq = None;
+        // A `lagged` stands exactly where the messages it counts would have been.
+        let missed = number_after(text, br#""missed":"#).unwrap_or(0);
+        stats.lagged += missed;
+        last_seq.set(last_seq.get().map(|last| last + missed));
     }
 }
 

@@ -182,3 +182,21 @@ async fn idle_reports_memory_per_subscriber() {
     assert!(report["server_rss_per_subscriber_average_bytes"].as_f64().is_some());
     assert_eq!(u(&report, "deliveries"), 200, "the warm-up broadcast reached everyone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_reconnects_resumes_without_a_gap() {
+    let node = start(ServeArgs::default()).await;
+    let report = run(
+        &node,
+        "storm",
+        &["--subscribers", "200", "--workers", "2", "--rate", "20", "--before", "1", "--after", "2"],
+    )
+    .await;
+    let storm = &report["storm"];
+    assert_eq!((u(storm, "reconnected"), u(storm, "reconnect_errors")), (200, 0));
+    assert_eq!(u(storm, "server_online_after"), 200);
+    assert_eq!(u(&report, "broadcasts"), 60);
+    assert_eq!(u(&report, "gaps"), 0, "the resume left no gap");
+    assert_eq!(u(&report, "lagged"), 0);
+    assert_eq!(u(&report, "deliveries"), 60 * 200, "what was sent while they were away came back by resume");
+}

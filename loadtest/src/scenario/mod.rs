@@ -4,6 +4,7 @@
 pub mod burst;
 pub mod fanout;
 pub mod idle;
+pub mod storm;
 
 use std::time::Duration;
 
