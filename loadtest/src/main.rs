@@ -47,6 +47,8 @@ enum Command {
     Churn(ChurnArgs),
     /// Every subscriber drops and reconnects at once, resuming, while broadcasts flow.
     Storm(StormArgs),
+    /// This machine's raw loopback write rate: one frame per write over N sockets.
+    Ceiling(CeilingArgs),
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }
@@ -67,6 +69,9 @@ pub struct Common {
     /// a list (127.0.0.1,127.0.0.2) or a range (127.0.0.1-127.0.0.16)
     #[arg(long)]
     pub source_ips: Option<String>,
+    /// Pin the worker processes to these CPUs (taskset list, e.g. `1` or `8-15`)
+    #[arg(long)]
+    pub worker_cpus: Option<String>,
     /// Seed of every random choice (which subscribers churn), for repeatable runs
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -116,6 +121,10 @@ pub struct FanoutArgs {
     pub duration: u64,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    /// Also measure `ceiling` (same frame, same number of sockets) after the run,
+    /// and report deliveries per second as a ratio against it
+    #[arg(long)]
+    pub with_ceiling: bool,
 }
 
 /// The delivery options of each broadcast (contract §2), to measure what they cost.
@@ -139,7 +148,7 @@ impl Common {
             "urls": self.urls, "transport": self.transport, "quic_addrs": self.quic_addrs,
             "admin": self.admin, "app": self.app, "room": self.room, "subscribers": self.subscribers,
             "workers": self.workers, "connect_rate": self.connect_rate, "source_ips": self.source_ips,
-            "seed": self.seed, "server_pid": self.server_pid,
+            "seed": self.seed, "server_pid": self.server_pid, "worker_cpus": self.worker_cpus,
         })
     }
 }
@@ -175,6 +184,18 @@ pub struct ChurnArgs {
     /// Subscribers closed and replaced per second, across all workers
     #[arg(long, default_value_t = 100.0)]
     pub churn_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CeilingArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Bytes of `data` in the frame (as in `fanout --payload`)
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds of writing
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -215,6 +236,7 @@ fn main() -> anyhow::Result<()> {
         Command::Slow(args) => runtime()?.block_on(scenario::fanout::slow(args)),
         Command::Churn(args) => runtime()?.block_on(scenario::fanout::churn(args)),
         Command::Storm(args) => runtime()?.block_on(scenario::storm::storm(args)),
+        Command::Ceiling(args) => runtime()?.block_on(scenario::ceiling::ceiling(args)),
     }
 }
 

@@ -54,6 +54,23 @@ pub struct Report {
     pub churn: Option<ChurnResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storm: Option<StormResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<CeilingResult>,
+    /// `fanout --with-ceiling`: deliveries per second over the ceiling's writes per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_ratio: Option<f64>,
+}
+
+/// `ceiling`: raw writes of one frame each, round-robin over the sockets.
+#[derive(Debug, Default, Serialize)]
+pub struct CeilingResult {
+    pub frame_bytes: usize,
+    pub sockets: usize,
+    pub writes: u64,
+    /// Writes skipped because a socket's buffer was full.
+    pub would_block: u64,
+    pub writes_per_sec: f64,
+    pub bytes_read: u64,
 }
 
 /// `storm`: every subscriber dropped and reconnected at once, resuming.
@@ -210,6 +227,15 @@ impl Report {
                 "  storm            {} back in {} ms, {} errors, server online after {}; gaps across the resume: {}",
                 st.reconnected, st.time_to_all_reconnected_ms, st.reconnect_errors, st.server_online_after, self.gaps
             );
+        }
+        if let Some(c) = &self.ceiling {
+            eprintln!(
+                "  ceiling          {:.0} writes/s of {} bytes over {} sockets ({} would-block)",
+                c.writes_per_sec, c.frame_bytes, c.sockets, c.would_block
+            );
+        }
+        if let Some(ratio) = self.ceiling_ratio {
+            eprintln!("  vs ceiling       {ratio:.2}× the machine's one-write-per-delivery rate");
         }
         if let Some(cpu) = self.server_cpu_seconds {
             eprintln!("  server CPU       {cpu:.2} s");

@@ -61,6 +61,9 @@ pub struct WorkerArgs {
     pub churn_per_sec: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Plain TCP sinks for `ceiling`: connect, read and discard, count bytes.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// QUIC connections per client endpoint (each endpoint is one UDP socket and one driver task).
@@ -196,13 +199,30 @@ impl Fleet {
             let rooms = [room];
             let connect = bullhorn::client::QuicStream::connect(endpoint, addr, "localhost", &self.args.app, &rooms);
             match connect.await {
-                Ok(stream) => {
+                Ok(mut stream) => {
+                    // Connected means welcomed: joined to the room.
+                    match stream.next_frame().await {
+                        Ok(Some(first)) if first.starts_with(br#"{"type":"welcome""#) => {
+                            ws_client::on_text(&first, &last_seq, &self.stats);
+                        }
+                        other => return self.failed_one(format!("no welcome: {other:?}")),
+                    }
                     let _open = self.connected_one();
                     if reader {
                         ws_client::receive_quic(stream, self.stats.clone(), last_seq).await;
                     } else {
                         hold(stream).await;
                     }
+                }
+                Err(error) => self.failed_one(error.to_string()),
+            }
+            return;
+        }
+        if self.args.raw {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _open = self.connected_one();
+                    ws_client::sink(stream, self.stats.clone()).await;
                 }
                 Err(error) => self.failed_one(error.to_string()),
             }

@@ -28,6 +28,8 @@ pub struct Plan {
     pub non_readers: usize,
     pub per_seq: bool,
     pub churn_per_sec: f64,
+    /// Plain TCP sinks (`ceiling`).
+    pub raw: bool,
 }
 
 /// Splits `total` subscribers over `workers` processes.
@@ -65,7 +67,12 @@ pub fn parse_source_ips(spec: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
 }
 
 pub async fn spawn(common: &Common, plans: &[Plan]) -> anyhow::Result<Vec<Worker>> {
-    let quic = common.transport == "quic";
+    spawn_to(common, plans, None).await
+}
+
+/// As [`spawn`], to `target` instead of the server when given (`ceiling`).
+pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr>) -> anyhow::Result<Vec<Worker>> {
+    let quic = common.transport == "quic" && target.is_none();
     let first_url = common.urls.first().context("give at least one --url")?.trim_end_matches('/');
     let host = first_url.strip_prefix("ws://").context("--url must start with ws://")?.to_owned();
     let addrs: Vec<SocketAddr> = if quic {
@@ -86,12 +93,21 @@ pub async fn spawn(common: &Common, plans: &[Plan]) -> anyhow::Result<Vec<Worker
     } else {
         None
     };
+    let addrs = target.map_or(addrs, |target| vec![target]);
     let sources = parse_source_ips(common.source_ips.as_deref())?;
     let exe = std::env::current_exe()?;
     let mut out = Vec::with_capacity(plans.len());
     for plan in plans {
         let rate = (common.connect_rate / plans.len() as u64).max(1);
-        let mut command = tokio::process::Command::new(&exe);
+        // `--worker-cpus`: pin the workers (taskset), e.g. away from a pinned server.
+        let mut command = match &common.worker_cpus {
+            Some(cpus) => {
+                let mut command = tokio::process::Command::new("taskset");
+                command.args(["-c", cpus]).arg(&exe);
+                command
+            }
+            None => tokio::process::Command::new(&exe),
+        };
         command.arg("worker");
         for addr in &addrs {
             command.args(["--addr", &addr.to_string()]);
@@ -109,6 +125,9 @@ pub async fn spawn(common: &Common, plans: &[Plan]) -> anyhow::Result<Vec<Worker
             .args(["--seed", &common.seed.to_string()]);
         if plan.per_seq {
             command.arg("--per-seq");
+        }
+        if plan.raw {
+            command.arg("--raw");
         }
         if let Some(fingerprint) = &fingerprint {
             command.args(["--quic-fingerprint", fingerprint]);

@@ -79,6 +79,13 @@ pub async fn connect(
                 return Err(std::io::Error::other(format!("upgrade refused: {line}")));
             }
             buf.advance(end + 4);
+            // Connected means welcomed: the server has joined us to the room
+            // once its first frame (the `welcome`) is here.
+            while parse_header(&buf).is_none_or(|(_, header, len)| buf.len() < header + len) {
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::Error::other("closed before the welcome"));
+                }
+            }
             return Ok((stream, buf));
         }
         if buf.len() > 16 * 1024 {
@@ -124,7 +131,20 @@ pub async fn receive(
     }
 }
 
+/// Reads and discards until the connection ends, counting bytes as
+/// `deliveries` (the `ceiling` scenario divides by the frame size).
+pub async fn sink(mut stream: TcpStream, stats: Rc<RefCell<Stats>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => stats.borrow_mut().deliveries += n as u64,
+        }
+    }
+}
+
 /// Reads QUIC frames until the stream ends, recording into `stats`.
+/// (The caller has read and observed the welcome.)
 pub async fn receive_quic(
     mut stream: bullhorn::client::QuicStream,
     stats: Rc<RefCell<Stats>>,
@@ -148,7 +168,7 @@ fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     }
 }
 
-fn on_text(text: &[u8], last_seq: &Cell<Option<u64>>, stats: &Rc<RefCell<Stats>>) {
+pub fn on_text(text: &[u8], last_seq: &Cell<Option<u64>>, stats: &Rc<RefCell<Stats>>) {
     let now = now_us();
     let mut stats = stats.borrow_mut();
     if text.starts_with(br#"{"type":"broadcast""#) {

@@ -200,3 +200,25 @@ async fn a_storm_of_reconnects_resumes_without_a_gap() {
     assert_eq!(u(&report, "lagged"), 0);
     assert_eq!(u(&report, "deliveries"), 60 * 200, "what was sent while they were away came back by resume");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceiling_writes_one_frame_per_write_and_fanout_reports_its_ratio() {
+    let node = start(ServeArgs::default()).await;
+    let report = run(&node, "ceiling", &["--subscribers", "100", "--workers", "1", "--duration", "1"]).await;
+    let ceiling = &report["ceiling"];
+    assert_eq!(u(ceiling, "sockets"), 100);
+    let (writes, frame) = (u(ceiling, "writes"), u(ceiling, "frame_bytes"));
+    assert!(writes > 0 && ceiling["writes_per_sec"].as_f64().unwrap() > 0.0);
+    // The envelope with a 13-digit ts and a 4-digit seq, 100 bytes of `data`, and a
+    // WebSocket header of 4 bytes (a payload over 125 bytes has a 16-bit length).
+    let envelope = r#"{"type":"broadcast","room":"loadtest","seq":1000,"ts":1764264000123,"data":}"#.len() as u64;
+    assert_eq!(frame, 4 + envelope + 100, "the frame a 100-byte `data` broadcast puts on the wire");
+    assert!(0 < u(ceiling, "bytes_read") && u(ceiling, "bytes_read") <= writes * frame);
+
+    let report =
+        run(&node, "fanout", &["--subscribers", "100", "--rate", "20", "--duration", "1", "--with-ceiling"]).await;
+    let ratio = report["ceiling_ratio"].as_f64().unwrap();
+    let expected =
+        report["deliveries_per_sec"].as_f64().unwrap() / report["ceiling"]["writes_per_sec"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-9 && ratio > 0.0);
+}

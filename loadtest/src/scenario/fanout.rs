@@ -103,6 +103,12 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let mut report = fanout_report(&args, "fanout", json!({}));
     let mut workers = phase(common, &args, &workers::plans(common.subscribers, common.workers), &mut report).await?;
     workers::collect(&mut workers, &mut report).await?;
+    drop(workers);
+    if args.with_ceiling {
+        let ceiling = super::ceiling::measure(common, args.payload, Duration::from_secs(5), &mut report).await?;
+        report.ceiling_ratio = Some(report.deliveries_per_sec / ceiling.writes_per_sec);
+        report.ceiling = Some(ceiling);
+    }
     report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
     report.write(common.report.as_deref())
 }

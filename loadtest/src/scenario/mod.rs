@@ -2,6 +2,7 @@
 //! they add to the report.
 
 pub mod burst;
+pub mod ceiling;
 pub mod fanout;
 pub mod idle;
 pub mod storm;

@@ -1,0 +1,118 @@
+//! `ceiling`: this machine's raw loopback write rate for the same frame and
+//! the same number of sockets, one `write` per delivery, from one thread (as
+//! a server pinned to one core would write), to sinks in the worker
+//! processes. Every fan-out figure can then be read as a ratio against what
+//! the machine itself allows; batching several frames per write is how a
+//! server goes past 1.
+
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::new_report;
+use crate::CeilingArgs;
+use crate::admin::payload;
+use crate::proc_stats::cpu_seconds;
+use crate::report::{CeilingResult, Report};
+use crate::{Common, workers};
+
+pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    let parameters = json!({"common": common.parameters(), "payload": args.payload, "duration": args.duration});
+    let mut report = new_report("ceiling", common, parameters);
+    report.payload_bytes = args.payload;
+    let result = measure(common, args.payload, Duration::from_secs(args.duration), &mut report).await?;
+    report.deliveries = result.writes;
+    report.expected_deliveries = result.writes;
+    report.deliveries_per_sec = result.writes_per_sec;
+    report.duration_secs = args.duration as f64;
+    report.ceiling = Some(result);
+    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
+    report.write(common.report.as_deref())
+}
+
+/// A broadcast frame as a subscriber of this run receives it: the same
+/// envelope (a current `ts`, a four-digit seq), the same `data` size.
+fn frame(size: usize) -> bytes::Bytes {
+    let data = payload(size).to_string();
+    let ts_ms = crate::ws_client::now_us() / 1000;
+    bullhorn::fanout::Frames::encode("loadtest", 1000, ts_ms, &data).websocket
+}
+
+/// Opens `common.subscribers` sockets from the workers to a local listener,
+/// then writes one frame per `write` to each in turn for `duration`.
+pub async fn measure(
+    common: &Common,
+    payload: usize,
+    duration: Duration,
+    report: &mut Report,
+) -> anyhow::Result<CeilingResult> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let target = listener.local_addr()?;
+    let sockets = common.subscribers;
+    let acceptor = std::thread::spawn(move || -> std::io::Result<Vec<TcpStream>> {
+        (0..sockets)
+            .map(|_| {
+                let (stream, _) = listener.accept()?;
+                stream.set_nonblocking(true)?;
+                stream.set_nodelay(true)?;
+                Ok(stream)
+            })
+            .collect()
+    });
+    let mut plans = workers::plans(sockets, common.workers);
+    plans.iter_mut().for_each(|plan| plan.raw = true);
+    let mut workers = workers::spawn_to(common, &plans, Some(target)).await?;
+    let mut connected = Report::default();
+    workers::wait_connected(&mut workers, &mut connected).await?;
+    let streams = tokio::task::spawn_blocking(move || acceptor.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the acceptor panicked"))?
+        .context("accepting the ceiling's sockets")?;
+    let frame = frame(payload);
+    let frame_bytes = frame.len();
+    let (writes, would_block, secs) =
+        tokio::task::spawn_blocking(move || write_loop(&streams, &frame, duration)).await?;
+    let mut sinks = Report::default();
+    workers::collect(&mut workers, &mut sinks).await?;
+    report.client_cpu_seconds += sinks.client_cpu_seconds;
+    Ok(CeilingResult {
+        frame_bytes,
+        sockets: connected.subscribers_connected,
+        writes,
+        would_block,
+        writes_per_sec: writes as f64 / secs,
+        bytes_read: sinks.deliveries,
+    })
+}
+
+/// One frame per `write`, round-robin over the sockets, until `duration`.
+fn write_loop(streams: &[TcpStream], frame: &[u8], duration: Duration) -> (u64, u64, f64) {
+    let started = Instant::now();
+    let (mut writes, mut would_block) = (0u64, 0u64);
+    while started.elapsed() < duration {
+        for mut stream in streams {
+            match stream.write(frame) {
+                Ok(n) if n == frame.len() => writes += 1,
+                Ok(n) => {
+                    // Rare with small frames: finish this one so the stream stays whole.
+                    let mut rest = &frame[n..];
+                    while !rest.is_empty() {
+                        match stream.write(rest) {
+                            Ok(m) => rest = &rest[m..],
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                            Err(_) => break,
+                        }
+                    }
+                    writes += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => would_block += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    (writes, would_block, started.elapsed().as_secs_f64())
+}
