@@ -15,7 +15,9 @@
 //! run is bounded in count and time.
 
 mod admin;
+mod chart;
 mod proc_stats;
+mod progress;
 mod report;
 mod scenario;
 mod worker;
@@ -104,6 +106,9 @@ pub struct Common {
     /// Where to write the JSON report
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Where to draw the run as an SVG chart (deliveries per second, latency by percentile)
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

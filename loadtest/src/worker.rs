@@ -97,6 +97,8 @@ pub enum WorkerEvent {
         latency: Vec<(u64, u64)>,
         /// (seq, receivers, slowest latency µs), with `--per-seq`.
         per_seq: Vec<(u64, u64, u64)>,
+        /// (second since the epoch, deliveries in it).
+        timeline: Vec<(u64, u64)>,
         cpu_seconds: f64,
     },
 }
@@ -383,6 +385,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         last_us: stats.last_us,
         latency: stats.latency.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect(),
         per_seq,
+        timeline: stats.timeline.clone(),
         cpu_seconds: crate::proc_stats::cpu_seconds("self").unwrap_or(0.0),
     });
     std::process::exit(0);

@@ -160,6 +160,7 @@ async fn send(workers: &mut [Worker], command: &str) -> anyhow::Result<()> {
 
 /// Waits until every worker has tried all its connections.
 pub async fn wait_connected(workers: &mut [Worker], report: &mut Report) -> anyhow::Result<()> {
+    let spinner = crate::progress::spinner("connecting");
     for worker in workers.iter_mut() {
         match next_event(worker).await? {
             WorkerEvent::Connected { connected, errors, first_error } => {
@@ -172,6 +173,7 @@ pub async fn wait_connected(workers: &mut [Worker], report: &mut Report) -> anyh
             other => bail!("unexpected worker event {other:?}"),
         }
     }
+    spinner.finish_and_clear();
     Ok(())
 }
 
@@ -217,6 +219,8 @@ pub struct Received {
     pub latency: Histogram<u64>,
     /// (seq, receivers, slowest µs), with per-seq plans.
     pub per_seq: Vec<(u64, u64, u64)>,
+    /// (second since the epoch, deliveries in it), summed over workers.
+    pub timeline: Vec<(u64, u64)>,
 }
 
 /// Stops the workers and merges their counts into `report`.
@@ -226,12 +230,27 @@ pub async fn collect(workers: &mut [Worker], report: &mut Report) -> anyhow::Res
         last_us: 0,
         latency: Histogram::new_with_bounds(1, 120_000_000, 3)?,
         per_seq: Vec::new(),
+        timeline: Vec::new(),
     };
+    let mut timeline = std::collections::BTreeMap::<u64, u64>::new();
     send(workers, "stop").await?;
     let mut per_seq = std::collections::BTreeMap::<u64, (u64, u64)>::new();
     for worker in workers.iter_mut() {
         match next_event(worker).await? {
-            WorkerEvent::Done { deliveries, gaps, lagged, first_us, last_us, latency, per_seq: seqs, cpu_seconds } => {
+            WorkerEvent::Done {
+                deliveries,
+                gaps,
+                lagged,
+                first_us,
+                last_us,
+                latency,
+                per_seq: seqs,
+                timeline: seconds,
+                cpu_seconds,
+            } => {
+                for (second, n) in seconds {
+                    *timeline.entry(second).or_default() += n;
+                }
                 report.deliveries += deliveries;
                 report.gaps += gaps;
                 report.lagged += lagged;
@@ -251,6 +270,7 @@ pub async fn collect(workers: &mut [Worker], report: &mut Report) -> anyhow::Res
         }
     }
     received.per_seq = per_seq.into_iter().map(|(seq, (n, max))| (seq, n, max)).collect();
+    received.timeline = timeline.into_iter().collect();
     report.latency_us = Latency::from_histogram(&received.latency);
     if received.last_us > received.first_us {
         report.deliveries_per_sec = report.deliveries as f64 / ((received.last_us - received.first_us) as f64 / 1e6);

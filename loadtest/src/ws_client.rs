@@ -24,6 +24,8 @@ pub struct Stats {
     pub latency: Histogram<u64>,
     /// Per broadcast seq: receivers and the slowest one's latency (`burst`).
     pub per_seq: Option<HashMap<u64, (u64, u64)>>,
+    /// Deliveries per second since the epoch, in time order.
+    pub timeline: Vec<(u64, u64)>,
 }
 
 impl Stats {
@@ -36,6 +38,7 @@ impl Stats {
             last_us: 0,
             latency: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
             per_seq: per_seq.then(HashMap::new),
+            timeline: Vec::new(),
         }
     }
 }
@@ -180,6 +183,11 @@ pub fn on_text(text: &[u8], last_seq: &Cell<Option<u64>>, stats: &Rc<RefCell<Sta
         }
         last_seq.set(Some(seq));
         stats.deliveries += 1;
+        let second = now / 1_000_000;
+        match stats.timeline.last_mut() {
+            Some((at, n)) if *at == second => *n += 1,
+            _ => stats.timeline.push((second, 1)),
+        }
         stats.first_us = stats.first_us.min(now);
         stats.last_us = stats.last_us.max(now);
         if let Some(sent) = number_after(text, br#""t":"#) {

@@ -91,12 +91,29 @@ fn assert_contract_fields(report: &Value, subscribers: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_delivers_everything_and_reports_every_field() {
     let node = start(ServeArgs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("fanout.svg");
     let report = run(
         &node,
         "fanout",
-        &["--subscribers", "200", "--workers", "2", "--rate", "20", "--duration", "2", "--payload", "120"],
+        &[
+            "--subscribers",
+            "200",
+            "--workers",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "2",
+            "--payload",
+            "120",
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
     )
     .await;
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("deliveries per second") && svg.contains("latency by percentile"));
     assert_contract_fields(&report, 200);
     assert_eq!(u(&report, "broadcasts"), 40);
     assert_eq!(u(&report, "expected_deliveries"), 40 * 200);

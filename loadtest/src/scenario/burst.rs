@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{SETTLE, new_report, server_cpu};
 use crate::BurstArgs;
 use crate::admin::{Admin, payload};
-use crate::proc_stats::{cpu_seconds, rss_bytes};
+use crate::proc_stats::rss_bytes;
 use crate::report::BurstResult;
 use crate::workers;
 
@@ -33,10 +33,13 @@ pub async fn burst(args: BurstArgs) -> anyhow::Result<()> {
     let cpu_before = server_cpu(common);
     let mut accepted = Vec::new();
     let started = std::time::Instant::now();
+    let bar = crate::progress::bar(args.repeat, "bursts");
     for n in 0..args.repeat {
+        bar.inc(1);
         accepted.push(admin.broadcast(payload(args.payload), n, &Default::default()).await?);
         tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
     }
+    bar.finish_and_clear();
     report.duration_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
     report.server_cpu_seconds = server_cpu(common).zip(cpu_before).map(|(after, before)| after - before);
@@ -60,6 +63,5 @@ pub async fn burst(args: BurstArgs) -> anyhow::Result<()> {
         p100_us_median: p100.get(p100.len() / 2).copied().unwrap_or(0),
         p100_us_max: p100.last().copied().unwrap_or(0),
     });
-    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
-    report.write(common.report.as_deref())
+    super::finish(common, report, Some(&received))
 }

@@ -15,7 +15,6 @@ use serde_json::json;
 use super::new_report;
 use crate::CeilingArgs;
 use crate::admin::payload;
-use crate::proc_stats::cpu_seconds;
 use crate::report::{CeilingResult, Report};
 use crate::{Common, workers};
 
@@ -30,8 +29,7 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     report.deliveries_per_sec = result.writes_per_sec;
     report.duration_secs = args.duration as f64;
     report.ceiling = Some(result);
-    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
-    report.write(common.report.as_deref())
+    super::finish(common, report, None)
 }
 
 /// A broadcast frame as a subscriber of this run receives it: the same

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{SETTLE, new_report, server_cpu};
 use crate::admin::{Admin, payload};
-use crate::proc_stats::{cpu_seconds, rss_bytes};
+use crate::proc_stats::rss_bytes;
 use crate::report::{ChurnResult, Report, SlowResult};
 use crate::workers::{self, Plan};
 use crate::{ChurnArgs, Common, FanoutArgs, SlowArgs};
@@ -23,7 +23,9 @@ async fn drive(admin: &Arc<Admin>, args: &FanoutArgs) -> anyhow::Result<(u64, u6
     let (expected, accepted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = tokio::task::JoinSet::new();
+    let bar = crate::progress::bar(total, "broadcasts");
     for i in 0..total {
+        bar.inc(1);
         tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / args.rate)).into()).await;
         let permit = in_flight.clone().acquire_owned().await?;
         let (admin, expected, accepted, options) =
@@ -41,6 +43,7 @@ async fn drive(admin: &Arc<Admin>, args: &FanoutArgs) -> anyhow::Result<(u64, u6
         });
     }
     while tasks.join_next().await.is_some() {}
+    bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
     Ok((accepted.load(Ordering::Relaxed), expected.load(Ordering::Relaxed), elapsed))
@@ -102,15 +105,14 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let mut report = fanout_report(&args, "fanout", json!({}));
     let mut workers = phase(common, &args, &workers::plans(common.subscribers, common.workers), &mut report).await?;
-    workers::collect(&mut workers, &mut report).await?;
+    let received = workers::collect(&mut workers, &mut report).await?;
     drop(workers);
     if args.with_ceiling {
         let ceiling = super::ceiling::measure(common, args.payload, Duration::from_secs(5), &mut report).await?;
         report.ceiling_ratio = Some(report.deliveries_per_sec / ceiling.writes_per_sec);
         report.ceiling = Some(ceiling);
     }
-    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
-    report.write(common.report.as_deref())
+    super::finish(common, report, Some(&received))
 }
 
 /// Runs the same fan-out twice on one server: all subscribers reading, then
@@ -132,13 +134,12 @@ pub async fn slow(args: SlowArgs) -> anyhow::Result<()> {
     }
     let mut report = fanout_report(fanout, "slow", json!({"non_reader_fraction": args.non_reader_fraction}));
     let mut workers = phase(common, fanout, &plans, &mut report).await?;
-    workers::collect(&mut workers, &mut report).await?;
+    let received = workers::collect(&mut workers, &mut report).await?;
     // Only readers can receive: what was owed to them.
     report.expected_deliveries = report.broadcasts * (report.subscribers_connected - non_readers) as u64;
     let p99_ratio = report.latency_us.p99 as f64 / fast.latency_us.p99.max(1) as f64;
     report.slow = Some(SlowResult { non_readers, all_fast_latency_us: fast.latency_us, p99_ratio });
-    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
-    report.write(common.report.as_deref())
+    super::finish(common, report, Some(&received))
 }
 
 /// A fan-out while workers close and replace subscribers at a rate; then
@@ -164,7 +165,7 @@ pub async fn churn(args: ChurnArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         online = admin.online().await?;
     }
-    workers::collect(&mut workers, &mut report).await?;
+    let received = workers::collect(&mut workers, &mut report).await?;
     report.churn = Some(ChurnResult {
         churn_per_sec: args.churn_per_sec,
         churned,
@@ -172,6 +173,5 @@ pub async fn churn(args: ChurnArgs) -> anyhow::Result<()> {
         server_online_at_end: online,
         online_exact: online == open as u64,
     });
-    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
-    report.write(common.report.as_deref())
+    super::finish(common, report, Some(&received))
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{SETTLE, new_report};
 use crate::IdleArgs;
 use crate::admin::{Admin, payload};
-use crate::proc_stats::{cpu_seconds, rss_bytes};
+use crate::proc_stats::rss_bytes;
 use crate::workers;
 
 /// Memory per subscriber is measured as a slope: RSS with all subscribers
@@ -48,8 +48,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     tokio::time::sleep(SETTLE).await;
     report.server_rss_per_subscriber_after_broadcast_bytes =
         slope(half, (full.0, pid.and_then(rss_bytes))).map(|after| after.max(0.0));
-    workers::collect(&mut workers, &mut report).await?;
+    let received = workers::collect(&mut workers, &mut report).await?;
     report.duration_secs = started.elapsed().as_secs_f64();
-    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
-    report.write(common.report.as_deref())
+    super::finish(common, report, Some(&received))
 }

@@ -11,7 +11,6 @@ use serde_json::json;
 use super::{SETTLE, new_report, server_cpu};
 use crate::StormArgs;
 use crate::admin::{Admin, payload};
-use crate::proc_stats::cpu_seconds;
 use crate::report::StormResult;
 use crate::workers;
 
@@ -56,7 +55,7 @@ pub async fn storm(args: StormArgs) -> anyhow::Result<()> {
     let online = admin.online().await?;
     report.broadcasts = accepted;
     report.server_cpu_seconds = server_cpu(common).zip(cpu_before).map(|(after, before)| after - before);
-    workers::collect(&mut workers, &mut report).await?;
+    let received = workers::collect(&mut workers, &mut report).await?;
     // Every subscriber is owed every broadcast: those sent while it was away come back by resume.
     report.expected_deliveries = accepted * report.subscribers_connected as u64;
     report.storm = Some(StormResult {
@@ -65,6 +64,5 @@ pub async fn storm(args: StormArgs) -> anyhow::Result<()> {
         time_to_all_reconnected_ms: millis,
         server_online_after: online,
     });
-    report.client_cpu_seconds += cpu_seconds("self").unwrap_or(0.0);
-    report.write(common.report.as_deref())
+    super::finish(common, report, Some(&received))
 }
