@@ -61,8 +61,8 @@ pub struct Common {
     /// Viewer base URL (WebSocket); repeat for several nodes (subscribers spread round-robin)
     #[arg(long = "url", default_value = "ws://127.0.0.1:8080")]
     pub urls: Vec<String>,
-    /// Subscriber transport: websocket or quic
-    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic"])]
+    /// Subscriber transport: websocket, quic, or mix (alternate workers use each; give --workers 2 or more)
+    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic", "mix"])]
     pub transport: String,
     /// QUIC listener address (with --transport quic); repeat for several nodes
     #[arg(long = "quic-addr", default_value = "127.0.0.1:4433")]
@@ -74,6 +74,9 @@ pub struct Common {
     /// Pin the worker processes to these CPUs (taskset list, e.g. `1` or `8-15`)
     #[arg(long)]
     pub worker_cpus: Option<String>,
+    /// Pin the `ceiling` writer thread to this CPU (where the server would run)
+    #[arg(long)]
+    pub ceiling_cpu: Option<usize>,
     /// Seed of every random choice (which subscribers churn), for repeatable runs
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -154,6 +157,7 @@ impl Common {
             "admin": self.admin, "app": self.app, "room": self.room, "subscribers": self.subscribers,
             "workers": self.workers, "connect_rate": self.connect_rate, "source_ips": self.source_ips,
             "seed": self.seed, "server_pid": self.server_pid, "worker_cpus": self.worker_cpus,
+            "ceiling_cpu": self.ceiling_cpu,
         })
     }
 }

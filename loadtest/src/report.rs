@@ -16,6 +16,10 @@ pub struct Report {
     pub subscribers_requested: usize,
     pub subscribers_connected: usize,
     pub connect_errors: usize,
+    /// Seconds from starting the workers until every subscriber was welcomed (or failed).
+    pub ramp_secs: f64,
+    /// Subscribers welcomed per second over the ramp.
+    pub connects_per_sec: f64,
     pub broadcasts: u64,
     pub deliveries: u64,
     pub expected_deliveries: u64,
@@ -181,6 +185,7 @@ impl Report {
             "  subscribers      {} of {} ({} errors)",
             self.subscribers_connected, self.subscribers_requested, self.connect_errors
         );
+        eprintln!("  ramp             {:.1} s, {:.0} connects/s", self.ramp_secs, self.connects_per_sec);
         if self.broadcasts > 0 {
             eprintln!("  broadcasts       {}", self.broadcasts);
             eprintln!(

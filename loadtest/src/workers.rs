@@ -15,6 +15,7 @@ use crate::report::{Latency, Report};
 use crate::worker::WorkerEvent;
 
 pub struct Worker {
+    spawned_at: std::time::Instant,
     _child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
@@ -72,32 +73,35 @@ pub async fn spawn(common: &Common, plans: &[Plan]) -> anyhow::Result<Vec<Worker
 
 /// As [`spawn`], to `target` instead of the server when given (`ceiling`).
 pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr>) -> anyhow::Result<Vec<Worker>> {
-    let quic = common.transport == "quic" && target.is_none();
+    // `mix`: even-numbered workers subscribe over WebSocket, odd ones over QUIC.
+    let quic_for = |worker: usize| match common.transport.as_str() {
+        _ if target.is_some() => false,
+        "quic" => true,
+        "mix" => worker % 2 == 1,
+        _ => false,
+    };
     let first_url = common.urls.first().context("give at least one --url")?.trim_end_matches('/');
     let host = first_url.strip_prefix("ws://").context("--url must start with ws://")?.to_owned();
-    let addrs: Vec<SocketAddr> = if quic {
-        common.quic_addrs.clone()
-    } else {
-        let mut addrs = Vec::new();
-        for url in &common.urls {
-            let host = url.trim_end_matches('/').strip_prefix("ws://").context("--url must start with ws://")?;
-            addrs.push(tokio::net::lookup_host(host).await?.next().context("--url has no address")?);
-        }
-        addrs
-    };
+    let mut ws_addrs = Vec::new();
+    for url in &common.urls {
+        let host = url.trim_end_matches('/').strip_prefix("ws://").context("--url must start with ws://")?;
+        ws_addrs.push(tokio::net::lookup_host(host).await?.next().context("--url has no address")?);
+    }
+    let ws_addrs = target.map_or(ws_addrs, |target| vec![target]);
     let path = format!("/v1/apps/{}/ws?room={}", common.app, common.room);
-    let fingerprint = if quic {
+    let fingerprint = if (0..plans.len()).any(quic_for) {
         let text = std::fs::read_to_string(&common.fingerprint_file)
             .with_context(|| format!("cannot read {}", common.fingerprint_file.display()))?;
         Some(text.trim().to_owned())
     } else {
         None
     };
-    let addrs = target.map_or(addrs, |target| vec![target]);
     let sources = parse_source_ips(common.source_ips.as_deref())?;
     let exe = std::env::current_exe()?;
     let mut out = Vec::with_capacity(plans.len());
-    for plan in plans {
+    for (index, plan) in plans.iter().enumerate() {
+        let quic = quic_for(index);
+        let addrs = if quic { &common.quic_addrs } else { &ws_addrs };
         let rate = (common.connect_rate / plans.len() as u64).max(1);
         // `--worker-cpus`: pin the workers (taskset), e.g. away from a pinned server.
         let mut command = match &common.worker_cpus {
@@ -109,7 +113,7 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
             None => tokio::process::Command::new(&exe),
         };
         command.arg("worker");
-        for addr in &addrs {
+        for addr in addrs {
             command.args(["--addr", &addr.to_string()]);
         }
         for ip in &sources {
@@ -129,7 +133,7 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
         if plan.raw {
             command.arg("--raw");
         }
-        if let Some(fingerprint) = &fingerprint {
+        if let Some(fingerprint) = fingerprint.as_ref().filter(|_| quic) {
             command.args(["--quic-fingerprint", fingerprint]);
         }
         let mut child = command
@@ -140,7 +144,7 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
             .context("cannot start a worker")?;
         let stdin = child.stdin.take().expect("piped");
         let lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        out.push(Worker { _child: child, stdin, lines });
+        out.push(Worker { spawned_at: std::time::Instant::now(), _child: child, stdin, lines });
     }
     Ok(out)
 }
@@ -174,6 +178,11 @@ pub async fn wait_connected(workers: &mut [Worker], report: &mut Report) -> anyh
         }
     }
     spinner.finish_and_clear();
+    let first_spawned = workers.iter().map(|w| w.spawned_at).min();
+    report.ramp_secs += first_spawned.map_or(0.0, |at| at.elapsed().as_secs_f64());
+    if report.ramp_secs > 0.0 {
+        report.connects_per_sec = report.subscribers_connected as f64 / report.ramp_secs;
+    }
     Ok(())
 }
 

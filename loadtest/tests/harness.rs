@@ -15,7 +15,8 @@ const KEY: &str = "harness-test-key-0123456789";
 struct Node {
     viewer: SocketAddr,
     admin: SocketAddr,
-    _data: tempfile::TempDir,
+    quic: SocketAddr,
+    data: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -28,12 +29,12 @@ async fn start(mut args: ServeArgs) -> Node {
     let config =
         Config::from_toml(&args, "", |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned())).unwrap();
     let server = Server::bind(config).await.unwrap();
-    let (viewer, admin) = (server.viewer_addr(), server.admin_addr());
+    let (viewer, admin, quic) = (server.viewer_addr(), server.admin_addr(), server.quic_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    Node { viewer, admin, _data: data, _stop: stop }
+    Node { viewer, admin, quic, data, _stop: stop }
 }
 
 /// Runs `bullhorn-loadtest <scenario> <args>` against `node`; returns its JSON report.
@@ -238,4 +239,36 @@ async fn ceiling_writes_one_frame_per_write_and_fanout_reports_its_ratio() {
     let expected =
         report["deliveries_per_sec"].as_f64().unwrap() / report["ceiling"]["writes_per_sec"].as_f64().unwrap();
     assert!((ratio - expected).abs() < 1e-9 && ratio > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mix_of_websocket_and_quic_subscribers_gets_everything() {
+    let node = start(ServeArgs::default()).await;
+    let fingerprint = node.data.path().join("dev-cert.sha256");
+    let report = run(
+        &node,
+        "fanout",
+        &[
+            "--transport",
+            "mix",
+            "--quic-addr",
+            &node.quic.to_string(),
+            "--fingerprint-file",
+            fingerprint.to_str().unwrap(),
+            "--subscribers",
+            "100",
+            "--workers",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(report["transport"], "mix");
+    assert_eq!(u(&report, "subscribers_connected"), 100);
+    assert_eq!(u(&report, "deliveries"), u(&report, "expected_deliveries"));
+    assert_eq!(u(&report, "deliveries"), 10 * 100);
+    assert_eq!(u(&report, "gaps"), 0);
 }

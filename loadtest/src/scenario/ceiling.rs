@@ -24,6 +24,7 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     let mut report = new_report("ceiling", common, parameters);
     report.payload_bytes = args.payload;
     let result = measure(common, args.payload, Duration::from_secs(args.duration), &mut report).await?;
+    report.subscribers_connected = result.sockets;
     report.deliveries = result.writes;
     report.expected_deliveries = result.writes;
     report.deliveries_per_sec = result.writes_per_sec;
@@ -72,8 +73,14 @@ pub async fn measure(
         .context("accepting the ceiling's sockets")?;
     let frame = frame(payload);
     let frame_bytes = frame.len();
-    let (writes, would_block, secs) =
-        tokio::task::spawn_blocking(move || write_loop(&streams, &frame, duration)).await?;
+    let cpu = common.ceiling_cpu;
+    let (writes, would_block, secs) = tokio::task::spawn_blocking(move || {
+        if let Some(cpu) = cpu {
+            pin_to(cpu)?;
+        }
+        anyhow::Ok(write_loop(&streams, &frame, duration))
+    })
+    .await??;
     let mut sinks = Report::default();
     workers::collect(&mut workers, &mut sinks).await?;
     report.client_cpu_seconds += sinks.client_cpu_seconds;
@@ -113,4 +120,19 @@ fn write_loop(streams: &[TcpStream], frame: &[u8], duration: Duration) -> (u64, 
         }
     }
     (writes, would_block, started.elapsed().as_secs_f64())
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_to(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it;
+    // sched_setaffinity(0, …) reads it for the calling thread only.
+    let result = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if result != 0 {
+        anyhow::bail!("cannot pin the ceiling writer to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
