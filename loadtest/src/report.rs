@@ -91,7 +91,10 @@ pub struct StormResult {
 /// Where the run happened: the harness shares this machine with the server.
 #[derive(Debug, Default, Serialize)]
 pub struct Machine {
+    /// CPUs online in the machine.
     pub cores: usize,
+    /// CPUs this harness may run on (fewer when pinned with taskset).
+    pub cores_allowed: usize,
     pub memory_bytes: u64,
     pub kernel: String,
 }
@@ -102,7 +105,9 @@ impl Machine {
             text.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
         });
         Machine {
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // SAFETY: sysconf only reads a system value.
+            cores: usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1).max(1),
+            cores_allowed: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_bytes: memory_kib.unwrap_or(0) * 1024,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
         }
