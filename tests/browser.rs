@@ -1,0 +1,196 @@
+//! H5 viewers in a real browser: Debian's Chromium, headless, driven through
+//! chromedriver (WebDriver) with fantoccini. The test command installs both.
+//! The pages are the server's own: the demo page at `/` (the SDK as an ES
+//! module) and the SDK as a plain `<script>` (`/sdk/bullhorn.global.js`).
+//! Screenshots are written to `target/browser-artifacts/`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bullhorn::cli::ServeArgs;
+use common::{HANG, TestServer};
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{Value, json};
+
+/// A headless Chromium behind its own chromedriver; both end with it.
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let driver = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver (the test command installs Debian's chromium-driver)");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=420,860",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_error = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url).await {
+                Ok(client) => return Browser { client, _driver: driver, _profile: profile },
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start: {last_error:?}");
+    }
+
+    async fn eval(&self, script: &str) -> Value {
+        self.eval_with(script, vec![]).await
+    }
+
+    async fn eval_with(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client.execute(script, args).await.unwrap_or_else(|e| panic!("{script}: {e}"))
+    }
+
+    /// Polls `script` until it returns true; panics past the hang guard.
+    async fn until(&self, script: &str) {
+        let deadline = tokio::time::Instant::now() + HANG;
+        while tokio::time::Instant::now() < deadline {
+            if self.eval(script).await == Value::Bool(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.screenshot("hung").await;
+        panic!("the page never satisfied: {script}");
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../browser-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, self.client.screenshot().await.unwrap()).unwrap();
+        path
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// The seqs the demo page lists, oldest first (it lists newest first).
+async fn demo_seqs(browser: &Browser) -> Vec<u64> {
+    let value =
+        browser.eval("return [...document.querySelectorAll('#log li.broadcast')].map(li => +li.dataset.seq)").await;
+    let mut seqs: Vec<u64> = serde_json::from_value(value).unwrap();
+    seqs.reverse();
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_shows_each_broadcast_once_in_order() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=gifts", server.viewer)).await.unwrap();
+    browser.until("return document.getElementById('state').textContent === 'open'").await;
+    for i in 1..=5 {
+        server.admin.broadcast("gifts", json!({"text": format!("🚀 rocket {i}")})).await;
+    }
+    browser.until("return document.querySelectorAll('#log li.broadcast').length >= 5").await;
+    assert_eq!(demo_seqs(&browser).await, [1, 2, 3, 4, 5], "each once, in order");
+    let texts =
+        browser.eval("return [...document.querySelectorAll('#log li.broadcast')].map(li => li.textContent)").await;
+    assert_eq!(texts, json!(["🚀 rocket 5", "🚀 rocket 4", "🚀 rocket 3", "🚀 rocket 2", "🚀 rocket 1"]));
+    browser.screenshot("demo").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reconnects_after_the_server_restarts() {
+    let first = TestServer::start_with(ServeArgs { drain_window_ms: Some(300), ..Default::default() }).await;
+    first.admin.create_room("gifts").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=gifts", first.viewer)).await.unwrap();
+    browser.until("return document.getElementById('state').textContent === 'open'").await;
+    first.admin.broadcast("gifts", json!({"text": "before"})).await;
+    browser.until("return document.querySelectorAll('#log li.broadcast').length === 1").await;
+    let viewer = first.viewer;
+    first.finish().await; // the node stops (drain, then gone)
+    browser.until("return document.getElementById('state').textContent !== 'open'").await;
+    // A new process on the same address, as a restart would be.
+    let second = TestServer::start_with(ServeArgs { viewer_addr: Some(viewer), ..Default::default() }).await;
+    second.admin.create_room("gifts").await;
+    browser.until("return document.getElementById('state').textContent === 'open'").await;
+    second.admin.broadcast("gifts", json!({"text": "after"})).await;
+    browser.until("return document.querySelectorAll('#log li.broadcast').length === 2").await;
+    let newest = browser.eval("return document.querySelector('#log li.broadcast').textContent").await;
+    assert_eq!(newest, "after");
+    browser.close().await;
+    second.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_works_from_a_plain_script_tag_and_closes_cleanly() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let browser = Browser::start().await;
+    // A page of the viewer's origin (the demo page; its own module client is ignored here),
+    // with the classic script added as a plain <script src>.
+    browser.client.goto(&format!("http://{}/?room=gifts", server.viewer)).await.unwrap();
+    browser
+        .eval(
+            "const s = document.createElement('script'); s.src = '/sdk/bullhorn.global.js'; \
+             document.head.appendChild(s); return true",
+        )
+        .await;
+    browser.until("return typeof window.Bullhorn === 'object' && typeof window.Bullhorn.connect === 'function'").await;
+    browser
+        .eval_with(
+            "window.got = []; window.states = []; \
+             window.url = 'ws://' + arguments[0]; \
+             window.conn = Bullhorn.connect({ url, app: 'demo', rooms: ['gifts'], \
+               onMessage: (m) => got.push(m.seq), onState: (s) => states.push(s) }); return true",
+            vec![json!(server.viewer.to_string())],
+        )
+        .await;
+    browser.until("return states.includes('open')").await;
+    server.admin.broadcast("gifts", json!(1)).await;
+    browser.until("return got.length === 1").await;
+    // Drop the connection (as a network blip would), then send while it is away.
+    browser.eval("conn.close(); return true").await;
+    for i in 2..=4 {
+        server.admin.broadcast("gifts", json!(i)).await;
+    }
+    browser
+        .eval(
+            "window.conn = Bullhorn.connect({ url, app: 'demo', rooms: ['gifts'], onMessage: (m) => got.push(m.seq) }); \
+             return true",
+        )
+        .await;
+    server.admin.broadcast("gifts", json!(5)).await;
+    browser.until("return got.length >= 2").await;
+    // A fresh connection starts at the room's seq: it gets only what follows.
+    let got = browser.eval("return got").await;
+    assert_eq!(got, json!([1, 5]));
+    browser.close().await;
+    server.finish().await;
+}

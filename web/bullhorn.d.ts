@@ -1,0 +1,76 @@
+// Type declarations for /sdk/bullhorn.js (and window.Bullhorn from /sdk/bullhorn.global.js).
+
+/** Messages of contract §3, as the page receives them. */
+export interface Broadcast {
+  type: "broadcast";
+  room: string;
+  seq: number;
+  /** The server's accept time, ms since the Unix epoch. */
+  ts: number;
+  /** The admin's JSON, as sent. */
+  data: unknown;
+}
+
+export interface Lagged {
+  type: "lagged";
+  room: string;
+  missed: number;
+  /** "slow", "conflated" and "expired" come from the server; "gap" is a jump this client saw unannounced. */
+  reason: "slow" | "conflated" | "expired" | "gap";
+}
+
+export interface Closing {
+  type: "closing";
+  reason: "room_destroyed" | "server_draining" | "slow_consumer";
+  reconnect_after_ms?: number;
+}
+
+export interface ServerError {
+  type: "error";
+  code: string;
+  message: string;
+}
+
+export type State =
+  | "connecting"
+  | "open"
+  | "waiting"
+  | "reconnecting"
+  | "closed"
+  | "room_destroyed"
+  | "failed";
+
+export interface ConnectOptions {
+  /** Viewer base URL, e.g. "wss://live.example.com"; defaults to this page's host. */
+  url?: string;
+  /** App id; default "demo". */
+  app?: string;
+  /** Rooms to subscribe to. */
+  rooms: string[];
+  /** First backoff cap in ms (default 500), doubling up to maxBackoffMs (default 30000). */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  onMessage?: (message: Broadcast) => void;
+  onLagged?: (lagged: Lagged) => void;
+  onState?: (state: State) => void;
+  onClosing?: (closing: Closing) => void;
+  onReconnect?: (next: { delayMs: number; attempt: number }) => void;
+  onError?: (error: ServerError) => void;
+}
+
+export interface Connection {
+  /** Closes for good: no reconnect. */
+  close(): void;
+  /** The last seq seen in a room (what a reconnect resumes after). */
+  lastSeq(room: string): number | undefined;
+  readonly state: State;
+}
+
+export const VERSION: string;
+export function connect(options: ConnectOptions): Connection;
+
+declare global {
+  interface Window {
+    Bullhorn: { connect: typeof connect; VERSION: string };
+  }
+}
