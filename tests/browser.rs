@@ -117,8 +117,11 @@ async fn the_demo_page_shows_each_broadcast_once_in_order() {
     browser.until("return document.querySelectorAll('#log li.broadcast').length >= 5").await;
     assert_eq!(demo_seqs(&browser).await, [1, 2, 3, 4, 5], "each once, in order");
     let texts =
-        browser.eval("return [...document.querySelectorAll('#log li.broadcast')].map(li => li.textContent)").await;
+        browser.eval("return [...document.querySelectorAll('#log li.broadcast')].map(li => li.dataset.text)").await;
     assert_eq!(texts, json!(["🚀 rocket 5", "🚀 rocket 4", "🚀 rocket 3", "🚀 rocket 2", "🚀 rocket 1"]));
+    // The banner shows them one at a time; picture it settled on one.
+    browser.until("return document.getElementById('banner').className === 'show'").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     browser.screenshot("demo").await;
     browser.close().await;
     server.finish().await;
@@ -142,7 +145,7 @@ async fn the_page_reconnects_after_the_server_restarts() {
     browser.until("return document.getElementById('state').textContent === 'open'").await;
     second.admin.broadcast("gifts", json!({"text": "after"})).await;
     browser.until("return document.querySelectorAll('#log li.broadcast').length === 2").await;
-    let newest = browser.eval("return document.querySelector('#log li.broadcast').textContent").await;
+    let newest = browser.eval("return document.querySelector('#log li.broadcast').dataset.text").await;
     assert_eq!(newest, "after");
     browser.close().await;
     second.finish().await;
@@ -191,6 +194,83 @@ async fn the_sdk_works_from_a_plain_script_tag_and_closes_cleanly() {
     // A fresh connection starts at the room's seq: it gets only what follows.
     let got = browser.eval("return got").await;
     assert_eq!(got, json!([1, 5]));
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_drain_pages_come_back_spread_over_the_window() {
+    const WINDOW_MS: u64 = 3000;
+    let first = TestServer::start_with(ServeArgs { drain_window_ms: Some(WINDOW_MS), ..Default::default() }).await;
+    first.admin.create_room("gifts").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=gifts", first.viewer)).await.unwrap();
+    // Twenty viewers on the page, each recording what the server asked and what the SDK did.
+    browser
+        .eval(
+            "window.viewers = []; \
+             import('/sdk/bullhorn.js').then(({ connect }) => { \
+               for (let i = 0; i < 20; i++) { \
+                 const v = { opens: 0, asked: null, waited: null }; viewers.push(v); \
+                 connect({ app: 'demo', rooms: ['gifts'], \
+                   onState: (s) => { if (s === 'open') v.opens++; }, \
+                   onClosing: (c) => { if (v.asked === null) v.asked = c.reconnect_after_ms; }, \
+                   onReconnect: (r) => { if (v.waited === null) v.waited = r.delayMs; } }); \
+               } }); \
+             return true",
+        )
+        .await;
+    browser.until("return viewers.length === 20 && viewers.every(v => v.opens === 1)").await;
+    let viewer = first.viewer;
+    first.finish().await;
+    let second = TestServer::start_with(ServeArgs { viewer_addr: Some(viewer), ..Default::default() }).await;
+    second.admin.create_room("gifts").await;
+    browser.until("return viewers.every(v => v.opens === 2)").await;
+    let viewers: Vec<Value> = serde_json::from_value(browser.eval("return viewers").await).unwrap();
+    let mut asked: Vec<u64> = Vec::new();
+    for v in &viewers {
+        let (a, w) = (v["asked"].as_u64().unwrap(), v["waited"].as_f64().unwrap());
+        assert_eq!(w, a as f64, "the SDK waited exactly the delay the server asked for");
+        assert!(a <= WINDOW_MS);
+        asked.push(a);
+    }
+    asked.sort_unstable();
+    asked.dedup();
+    let spread = asked.last().unwrap() - asked.first().unwrap();
+    assert!(asked.len() >= 15, "not at once: {asked:?}");
+    assert!(spread >= WINDOW_MS / 2, "spread over the window: {asked:?}");
+    browser.close().await;
+    second.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_creates_a_room_and_sends_a_broadcast() {
+    use fantoccini::Locator;
+    let server = TestServer::start().await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{}/console", server.admin.base)).await.unwrap();
+    browser.client.find(Locator::Id("key")).await.unwrap().send_keys(common::KEY).await.unwrap();
+    browser.client.find(Locator::Css("#login button")).await.unwrap().click().await.unwrap();
+    browser.until("return document.getElementById('cap').textContent === '0 of 5'").await;
+    browser.client.find(Locator::Id("new-room")).await.unwrap().send_keys("gifts").await.unwrap();
+    browser.client.find(Locator::Id("new-name")).await.unwrap().send_keys("Gift announcements").await.unwrap();
+    browser.client.find(Locator::Css("#create button")).await.unwrap().click().await.unwrap();
+    browser.until("return document.querySelector('tr[data-room=gifts]') !== null").await;
+    let (_, room) = server.admin.get("/v1/apps/demo/rooms/gifts").await;
+    assert_eq!(room["name"], "Gift announcements", "created through the API");
+
+    let mut viewer = server.subscribe(&["gifts"]).await;
+    viewer.next_json().await;
+    browser.until("return document.querySelector('tr[data-room=gifts] .online').textContent === '1'").await;
+    browser.client.find(Locator::Css("#priority option:nth-child(2)")).await.unwrap().click().await.unwrap();
+    browser.client.find(Locator::Css("#send button")).await.unwrap().click().await.unwrap();
+    let message = viewer.next_json().await;
+    assert_eq!(message["type"], "broadcast");
+    assert_eq!(message["data"], json!({"text": "🎁 test gift from the console"}));
+    browser.until("return document.getElementById('status').textContent.startsWith('sent to gifts: seq 1')").await;
+    let stored = browser.eval("return sessionStorage.getItem('bullhorn.key')").await;
+    assert_eq!(stored, common::KEY, "the key lives in the tab's session storage");
+    browser.screenshot("console").await;
     browser.close().await;
     server.finish().await;
 }

@@ -5,10 +5,12 @@
 //! * [`broadcast`]: accept a broadcast and hand it to the room.
 //! * [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! * [`body`]: reading request bodies into contract errors.
+//! * [`console`]: the operator console page at `/console`.
 
 mod auth;
 mod body;
 mod broadcast;
+mod console;
 mod health;
 mod rooms;
 
@@ -35,6 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/console", get(console::console))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(body_limit))
