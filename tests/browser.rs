@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bullhorn::cli::ServeArgs;
-use common::{HANG, TestServer};
+use common::{ChildServer, HANG, TestServer};
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
 
@@ -128,27 +128,27 @@ async fn the_demo_page_shows_each_broadcast_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_reconnects_after_the_server_restarts() {
-    let first = TestServer::start_with(ServeArgs { drain_window_ms: Some(300), ..Default::default() }).await;
+async fn the_page_reconnects_after_the_server_is_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = ChildServer::start(dir.path(), &[]).await;
     first.admin.create_room("gifts").await;
     let browser = Browser::start().await;
     browser.client.goto(&format!("http://{}/?room=gifts", first.viewer)).await.unwrap();
     browser.until("return document.getElementById('state').textContent === 'open'").await;
     first.admin.broadcast("gifts", json!({"text": "before"})).await;
     browser.until("return document.querySelectorAll('#log li.broadcast').length === 1").await;
-    let viewer = first.viewer;
-    first.finish().await; // the node stops (drain, then gone)
+    first.signal(9); // no drain, no goodbye
+    first.wait().await;
     browser.until("return document.getElementById('state').textContent !== 'open'").await;
-    // A new process on the same address, as a restart would be.
-    let second = TestServer::start_with(ServeArgs { viewer_addr: Some(viewer), ..Default::default() }).await;
-    second.admin.create_room("gifts").await;
+    // The same binary, data dir and address, as a supervisor's restart would be.
+    let viewer = first.viewer.to_string();
+    let second = ChildServer::start(dir.path(), &["--viewer-addr", &viewer]).await;
     browser.until("return document.getElementById('state').textContent === 'open'").await;
     second.admin.broadcast("gifts", json!({"text": "after"})).await;
     browser.until("return document.querySelectorAll('#log li.broadcast').length === 2").await;
     let newest = browser.eval("return document.querySelector('#log li.broadcast').dataset.text").await;
     assert_eq!(newest, "after");
     browser.close().await;
-    second.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +271,88 @@ async fn the_console_creates_a_room_and_sends_a_broadcast() {
     let stored = browser.eval("return sessionStorage.getItem('bullhorn.key')").await;
     assert_eq!(stored, common::KEY, "the key lives in the tab's session storage");
     browser.screenshot("console").await;
+    browser.close().await;
+    server.finish().await;
+}
+
+/// A TCP proxy the test can cut: while `open` is false it drops every
+/// connection, and `cut` ends the ones it carries, as a network blip would.
+struct Blip {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Blip {
+    async fn start(upstream: std::net::SocketAddr) -> Blip {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let gate = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !gate.load(Ordering::SeqCst) {
+                    continue; // dropped: refused, as far as the page can tell
+                }
+                let mut cuts = cuts.clone();
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Blip { addr, open, cut }
+    }
+
+    fn cut_and_close(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_network_blip_the_page_resumes_what_it_missed() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let blip = Blip::start(server.viewer).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=gifts", server.viewer)).await.unwrap();
+    browser
+        .eval_with(
+            "window.got = []; window.lagged = []; window.opens = 0; \
+             import('/sdk/bullhorn.js').then(({ connect }) => connect({ url: 'ws://' + arguments[0], \
+               app: 'demo', rooms: ['gifts'], minBackoffMs: 100, maxBackoffMs: 400, \
+               onMessage: (m) => got.push(m.seq), onLagged: (l) => lagged.push(l), \
+               onState: (s) => { if (s === 'open') opens++; } })); \
+             return true",
+            vec![json!(blip.addr.to_string())],
+        )
+        .await;
+    browser.until("return opens === 1").await;
+    server.admin.broadcast("gifts", json!(1)).await;
+    browser.until("return got.length === 1").await;
+    blip.cut_and_close();
+    browser.until("return document.readyState === 'complete' && opens === 1 && got.length === 1").await;
+    // Sent while the page cannot reach the server.
+    for i in 2..=4 {
+        server.admin.broadcast("gifts", json!(i)).await;
+    }
+    blip.reopen();
+    browser.until("return opens === 2").await;
+    server.admin.broadcast("gifts", json!(5)).await;
+    browser.until("return got.length >= 5").await;
+    assert_eq!(browser.eval("return got").await, json!([1, 2, 3, 4, 5]), "resumed: none missing, none twice");
+    assert_eq!(browser.eval("return lagged").await, json!([]));
     browser.close().await;
     server.finish().await;
 }

@@ -289,7 +289,7 @@ async fn an_upgrade_on_a_keep_alive_connection_works_too() {
         .unwrap();
     let mut body = vec![0u8; length];
     tcp.read_exact(&mut body).await.unwrap();
-    assert!(String::from_utf8_lossy(&body).contains("export const connect"));
+    assert!(String::from_utf8_lossy(&body).contains("export function connect("));
 
     let (mut ws, response) = tokio_tungstenite::client_async(server.ws_url("room=gifts"), tcp).await.unwrap();
     assert_eq!(response.status(), 101);
@@ -312,6 +312,17 @@ async fn the_demo_page_and_sdk_are_served() {
     assert!(html.contains(r#"data-default-room="gifts""#), "the app's first room is the default");
     let sdk = reqwest::get(format!("http://{}/sdk/bullhorn.js", server.viewer)).await.unwrap();
     assert_eq!(sdk.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert!(sdk.text().await.unwrap().contains("export function connect("), "an ES module");
+    let global = reqwest::get(format!("http://{}/sdk/bullhorn.global.js", server.viewer)).await.unwrap();
+    assert_eq!(global.headers()["content-type"], "text/javascript; charset=utf-8");
+    let global = global.text().await.unwrap();
+    assert!(!global.contains("export ") && global.contains("globalThis.Bullhorn"), "a classic script");
+    let types = reqwest::get(format!("http://{}/sdk/bullhorn.d.ts", server.viewer)).await.unwrap();
+    assert!(types.text().await.unwrap().contains("export function connect(options: ConnectOptions): Connection;"));
+    let console =
+        reqwest::get(format!("http://{}/console", server.admin.base.trim_start_matches("http://"))).await.unwrap();
+    assert_eq!(console.status(), 200);
+    assert!(console.text().await.unwrap().contains("bullhorn console"), "the console is on the admin listener");
     let missing = reqwest::get(format!("http://{}/nope", server.viewer)).await.unwrap();
     assert_eq!(missing.status(), 404);
     server.finish().await;

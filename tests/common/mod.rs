@@ -240,7 +240,10 @@ impl ChildServer {
 
     pub fn command(data_dir: &Path, extra: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"));
-        cmd.args(["serve", "--viewer-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        cmd.args(["serve", "--quic-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        if !extra.contains(&"--viewer-addr") {
+            cmd.args(["--viewer-addr", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--admin-addr") {
             cmd.args(["--admin-addr", "127.0.0.1:0"]);
         }
