@@ -133,7 +133,7 @@ fn the_image_runs_as_non_root_with_the_contract_ports() {
     let dockerfile = deploy("Dockerfile");
     let stages = dockerfile.lines().filter(|l| l.starts_with("FROM ")).count();
     assert_eq!(stages, 2, "a build stage and a small runtime stage");
-    let user = dockerfile.lines().filter_map(|l| l.strip_prefix("USER ")).last().expect("a USER line");
+    let user = dockerfile.lines().rev().find_map(|l| l.strip_prefix("USER ")).expect("a USER line");
     let name = user.split(':').next().unwrap();
     assert!(name != "root" && name != "0", "runs as {user}");
     assert!(dockerfile.contains("EXPOSE 8080/tcp 4433/udp 8081/tcp"));
