@@ -185,10 +185,13 @@ async fn the_sdk_works_from_a_plain_script_tag_and_closes_cleanly() {
     }
     browser
         .eval(
-            "window.conn = Bullhorn.connect({ url, app: 'demo', rooms: ['gifts'], onMessage: (m) => got.push(m.seq) }); \
+            "window.reopened = false; \
+             window.conn = Bullhorn.connect({ url, app: 'demo', rooms: ['gifts'], onMessage: (m) => got.push(m.seq), \
+               onState: (s) => { if (s === 'open') reopened = true; } }); \
              return true",
         )
         .await;
+    browser.until("return reopened").await; // joined: what is sent from now on is owed to it
     server.admin.broadcast("gifts", json!(5)).await;
     browser.until("return got.length >= 2").await;
     // A fresh connection starts at the room's seq: it gets only what follows.
