@@ -223,6 +223,10 @@ pub struct StormArgs {
     /// Seconds of broadcasts after it
     #[arg(long, default_value_t = 3)]
     pub after: u64,
+    /// The storm is a node's drain: SIGTERM to --server-pid (or an outside drain);
+    /// its subscribers follow `closing` to the next --url
+    #[arg(long)]
+    pub drain: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,6 +5,8 @@
 //! * `pause`: stop churning; report how many subscribers are open;
 //! * `storm`: close every reader at once and reconnect it at once, resuming
 //!   after its last seq; report how long until all were back;
+//! * `drain-wait`: (with `--follow-closing`) wait until every subscriber a
+//!   draining node sent away is connected to the next node; report it;
 //! * `stop`: report what was received, and exit.
 //!
 //! Subscribers spread over the server addresses and source addresses given,
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::task::JoinHandle;
 
-use crate::ws_client::{self, Stats};
+use crate::ws_client::{self, Seen, Stats};
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -64,6 +66,10 @@ pub struct WorkerArgs {
     /// Plain TCP sinks for `ceiling`: connect, read and discard, count bytes.
     #[arg(long)]
     pub raw: bool,
+    /// After a `closing` (a drained node), wait the delay it asks for and
+    /// reconnect to the next address, resuming.
+    #[arg(long)]
+    pub follow_closing: bool,
 }
 
 /// QUIC connections per client endpoint (each endpoint is one UDP socket and one driver task).
@@ -115,8 +121,10 @@ struct Fleet {
     stats: Rc<RefCell<Stats>>,
     endpoints: Vec<quinn::Endpoint>,
     slots: RefCell<Vec<Option<JoinHandle<()>>>>,
-    /// Per slot: the last seq its subscriber saw, to resume after.
-    seqs: Vec<Rc<Cell<Option<u64>>>>,
+    /// Per slot: what its subscriber saw (to resume after, and where a drain sent it).
+    seqs: Vec<Rc<Seen>>,
+    /// `--follow-closing`: subscribers a drain sent away, those back, those lost.
+    moves: Moves,
     /// Subscribers connected and not yet closed.
     open: Rc<Cell<usize>>,
     connected: Cell<usize>,
@@ -124,6 +132,25 @@ struct Fleet {
     first_error: RefCell<Option<String>>,
     attempts_done: tokio::sync::Notify,
     attempts: Cell<usize>,
+}
+
+/// Subscribers sent away by a draining node, and their way back.
+#[derive(Default)]
+struct Moves {
+    sent_away: Cell<usize>,
+    away: Cell<usize>,
+    back: Cell<usize>,
+    lost: Cell<usize>,
+    first_away: Cell<Option<std::time::Instant>>,
+    last_away: Cell<Option<std::time::Instant>>,
+    last_back: Cell<Option<std::time::Instant>>,
+}
+
+/// One connected subscriber, before it is served.
+enum Conn {
+    WebSocket(tokio::net::TcpStream, bytes::BytesMut),
+    Quic(bullhorn::client::QuicStream),
+    Raw(tokio::net::TcpStream),
 }
 
 /// Counts a subscriber as open while it lives, however its task ends.
@@ -161,7 +188,8 @@ impl Fleet {
         Ok(Rc::new(Fleet {
             stats: Rc::new(RefCell::new(Stats::new(args.per_seq))),
             slots: RefCell::new((0..args.count).map(|_| None).collect()),
-            seqs: (0..args.count).map(|_| Rc::new(Cell::new(None))).collect(),
+            seqs: (0..args.count).map(|_| Rc::new(Seen::default())).collect(),
+            moves: Moves::default(),
             args,
             endpoints,
             open: Rc::new(Cell::new(0)),
@@ -189,61 +217,102 @@ impl Fleet {
     }
 
     async fn subscribe(self: Rc<Self>, slot: usize) {
+        match self.connect(slot, 0).await {
+            Ok(conn) => {
+                let _open = self.connected_one();
+                self.serve(slot, conn).await;
+            }
+            Err(error) => return self.failed_one(error),
+        }
+        if self.args.follow_closing {
+            self.follow(slot).await;
+        }
+    }
+
+    /// After a drained node's `closing`: wait the delay it asked for, then
+    /// connect to the next address (retrying for up to 30 s), resuming.
+    async fn follow(&self, slot: usize) {
+        let moves = &self.moves;
+        let mut hop = 0;
+        while let Some(delay) = self.seqs[slot].reconnect_after_ms.take() {
+            let now = std::time::Instant::now();
+            moves.sent_away.set(moves.sent_away.get() + 1);
+            moves.away.set(moves.away.get() + 1);
+            moves.first_away.set(Some(moves.first_away.get().unwrap_or(now)));
+            moves.last_away.set(Some(now));
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            hop += 1;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let mut backoff = Duration::from_millis(100);
+            let conn = loop {
+                match self.connect(slot, hop).await {
+                    Ok(conn) => break Some(conn),
+                    Err(_) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                    Err(_) => break None,
+                }
+            };
+            moves.away.set(moves.away.get() - 1);
+            let Some(conn) = conn else {
+                moves.lost.set(moves.lost.get() + 1);
+                return;
+            };
+            moves.back.set(moves.back.get() + 1);
+            moves.last_back.set(Some(std::time::Instant::now()));
+            let _open = OpenGuard::new(&self.open);
+            self.serve(slot, conn).await;
+        }
+    }
+
+    /// Connects the subscriber in `slot` to the address `hop` places after its
+    /// own, resuming after what it saw; connected means welcomed.
+    async fn connect(&self, slot: usize, hop: usize) -> Result<Conn, String> {
         let index = self.args.first_index + slot;
-        let addr = self.args.addrs[index % self.args.addrs.len()];
-        let reader = slot >= self.args.non_readers;
-        let last_seq = self.seqs[slot].clone();
-        let room = match last_seq.get() {
-            Some(seq) => format!("{}@{seq}", self.args.room),
-            None => self.args.room.clone(),
-        };
+        let addr = self.args.addrs[(index + hop) % self.args.addrs.len()];
+        let seen = &self.seqs[slot];
+        if self.args.raw {
+            return tokio::net::TcpStream::connect(addr).await.map(Conn::Raw).map_err(|e| e.to_string());
+        }
         if let Some(endpoint) = self.endpoints.get(slot / QUIC_PER_ENDPOINT) {
+            let room = match seen.last_seq.get() {
+                Some(seq) => format!("{}@{seq}", self.args.room),
+                None => self.args.room.clone(),
+            };
             let rooms = [room];
             let connect = bullhorn::client::QuicStream::connect(endpoint, addr, "localhost", &self.args.app, &rooms);
-            match connect.await {
-                Ok(mut stream) => {
-                    // Connected means welcomed: joined to the room.
-                    match stream.next_frame().await {
-                        Ok(Some(first)) if first.starts_with(br#"{"type":"welcome""#) => {
-                            ws_client::on_text(&first, &last_seq, &self.stats);
-                        }
-                        other => return self.failed_one(format!("no welcome: {other:?}")),
-                    }
-                    let _open = self.connected_one();
-                    if reader {
-                        ws_client::receive_quic(stream, self.stats.clone(), last_seq).await;
-                    } else {
-                        hold(stream).await;
-                    }
+            let mut stream = connect.await.map_err(|e| e.to_string())?;
+            return match stream.next_frame().await {
+                Ok(Some(first)) if first.starts_with(br#"{"type":"welcome""#) => {
+                    ws_client::on_text(&first, seen, &self.stats);
+                    Ok(Conn::Quic(stream))
                 }
-                Err(error) => self.failed_one(error.to_string()),
-            }
-            return;
+                other => Err(format!("no welcome: {other:?}")),
+            };
         }
-        if self.args.raw {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    let _open = self.connected_one();
-                    ws_client::sink(stream, self.stats.clone()).await;
-                }
-                Err(error) => self.failed_one(error.to_string()),
-            }
-            return;
-        }
-        let path = match last_seq.get() {
+        let path = match seen.last_seq.get() {
             Some(seq) => format!("{}@{seq}", self.args.path),
             None => self.args.path.clone(),
         };
-        match ws_client::connect(addr, source_ip(&self.args, index), &self.args.host, &path).await {
-            Ok((stream, leftover)) => {
-                let _open = self.connected_one();
-                if reader {
-                    ws_client::receive(stream, leftover, self.stats.clone(), last_seq).await;
-                } else {
-                    hold(stream).await;
-                }
+        let (stream, leftover) = ws_client::connect(addr, source_ip(&self.args, index), &self.args.host, &path)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Conn::WebSocket(stream, leftover))
+    }
+
+    /// Reads (or, for a non-reader, holds) the connection until it ends.
+    async fn serve(&self, slot: usize, conn: Conn) {
+        let seen = self.seqs[slot].clone();
+        let reader = slot >= self.args.non_readers;
+        match conn {
+            Conn::Raw(stream) => ws_client::sink(stream, self.stats.clone()).await,
+            Conn::Quic(stream) if reader => ws_client::receive_quic(stream, self.stats.clone(), seen).await,
+            Conn::WebSocket(stream, leftover) if reader => {
+                ws_client::receive(stream, leftover, self.stats.clone(), seen).await
             }
-            Err(error) => self.failed_one(error.to_string()),
+            Conn::Quic(stream) => hold(stream).await,
+            Conn::WebSocket(stream, _) => hold(stream).await,
         }
     }
 
@@ -282,7 +351,7 @@ impl Fleet {
             }
             let slot = readers.start + (rng.next() % readers.len() as u64) as usize;
             self.close_slot(slot);
-            self.seqs[slot].set(None); // a new subscriber, not a reconnect
+            self.seqs[slot].last_seq.set(None); // a new subscriber, not a reconnect
             self.open_slot(slot);
             churned.set(churned.get() + 1);
         }
@@ -367,6 +436,28 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                     reconnected: fleet.connected.get() - connected,
                     errors: fleet.errors.get() - errors,
                     millis: started.elapsed().as_millis() as u64,
+                });
+            }
+            "drain-wait" => {
+                let moves = &fleet.moves;
+                let settled = async {
+                    loop {
+                        let quiet = moves.last_away.get().is_some_and(|at| at.elapsed() > Duration::from_millis(300));
+                        if moves.sent_away.get() > 0 && moves.away.get() == 0 && quiet {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(90), settled).await;
+                let millis = match (moves.first_away.get(), moves.last_back.get()) {
+                    (Some(away), Some(back)) => back.saturating_duration_since(away).as_millis() as u64,
+                    _ => 0,
+                };
+                emit(&WorkerEvent::Stormed {
+                    reconnected: moves.back.get(),
+                    errors: moves.lost.get() + moves.away.get(),
+                    millis,
                 });
             }
             "stop" => break,

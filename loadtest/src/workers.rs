@@ -31,6 +31,8 @@ pub struct Plan {
     pub churn_per_sec: f64,
     /// Plain TCP sinks (`ceiling`).
     pub raw: bool,
+    /// Follow a draining node's `closing` to the next address (`storm --drain`).
+    pub follow_closing: bool,
 }
 
 /// Splits `total` subscribers over `workers` processes.
@@ -133,6 +135,9 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
         if plan.raw {
             command.arg("--raw");
         }
+        if plan.follow_closing {
+            command.arg("--follow-closing");
+        }
         if let Some(fingerprint) = fingerprint.as_ref().filter(|_| quic) {
             command.args(["--quic-fingerprint", fingerprint]);
         }
@@ -205,7 +210,17 @@ pub async fn pause(workers: &mut [Worker]) -> anyhow::Result<(usize, u64)> {
 /// Drops and reconnects every reader at once, in every worker at once;
 /// returns the readers back, the failures, and the slowest worker's time.
 pub async fn storm(workers: &mut [Worker]) -> anyhow::Result<(usize, usize, u64)> {
-    send(workers, "storm").await?;
+    moved(workers, "storm").await
+}
+
+/// Waits until every subscriber a draining node sent away is connected to the
+/// next node; returns those back, those lost, and the slowest worker's time.
+pub async fn drain_wait(workers: &mut [Worker]) -> anyhow::Result<(usize, usize, u64)> {
+    moved(workers, "drain-wait").await
+}
+
+async fn moved(workers: &mut [Worker], command: &str) -> anyhow::Result<(usize, usize, u64)> {
+    send(workers, command).await?;
     let (mut back, mut errors, mut millis) = (0, 0, 0);
     for worker in workers.iter_mut() {
         match next_event(worker).await? {

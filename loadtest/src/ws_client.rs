@@ -98,14 +98,16 @@ pub async fn connect(
 }
 
 /// Reads frames until the connection ends, recording into `stats`.
-/// `last_seq` is the subscriber's last seen seq, kept beyond this connection
-/// so a reconnect can resume after it.
-pub async fn receive(
-    mut stream: TcpStream,
-    mut buf: BytesMut,
-    stats: Rc<RefCell<Stats>>,
-    last_seq: Rc<Cell<Option<u64>>>,
-) {
+/// What a subscriber saw, kept beyond one connection: the last seq (a
+/// reconnect resumes after it) and the delay a `closing` asked for.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub last_seq: Cell<Option<u64>>,
+    pub reconnect_after_ms: Cell<Option<u64>>,
+}
+
+/// Reads frames until the connection ends, recording into `stats` and `seen`.
+pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
     loop {
         while let Some((opcode, header, len)) = parse_header(&buf) {
             if buf.len() < header + len {
@@ -113,7 +115,7 @@ pub async fn receive(
             }
             let payload = &buf[header..header + len];
             match opcode {
-                0x1 => on_text(payload, &last_seq, &stats),
+                0x1 => on_text(payload, &seen, &stats),
                 0x8 => return,
                 0x9 => {
                     let mut pong = vec![0x8A, 0x80 | len as u8, 0, 0, 0, 0];
@@ -148,13 +150,9 @@ pub async fn sink(mut stream: TcpStream, stats: Rc<RefCell<Stats>>) {
 
 /// Reads QUIC frames until the stream ends, recording into `stats`.
 /// (The caller has read and observed the welcome.)
-pub async fn receive_quic(
-    mut stream: bullhorn::client::QuicStream,
-    stats: Rc<RefCell<Stats>>,
-    last_seq: Rc<Cell<Option<u64>>>,
-) {
+pub async fn receive_quic(mut stream: bullhorn::client::QuicStream, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
     while let Ok(Some(frame)) = stream.next_frame().await {
-        on_text(&frame, &last_seq, &stats);
+        on_text(&frame, &seen, &stats);
     }
 }
 
@@ -171,7 +169,8 @@ fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     }
 }
 
-pub fn on_text(text: &[u8], last_seq: &Cell<Option<u64>>, stats: &Rc<RefCell<Stats>>) {
+pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) {
+    let last_seq = &seen.last_seq;
     let now = now_us();
     let mut stats = stats.borrow_mut();
     if text.starts_with(br#"{"type":"broadcast""#) {
@@ -206,6 +205,8 @@ pub fn on_text(text: &[u8], last_seq: &Cell<Option<u64>>, stats: &Rc<RefCell<Sta
         let missed = number_after(text, br#""missed":"#).unwrap_or(0);
         stats.lagged += missed;
         last_seq.set(last_seq.get().map(|last| last + missed));
+    } else if text.starts_with(br#"{"type":"closing""#) {
+        seen.reconnect_after_ms.set(number_after(text, br#""reconnect_after_ms":"#));
     }
 }
 

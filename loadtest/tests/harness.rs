@@ -272,3 +272,51 @@ async fn a_mix_of_websocket_and_quic_subscribers_gets_everything() {
     assert_eq!(u(&report, "deliveries"), 10 * 100);
     assert_eq!(u(&report, "gaps"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_nodes_subscribers_move_to_the_next_node() {
+    let draining = start(ServeArgs { drain_window_ms: Some(1000), ..Default::default() }).await;
+    let staying = start(ServeArgs::default()).await;
+    let http = reqwest::Client::new();
+    let room_url = format!("http://{}/v1/apps/demo/rooms", draining.admin);
+    let created = http.post(&room_url).bearer_auth(KEY).body(r#"{"room":"loadtest"}"#).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let harness = tokio::process::Command::new(env!("CARGO_BIN_EXE_bullhorn-loadtest"))
+        .arg("storm")
+        .args(["--drain", "--url", &format!("ws://{}", draining.viewer), "--url", &format!("ws://{}", staying.viewer)])
+        .args(["--admin", &format!("http://{}", staying.admin), "--key", KEY])
+        .args(["--subscribers", "100", "--workers", "2", "--rate", "10", "--before", "2", "--after", "3"])
+        .arg("--report")
+        .arg(&report_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Half the subscribers land on the draining node (round-robin over the two URLs)...
+    let online = |node: &Node| {
+        let url = format!("http://{}/v1/apps/demo/rooms/loadtest", node.admin);
+        let http = http.clone();
+        async move {
+            let room: Value = http.get(url).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
+            room["online"].as_u64().unwrap_or(0)
+        }
+    };
+    let mut waited = 0;
+    while online(&draining).await < 50 {
+        waited += 1;
+        assert!(waited < 600, "the subscribers never reached the draining node");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ...then drains, as SIGTERM would make it.
+    drop(draining);
+    let output = harness.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let storm = &report["storm"];
+    assert_eq!((u(storm, "reconnected"), u(storm, "reconnect_errors")), (50, 0), "{storm}");
+    assert_eq!(u(storm, "server_online_after"), 100, "everyone is on the node that stayed");
+    assert!(u(storm, "time_to_all_reconnected_ms") <= 10_000);
+    assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
+}
