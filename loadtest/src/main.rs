@@ -27,6 +27,7 @@ mod ws_client;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 
 #[derive(Debug, Parser)]
 #[command(name = "bullhorn-loadtest", version, about = "Load-test harness for bullhorn")]
@@ -56,7 +57,7 @@ enum Command {
 }
 
 /// What every scenario needs to reach the server and spread its clients.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct Common {
     /// Viewer base URL (WebSocket); repeat for several nodes (subscribers spread round-robin)
     #[arg(long = "url", default_value = "ws://127.0.0.1:8080")]
@@ -88,6 +89,7 @@ pub struct Common {
     pub admin: String,
     /// Admin key of the app (or BULLHORN_ADMIN_KEY)
     #[arg(long, env = "BULLHORN_ADMIN_KEY")]
+    #[serde(skip)] // a secret: never in a report
     pub key: String,
     #[arg(long, default_value = "demo")]
     pub app: String,
@@ -114,7 +116,7 @@ pub struct Common {
     pub chart: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct FanoutArgs {
     #[command(flatten)]
     pub common: Common,
@@ -136,7 +138,7 @@ pub struct FanoutArgs {
 }
 
 /// The delivery options of each broadcast (contract §2), to measure what they cost.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, Args, Serialize)]
 pub struct DeliveryArgs {
     /// `priority` of every broadcast: high, normal or low
     #[arg(long)]
@@ -149,20 +151,7 @@ pub struct DeliveryArgs {
     pub idempotency_keys: bool,
 }
 
-impl Common {
-    /// The parameters for the report (the key left out).
-    pub fn parameters(&self) -> serde_json::Value {
-        serde_json::json!({
-            "urls": self.urls, "transport": self.transport, "quic_addrs": self.quic_addrs,
-            "admin": self.admin, "app": self.app, "room": self.room, "subscribers": self.subscribers,
-            "workers": self.workers, "connect_rate": self.connect_rate, "source_ips": self.source_ips,
-            "seed": self.seed, "server_pid": self.server_pid, "worker_cpus": self.worker_cpus,
-            "ceiling_cpu": self.ceiling_cpu,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct BurstArgs {
     #[command(flatten)]
     pub common: Common,
@@ -177,7 +166,7 @@ pub struct BurstArgs {
     pub payload: usize,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct SlowArgs {
     #[command(flatten)]
     pub fanout: FanoutArgs,
@@ -186,7 +175,7 @@ pub struct SlowArgs {
     pub non_reader_fraction: f64,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct ChurnArgs {
     #[command(flatten)]
     pub fanout: FanoutArgs,
@@ -195,7 +184,7 @@ pub struct ChurnArgs {
     pub churn_per_sec: f64,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct CeilingArgs {
     #[command(flatten)]
     pub common: Common,
@@ -207,7 +196,7 @@ pub struct CeilingArgs {
     pub duration: u64,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct StormArgs {
     #[command(flatten)]
     pub common: Common,
@@ -229,7 +218,7 @@ pub struct StormArgs {
     pub drain: bool,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct IdleArgs {
     #[command(flatten)]
     pub common: Common,

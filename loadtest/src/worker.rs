@@ -126,18 +126,18 @@ struct Fleet {
     /// `--follow-closing`: subscribers a drain sent away, those back, those lost.
     moves: Moves,
     /// Subscribers connected and not yet closed.
-    open: Rc<Cell<usize>>,
+    open: Cell<usize>,
     connected: Cell<usize>,
     errors: Cell<usize>,
     first_error: RefCell<Option<String>>,
-    attempts_done: tokio::sync::Notify,
+    /// Connections tried and settled (connected or failed), replacements included.
     attempts: Cell<usize>,
 }
 
-/// Subscribers sent away by a draining node, and their way back.
+/// Subscribers sent away by a draining node, and their way back: each is
+/// away, back or lost.
 #[derive(Default)]
 struct Moves {
-    sent_away: Cell<usize>,
     away: Cell<usize>,
     back: Cell<usize>,
     lost: Cell<usize>,
@@ -153,17 +153,23 @@ enum Conn {
     Raw(tokio::net::TcpStream),
 }
 
-/// Counts a subscriber as open while it lives, however its task ends.
-struct OpenGuard(Rc<Cell<usize>>);
-
-impl OpenGuard {
-    fn new(open: &Rc<Cell<usize>>) -> OpenGuard {
-        open.set(open.get() + 1);
-        OpenGuard(open.clone())
+impl Moves {
+    fn sent_away(&self) -> usize {
+        self.away.get() + self.back.get() + self.lost.get()
     }
 }
 
-impl Drop for OpenGuard {
+/// Counts a subscriber as open while it lives, however its task ends.
+struct OpenGuard<'a>(&'a Cell<usize>);
+
+impl OpenGuard<'_> {
+    fn new(open: &Cell<usize>) -> OpenGuard<'_> {
+        open.set(open.get() + 1);
+        OpenGuard(open)
+    }
+}
+
+impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
     }
@@ -178,7 +184,7 @@ impl Fleet {
                     let mut endpoint = quinn::Endpoint::client(SocketAddr::new(source, 0))?;
                     endpoint.set_default_client_config(bullhorn::client::tls::pinned_quic_config(
                         fingerprint,
-                        b"bullhorn/1",
+                        bullhorn::transport::quic::tls::ALPN,
                     ));
                     Ok(endpoint)
                 })
@@ -192,11 +198,10 @@ impl Fleet {
             moves: Moves::default(),
             args,
             endpoints,
-            open: Rc::new(Cell::new(0)),
+            open: Cell::new(0),
             connected: Cell::new(0),
             errors: Cell::new(0),
             first_error: RefCell::new(None),
-            attempts_done: tokio::sync::Notify::new(),
             attempts: Cell::new(0),
         }))
     }
@@ -236,7 +241,6 @@ impl Fleet {
         let mut hop = 0;
         while let Some(delay) = self.seqs[slot].reconnect_after_ms.take() {
             let now = std::time::Instant::now();
-            moves.sent_away.set(moves.sent_away.get() + 1);
             moves.away.set(moves.away.get() + 1);
             moves.first_away.set(Some(moves.first_away.get().unwrap_or(now)));
             moves.last_away.set(Some(now));
@@ -316,7 +320,7 @@ impl Fleet {
         }
     }
 
-    fn connected_one(&self) -> OpenGuard {
+    fn connected_one(&self) -> OpenGuard<'_> {
         self.connected.set(self.connected.get() + 1);
         self.attempted();
         OpenGuard::new(&self.open)
@@ -330,9 +334,17 @@ impl Fleet {
 
     fn attempted(&self) {
         self.attempts.set(self.attempts.get() + 1);
-        if self.attempts.get() == self.args.count {
-            self.attempts_done.notify_one();
-        }
+    }
+
+    /// Waits until `attempts` connections have settled, or `limit` passed (an
+    /// attempt aborted by churn or a storm never settles).
+    async fn settled(&self, attempts: usize, limit: Duration) {
+        let wait = async {
+            while self.attempts.get() < attempts {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
     }
 
     /// Closes and replaces random readers at the configured rate until `paused`.
@@ -385,14 +397,12 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     let fleet = Fleet::new(args.clone())?;
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / args.connect_rate.max(1) as f64));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let all_attempted = fleet.attempts_done.notified();
     for slot in 0..args.count {
         pace.tick().await;
         fleet.open_slot(slot);
     }
-    if args.count > 0 {
-        all_attempted.await;
-    }
+    // Every first connection settles on its own (a connect times out or fails).
+    fleet.settled(args.count, Duration::MAX).await;
     emit(&WorkerEvent::Connected {
         connected: fleet.connected.get(),
         errors: fleet.errors.get(),
@@ -406,14 +416,8 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
         match line.trim() {
             "pause" => {
                 paused.set(true);
-                // Let replacements still connecting finish first (bounded: an
-                // aborted replacement never reports).
-                let settled = async {
-                    while fleet.attempts.get() < fleet.args.count + churned.get() as usize {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(5), settled).await;
+                // Let replacements still connecting finish first.
+                fleet.settled(fleet.args.count + churned.get() as usize, Duration::from_secs(5)).await;
                 emit(&WorkerEvent::Paused { open: fleet.open.get(), churned: churned.get() });
             }
             "storm" => {
@@ -426,12 +430,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                 for slot in readers.clone() {
                     fleet.open_slot(slot);
                 }
-                let back = async {
-                    while fleet.attempts.get() < attempts + readers.len() {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(120), back).await;
+                fleet.settled(attempts + readers.len(), Duration::from_secs(120)).await;
                 emit(&WorkerEvent::Stormed {
                     reconnected: fleet.connected.get() - connected,
                     errors: fleet.errors.get() - errors,
@@ -443,7 +442,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                 let settled = async {
                     loop {
                         let quiet = moves.last_away.get().is_some_and(|at| at.elapsed() > Duration::from_millis(300));
-                        if moves.sent_away.get() > 0 && moves.away.get() == 0 && quiet {
+                        if moves.sent_away() > 0 && moves.away.get() == 0 && quiet {
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::Rng as _;
 
-use super::tag::{Delivery, GapReason, Priority, Tag};
+use super::tag::{Delivery, Priority, Tag};
 use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
@@ -118,17 +118,16 @@ struct QueueState {
     woken: bool,
 }
 
-/// Kept in one small block, so counting a conflatable entry touches the
+/// Kept in one small block, so marking a conflatable entry touches the
 /// cache line the priority counts are already on (at 100k subscribers a
 /// push is memory-bound: every extra line shows).
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     /// By [`Priority::index`].
     queued: [u32; 3],
-    conflatable: u32,
-    /// One bit per queued conflate key (by its hash, mod 64), cleared on take:
-    /// a push whose key's bit is clear cannot match, and skips the scan. Under
-    /// backlog with distinct keys, that is most pushes.
+    /// One bit per conflate key queued since the last take (by its hash, mod
+    /// 64): a push whose key's bit is clear cannot match, and skips the scan.
+    /// Under backlog with distinct keys, that is most pushes.
     conflate_bits: u64,
 }
 
@@ -160,7 +159,7 @@ impl QueueState {
     /// There is at most one (each push replaces its predecessor), most likely
     /// near the back: search from there.
     fn find_conflatable(&self, tag: Tag) -> Option<usize> {
-        if self.counts.conflatable == 0 || self.counts.conflate_bits & tag.conflate().bit() == 0 {
+        if self.counts.conflate_bits & tag.conflate().bit() == 0 {
             return None;
         }
         self.tags.iter().rposition(|t| t.is_broadcast() && t.slot() == tag.slot() && t.conflate() == tag.conflate())
@@ -242,7 +241,7 @@ impl Subscriber {
         if delivery.conflate.is_some()
             && let Some(index) = state.find_conflatable(tag)
         {
-            self.drop_in_place(&mut state, index, GapReason::Conflated);
+            self.drop_in_place(&mut state, index, LagReason::Conflated);
             drops.conflated += 1;
         }
         while state.over_bounds(frame.len(), &self.limits) {
@@ -250,7 +249,7 @@ impl Subscriber {
                 return self.drop_new(state, slot, delivery.priority, drops);
             };
             drops.slow[state.tags[index].priority().index()] += 1;
-            self.drop_in_place(&mut state, index, GapReason::Slow);
+            self.drop_in_place(&mut state, index, LagReason::Slow);
             if state.behind_too_long(&self.limits) {
                 drops.slow_consumers += 1;
                 return self.close_slow(state);
@@ -260,12 +259,11 @@ impl Subscriber {
         if state.slots[slot].missed > 0 {
             let missed = std::mem::take(&mut state.slots[slot].missed);
             let lagged = self.lagged_frame(&state.slots[slot].room, missed, LagReason::Slow);
-            state.push_back(lagged, Tag::gap(slot, GapReason::Slow, missed));
+            state.push_back(lagged, Tag::gap(slot, LagReason::Slow, missed));
         }
         state.push_back(frame.clone(), tag);
         state.counts.queued[delivery.priority.index()] += 1;
         if delivery.conflate.is_some() {
-            state.counts.conflatable += 1;
             state.counts.conflate_bits |= delivery.conflate.bit();
         }
         if was_empty {
@@ -303,13 +301,10 @@ impl Subscriber {
     /// Turns the queued broadcast at `index` into a `lagged` where it stands,
     /// merged with an adjacent `lagged` for the same room and reason.
     #[cold]
-    fn drop_in_place(&self, state: &mut QueueState, index: usize, reason: GapReason) {
+    fn drop_in_place(&self, state: &mut QueueState, index: usize, reason: LagReason) {
         let tag = state.tags[index];
         debug_assert!(tag.is_broadcast());
         state.counts.queued[tag.priority().index()] -= 1;
-        if tag.conflate().is_some() {
-            state.counts.conflatable -= 1;
-        }
         let slot = tag.slot();
         let mergeable = |t: &Tag| t.is_gap() && t.slot() == slot && t.gap_reason() == reason;
         let first = match index.checked_sub(1) {
@@ -325,11 +320,7 @@ impl Subscriber {
             missed += if i == index { 1 } else { state.tags[i].missed() };
             state.unwritten_bytes -= state.items[i].len();
         }
-        let lag_reason = match reason {
-            GapReason::Slow => LagReason::Slow,
-            GapReason::Conflated => LagReason::Conflated,
-        };
-        let lagged = self.lagged_frame(&state.slots[slot].room, missed, lag_reason);
+        let lagged = self.lagged_frame(&state.slots[slot].room, missed, reason);
         state.unwritten_bytes += lagged.len();
         state.items[first] = lagged;
         state.tags[first] = Tag::gap(slot, reason, missed);
@@ -426,7 +417,7 @@ impl Subscriber {
                     let missed = std::mem::take(&mut state.slots[slot].missed);
                     if missed > 0 {
                         let lagged = self.lagged_frame(&state.slots[slot].room, missed, LagReason::Slow);
-                        state.push_back(lagged, Tag::gap(slot, GapReason::Slow, missed));
+                        state.push_back(lagged, Tag::gap(slot, LagReason::Slow, missed));
                     }
                 }
             }

@@ -11,6 +11,8 @@ use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
 
 use serde::Deserialize;
 
+use crate::protocol::messages::LagReason;
+
 /// Delivery priority (contract §2): under backpressure `low` goes first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,14 +71,7 @@ pub struct Delivery {
     pub conflate: ConflateKey,
 }
 
-/// Why a gap entry stands where messages were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GapReason {
-    Slow = 0,
-    Conflated = 1,
-}
-
-/// One queue entry's tag. Layout: bits 0–1 kind, 2–3 priority or gap reason,
+/// One queue entry's tag. Layout: bits 0–1 kind, 2–3 priority or `lagged` reason,
 /// 4–19 room slot, 20–63 conflate hash (broadcast) or missed count (gap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag(u64);
@@ -96,7 +91,7 @@ impl Tag {
         Tag(KIND_BROADCAST | (delivery.priority as u64) << 2 | (slot as u64) << 4 | delivery.conflate.0 << 20)
     }
 
-    pub fn gap(slot: usize, reason: GapReason, missed: u64) -> Tag {
+    pub fn gap(slot: usize, reason: LagReason, missed: u64) -> Tag {
         debug_assert!(slot < MAX_SLOTS && missed < 1 << HASH_BITS);
         Tag(KIND_GAP | (reason as u64) << 2 | (slot as u64) << 4 | missed << 20)
     }
@@ -124,8 +119,8 @@ impl Tag {
     }
 
     /// A gap's reason.
-    pub fn gap_reason(self) -> GapReason {
-        if self.0 >> 2 & 3 == GapReason::Conflated as u64 { GapReason::Conflated } else { GapReason::Slow }
+    pub fn gap_reason(self) -> LagReason {
+        LagReason::ALL[(self.0 >> 2 & 3) as usize]
     }
 
     /// A gap's count of missed messages.
@@ -153,7 +148,7 @@ mod tests {
             let b = Tag::broadcast(slot, delivery);
             prop_assert!(b.is_broadcast() && !b.is_gap());
             prop_assert_eq!((b.slot(), b.priority(), b.conflate()), (slot, delivery.priority, delivery.conflate));
-            for reason in [GapReason::Slow, GapReason::Conflated] {
+            for reason in LagReason::ALL {
                 let g = Tag::gap(slot, reason, missed);
                 prop_assert!(g.is_gap() && !g.is_broadcast());
                 prop_assert_eq!((g.slot(), g.gap_reason(), g.missed()), (slot, reason, missed));

@@ -26,6 +26,9 @@ pub enum LagReason {
 }
 
 impl LagReason {
+    /// In declaration order, so `ALL[reason as usize] == reason`.
+    pub const ALL: [LagReason; 3] = [LagReason::Slow, LagReason::Conflated, LagReason::Expired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LagReason::Slow => "slow",

@@ -258,16 +258,16 @@ impl Room {
         let (mut drops, mut replayed) = (Drops::default(), 0);
         let expired = {
             let mut ring = self.resume_ring();
-            let replay = ring.replay(after, upto, Instant::now());
-            if replay.expired > 0 {
-                subscriber.push_control(framing.frame(&messages::lagged(&self.id, replay.expired, LagReason::Expired)));
+            let (expired, held) = ring.replay(after, upto, Instant::now());
+            if expired > 0 {
+                subscriber.push_control(framing.frame(&messages::lagged(&self.id, expired, LagReason::Expired)));
             }
-            for broadcast in replay.held {
+            for broadcast in held {
                 let frame = broadcast.frames.get(framing);
                 subscriber.push_broadcast(slot, broadcast.seq, frame, broadcast.delivery, &mut drops);
                 replayed += 1;
             }
-            replay.expired
+            expired
         };
         self.metrics.record_resume(replayed, expired);
         if !drops.is_empty() {
@@ -288,9 +288,9 @@ impl Room {
     }
 
     /// Sends the heartbeat to every member whose first room this is, so a
-    /// subscriber in several rooms gets it once.
-    /// Also lets go of resume-window broadcasts and idempotency keys past
-    /// their age, so a quiet room does not hold them.
+    /// subscriber in several rooms gets it once; and lets go of resume-window
+    /// broadcasts and idempotency keys past their age, so a quiet room does
+    /// not hold them.
     pub fn heartbeat(&self) {
         let now = Instant::now();
         self.resume_ring().expire(now);

@@ -36,15 +36,6 @@ pub struct ResumeRing {
     bytes: usize,
 }
 
-/// What a resume after a seq is owed from the ring.
-#[derive(Debug)]
-pub struct Replay<'a> {
-    /// Broadcasts owed but no longer held: one `lagged`/`expired`.
-    pub expired: u64,
-    /// Broadcasts owed and held, in seq order.
-    pub held: std::collections::vec_deque::Iter<'a, Arc<Broadcast>>,
-}
-
 impl ResumeRing {
     pub fn new(limits: ResumeLimits) -> ResumeRing {
         ResumeRing { limits, held: VecDeque::new(), bytes: 0 }
@@ -77,26 +68,19 @@ impl ResumeRing {
     }
 
     /// What a subscriber that saw everything up to `after` is owed up to
-    /// `upto` (which the ring must have seen: `after < upto`).
-    pub fn replay(&mut self, after: u64, upto: u64, now: Instant) -> Replay<'_> {
-        debug_assert!(after < upto);
+    /// `upto` (which the ring has seen): how many are no longer held (one
+    /// `lagged`/`expired`), then those held, in seq order. The ring holds a
+    /// contiguous run of seqs, so what is missing is always the oldest part.
+    pub fn replay(
+        &mut self,
+        after: u64,
+        upto: u64,
+        now: Instant,
+    ) -> (u64, impl Iterator<Item = &Arc<Broadcast>> + Clone) {
         self.expire(now);
-        let first_held = self.held.front().map_or(u64::MAX, |b| b.seq);
-        let from = (after + 1).max(first_held);
-        let expired = from.min(upto + 1) - (after + 1);
-        let skip = (from.saturating_sub(first_held)) as usize;
-        let take = (upto + 1).saturating_sub(from) as usize;
-        let held = if from > upto { self.held.range(0..0) } else { self.held.range(skip..skip + take) };
-        Replay { expired, held: held.into_iter() }
-    }
-
-    /// Broadcasts held now.
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        let held = self.held.iter().skip_while(move |b| b.seq <= after).take_while(move |b| b.seq <= upto);
+        let expired = upto.saturating_sub(after) - held.clone().count() as u64;
+        (expired, held)
     }
 }
 
@@ -112,8 +96,8 @@ mod tests {
         Arc::new(b)
     }
 
-    fn seqs(replay: Replay<'_>) -> (u64, Vec<u64>) {
-        (replay.expired, replay.held.map(|b| b.seq).collect())
+    fn seqs<'a>((expired, held): (u64, impl Iterator<Item = &'a Arc<Broadcast>>)) -> (u64, Vec<u64>) {
+        (expired, held.map(|b| b.seq).collect())
     }
 
     #[test]
@@ -138,7 +122,7 @@ mod tests {
         assert_eq!(seqs(ring.replay(0, 2, start + Duration::from_secs(61))), (1, vec![2]));
         let mut off = ResumeRing::new(ResumeLimits { messages: 0, ..ResumeLimits::default() });
         off.push(&broadcast(1, start));
-        assert!(off.is_empty());
+        assert!(off.held.is_empty());
         assert_eq!(seqs(off.replay(0, 1, start)), (1, vec![]));
     }
 
@@ -150,7 +134,7 @@ mod tests {
         for seq in 1..=5 {
             ring.push(&broadcast(seq, now));
         }
-        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.held.len(), 2);
     }
 
     proptest! {

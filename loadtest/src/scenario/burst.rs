@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::{SETTLE, new_report, server_cpu};
+use super::{SETTLE, ServerWatch, new_report};
 use crate::BurstArgs;
 use crate::admin::{Admin, payload};
-use crate::proc_stats::rss_bytes;
 use crate::report::BurstResult;
 use crate::workers;
 
@@ -16,21 +13,14 @@ pub async fn burst(args: BurstArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let admin = Admin::new(common);
     admin.ensure_room().await?;
-    let parameters = json!({
-        "common": common.parameters(), "repeat": args.repeat, "interval_ms": args.interval_ms, "payload": args.payload,
-    });
-    let mut report = new_report("burst", common, parameters);
+    let mut report = new_report("burst", common, &args);
     report.payload_bytes = args.payload;
     let mut plans = workers::plans(common.subscribers, common.workers);
     plans.iter_mut().for_each(|plan| plan.per_seq = true);
-    let baseline = common.server_pid.and_then(rss_bytes);
+    let mut server = ServerWatch::start(common);
     let mut workers = workers::spawn(common, &plans).await?;
     workers::wait_connected(&mut workers, &mut report).await?;
-    report.server_rss_bytes = common.server_pid.and_then(rss_bytes);
-    report.server_rss_baseline_bytes = baseline;
-    report.server_rss_per_subscriber_bytes =
-        super::fanout::per_subscriber(baseline, report.server_rss_bytes, report.subscribers_connected);
-    let cpu_before = server_cpu(common);
+    server.connected(&mut report);
     let mut accepted = Vec::new();
     let started = std::time::Instant::now();
     let bar = crate::progress::bar(args.repeat, "bursts");
@@ -42,7 +32,7 @@ pub async fn burst(args: BurstArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     report.duration_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(SETTLE).await;
-    report.server_cpu_seconds = server_cpu(common).zip(cpu_before).map(|(after, before)| after - before);
+    report.server_cpu_seconds = server.cpu_used();
     report.broadcasts = accepted.len() as u64;
     report.expected_deliveries = accepted.iter().map(|a| a.online).sum();
     let received = workers::collect(&mut workers, &mut report).await?;

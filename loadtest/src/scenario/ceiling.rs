@@ -9,19 +9,16 @@ use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use serde_json::json;
-
 use super::new_report;
 use crate::CeilingArgs;
 use crate::admin::payload;
 use crate::report::{CeilingResult, Report};
 use crate::{Common, workers};
+use anyhow::Context as _;
 
 pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     let common = &args.common;
-    let parameters = json!({"common": common.parameters(), "payload": args.payload, "duration": args.duration});
-    let mut report = new_report("ceiling", common, parameters);
+    let mut report = new_report("ceiling", common, &args);
     report.payload_bytes = args.payload;
     let result = measure(common, args.payload, Duration::from_secs(args.duration), &mut report).await?;
     report.subscribers_connected = result.sockets;

@@ -3,66 +3,15 @@
 //! during the run: does the server's `online` stay exact?).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::{SETTLE, new_report, server_cpu};
-use crate::admin::{Admin, payload};
-use crate::proc_stats::rss_bytes;
+use super::{SETTLE, ServerWatch, broadcast_at_rate, new_report};
+use crate::admin::Admin;
 use crate::report::{ChurnResult, Report, SlowResult};
 use crate::workers::{self, Plan};
 use crate::{ChurnArgs, Common, FanoutArgs, SlowArgs};
-
-/// Sends `rate × duration` broadcasts on schedule (at most 64 in flight);
-/// returns how many were accepted and the sum of their `online` counts.
-async fn drive(admin: &Arc<Admin>, args: &FanoutArgs) -> anyhow::Result<(u64, u64, f64)> {
-    let started = Instant::now();
-    let total = (args.rate * args.duration as f64).round() as u64;
-    let (expected, accepted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = tokio::task::JoinSet::new();
-    let bar = crate::progress::bar(total, "broadcasts");
-    for i in 0..total {
-        bar.inc(1);
-        tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / args.rate)).into()).await;
-        let permit = in_flight.clone().acquire_owned().await?;
-        let (admin, expected, accepted, options) =
-            (admin.clone(), expected.clone(), accepted.clone(), args.delivery.clone());
-        let data = payload(args.payload);
-        tasks.spawn(async move {
-            let _permit = permit;
-            match admin.broadcast(data, i, &options).await {
-                Ok(ok) => {
-                    expected.fetch_add(ok.online, Ordering::Relaxed);
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(error) => eprintln!("{error:#}"),
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    bar.finish_and_clear();
-    let elapsed = started.elapsed().as_secs_f64();
-    tokio::time::sleep(SETTLE).await;
-    Ok((accepted.load(Ordering::Relaxed), expected.load(Ordering::Relaxed), elapsed))
-}
-
-/// Server memory added per connected subscriber (fixed costs included).
-pub fn per_subscriber(before: Option<u64>, after: Option<u64>, subscribers: usize) -> Option<f64> {
-    (subscribers > 0).then_some(())?;
-    Some(after?.saturating_sub(before?) as f64 / subscribers as f64)
-}
-
-fn parameters(args: &FanoutArgs) -> serde_json::Value {
-    json!({
-        "common": args.common.parameters(),
-        "rate": args.rate, "payload": args.payload, "duration": args.duration,
-        "priority": args.delivery.priority, "conflate": args.delivery.conflate,
-        "idempotency_keys": args.delivery.idempotency_keys,
-    })
-}
 
 /// One fan-out phase with the given worker plans; fills `report`.
 async fn phase(
@@ -73,25 +22,23 @@ async fn phase(
 ) -> anyhow::Result<Vec<workers::Worker>> {
     let admin = Arc::new(Admin::new(common));
     admin.ensure_room().await?;
-    let baseline = common.server_pid.and_then(rss_bytes);
+    let mut server = ServerWatch::start(common);
     let mut workers = workers::spawn(common, plans).await?;
     workers::wait_connected(&mut workers, report).await?;
-    report.server_rss_bytes = common.server_pid.and_then(rss_bytes);
-    report.server_rss_baseline_bytes = baseline;
-    report.server_rss_per_subscriber_bytes =
-        per_subscriber(baseline, report.server_rss_bytes, report.subscribers_connected);
-    let cpu_before = server_cpu(common);
-    let (accepted, expected, elapsed) = drive(&admin, args).await?;
+    server.connected(report);
+    let started = Instant::now();
+    let total = (args.rate * args.duration as f64).round() as u64;
+    let (accepted, expected) = broadcast_at_rate(admin, args.rate, total, args.payload, args.delivery.clone()).await?;
+    report.duration_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(SETTLE).await;
     report.broadcasts = accepted;
     report.expected_deliveries = expected;
-    report.duration_secs = elapsed;
-    report.server_cpu_seconds = server_cpu(common).zip(cpu_before).map(|(after, before)| after - before);
+    report.server_cpu_seconds = server.cpu_used();
     Ok(workers)
 }
 
-fn fanout_report(args: &FanoutArgs, scenario: &str, extra: serde_json::Value) -> Report {
-    let mut parameters = parameters(args);
-    parameters["scenario"] = extra;
+/// A report for a scenario built on `fanout`, with `parameters` its arguments.
+fn fanout_report(args: &FanoutArgs, scenario: &str, parameters: &impl Serialize) -> Report {
     Report {
         payload_bytes: args.payload,
         priority: args.delivery.priority.clone(),
@@ -103,7 +50,7 @@ fn fanout_report(args: &FanoutArgs, scenario: &str, extra: serde_json::Value) ->
 
 pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let common = &args.common;
-    let mut report = fanout_report(&args, "fanout", json!({}));
+    let mut report = fanout_report(&args, "fanout", &args);
     let mut workers = phase(common, &args, &workers::plans(common.subscribers, common.workers), &mut report).await?;
     let received = workers::collect(&mut workers, &mut report).await?;
     drop(workers);
@@ -121,7 +68,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
 pub async fn slow(args: SlowArgs) -> anyhow::Result<()> {
     let fanout = &args.fanout;
     let common = &fanout.common;
-    let mut fast = fanout_report(fanout, "slow", json!({}));
+    let mut fast = fanout_report(fanout, "slow", &args);
     let mut workers = phase(common, fanout, &workers::plans(common.subscribers, common.workers), &mut fast).await?;
     workers::collect(&mut workers, &mut fast).await?;
     drop(workers);
@@ -132,7 +79,7 @@ pub async fn slow(args: SlowArgs) -> anyhow::Result<()> {
         plan.non_readers = (plan.count as f64 * args.non_reader_fraction).round() as usize;
         non_readers += plan.non_readers;
     }
-    let mut report = fanout_report(fanout, "slow", json!({"non_reader_fraction": args.non_reader_fraction}));
+    let mut report = fanout_report(fanout, "slow", &args);
     let mut workers = phase(common, fanout, &plans, &mut report).await?;
     let received = workers::collect(&mut workers, &mut report).await?;
     // Only readers can receive: what was owed to them.
@@ -152,7 +99,7 @@ pub async fn churn(args: ChurnArgs) -> anyhow::Result<()> {
     for plan in &mut plans {
         plan.churn_per_sec = per_worker;
     }
-    let mut report = fanout_report(fanout, "churn", json!({"churn_per_sec": args.churn_per_sec}));
+    let mut report = fanout_report(fanout, "churn", &args);
     let mut workers = phase(common, fanout, &plans, &mut report).await?;
     let (open, churned) = workers::pause(&mut workers).await?;
     // The server sees a close when it reads the FIN: give it a moment, bounded.

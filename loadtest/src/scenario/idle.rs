@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::{SETTLE, new_report};
 use crate::IdleArgs;
 use crate::admin::{Admin, payload};
@@ -19,7 +17,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let admin = Admin::new(common);
     admin.ensure_room().await?;
-    let mut report = new_report("idle", common, json!({"common": common.parameters(), "hold": args.hold}));
+    let mut report = new_report("idle", common, &args);
     let pid = common.server_pid;
     let baseline = pid.and_then(rss_bytes);
     report.server_rss_baseline_bytes = baseline;

@@ -11,11 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
-use super::{SETTLE, new_report, server_cpu};
+use super::{SETTLE, ServerWatch, broadcast_at_rate, new_report};
 use crate::StormArgs;
-use crate::admin::{Admin, payload};
+use crate::admin::Admin;
 use crate::report::StormResult;
 use crate::workers;
 
@@ -23,38 +21,19 @@ pub async fn storm(args: StormArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let admin = Arc::new(Admin::new(common));
     admin.ensure_room().await?;
-    let parameters = json!({
-        "common": common.parameters(), "rate": args.rate, "payload": args.payload,
-        "before": args.before, "after": args.after, "drain": args.drain,
-    });
-    let mut report = new_report("storm", common, parameters);
+    let mut report = new_report("storm", common, &args);
     report.payload_bytes = args.payload;
     let mut plans = workers::plans(common.subscribers, common.workers);
     plans.iter_mut().for_each(|plan| plan.follow_closing = args.drain);
+    let mut server = ServerWatch::start(common);
     let mut workers = workers::spawn(common, &plans).await?;
     workers::wait_connected(&mut workers, &mut report).await?;
-    let cpu_before = server_cpu(common);
+    server.connected(&mut report);
 
     // Broadcasts at a steady rate from start to end, through the storm.
     let total = ((args.before + args.after) as f64 * args.rate).round() as u64;
-    let broadcaster = {
-        let (admin, rate, size) = (admin.clone(), args.rate, args.payload);
-        tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
-            let (mut accepted, mut expected) = (0u64, 0u64);
-            for n in 0..total {
-                tokio::time::sleep_until(started + Duration::from_secs_f64(n as f64 / rate)).await;
-                match admin.broadcast(payload(size), n, &Default::default()).await {
-                    Ok(ok) => {
-                        accepted += 1;
-                        expected += ok.online;
-                    }
-                    Err(error) => eprintln!("{error:#}"),
-                }
-            }
-            (accepted, expected)
-        })
-    };
+    let broadcaster =
+        tokio::spawn(broadcast_at_rate(admin.clone(), args.rate, total, args.payload, Default::default()));
     tokio::time::sleep(Duration::from_secs(args.before)).await;
     let (reconnected, errors, millis) = if args.drain {
         if let Some(pid) = common.server_pid {
@@ -67,11 +46,11 @@ pub async fn storm(args: StormArgs) -> anyhow::Result<()> {
     } else {
         workers::storm(&mut workers).await?
     };
-    let (accepted, expected) = broadcaster.await?;
+    let (accepted, expected) = broadcaster.await??;
     tokio::time::sleep(SETTLE).await;
     let online = admin.online().await?;
     report.broadcasts = accepted;
-    report.server_cpu_seconds = server_cpu(common).zip(cpu_before).map(|(after, before)| after - before);
+    report.server_cpu_seconds = server.cpu_used();
     let received = workers::collect(&mut workers, &mut report).await?;
     // Every subscriber is owed every broadcast: those sent while it was away come back by resume.
     // (After a drain to another node, what is owed is that node's: the sum of its `online`.)
