@@ -73,6 +73,15 @@ impl ApiError {
         }
     }
 
+    /// A cluster node that cannot reach NATS, or NATS did not confirm a write in
+    /// time. Safe to retry: a broadcast with the same `Idempotency-Key`.
+    pub fn cluster_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", message)
+        }
+    }
+
     pub fn not_found() -> ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }

@@ -16,6 +16,7 @@
 //! # Module map
 //! * `config`, `cli`: configuration, merged flag > env > file > default.
 //! * `server`, `state`, `shutdown`: assembling a node, shared state, drain.
+//! * `cluster`: one node of a cluster over NATS (JetStream streams, KV, presence).
 //! * `registry`: apps, rooms, the room cap, the durable registry, admin keys.
 //! * `room`: one room's sequencer, presence and fan-out lanes.
 //! * `presence`: sharded membership with per-shard counters.
@@ -31,6 +32,7 @@ pub mod api_error;
 pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod fanout;
 pub mod ids;

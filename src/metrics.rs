@@ -26,6 +26,9 @@ pub const DROPPED_BY_PRIORITY: &str = "bullhorn_dropped_by_priority_total";
 pub const RESUME_REPLAYED: &str = "bullhorn_resume_replayed_total";
 pub const IDEMPOTENT_DUPLICATES: &str = "bullhorn_idempotent_duplicates_total";
 pub const IDEMPOTENCY_KEYS_EVICTED: &str = "bullhorn_idempotency_keys_evicted_total";
+pub const CLUSTER_CONNECTED: &str = "bullhorn_cluster_connected";
+pub const CLUSTER_MISSED: &str = "bullhorn_cluster_missed_broadcasts_total";
+pub const CLUSTER_NODES: &str = "bullhorn_cluster_nodes";
 
 /// Buckets of the fan-out histogram, in seconds: 10 µs to 1 s.
 const FANOUT_BUCKETS: &[f64] = &[
@@ -64,6 +67,9 @@ fn describe() {
         IDEMPOTENCY_KEYS_EVICTED,
         "Idempotency keys forgotten before 5 minutes to respect the per-room cap."
     );
+    describe_gauge!(CLUSTER_CONNECTED, "1 while this node is connected to NATS (cluster mode only).");
+    describe_counter!(CLUSTER_MISSED, "Broadcasts gone from a room's stream before this node delivered them.");
+    describe_gauge!(CLUSTER_NODES, "Nodes whose presence report is fresh, this one included (cluster mode only).");
 }
 
 /// Handles for the metrics touched on hot paths, registered once.
@@ -90,6 +96,9 @@ pub struct Handles {
     pub idempotency_keys_evicted: Counter,
     pub fanout_duration: Histogram,
     pub rejected_over_capacity: Counter,
+    pub cluster_connected: Gauge,
+    pub cluster_missed: Counter,
+    pub cluster_nodes: Gauge,
 }
 
 impl Metrics {
@@ -110,6 +119,9 @@ impl Metrics {
                 idempotency_keys_evicted: counter!(IDEMPOTENCY_KEYS_EVICTED),
                 fanout_duration: histogram!(FANOUT_DURATION),
                 rejected_over_capacity: counter!(REJECTED_CONNECTIONS, "reason" => "over_capacity"),
+                cluster_connected: gauge!(CLUSTER_CONNECTED),
+                cluster_missed: counter!(CLUSTER_MISSED),
+                cluster_nodes: gauge!(CLUSTER_NODES),
             }),
         }
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::cluster::Cluster;
 use crate::config::{Config, DEFAULT_MAX_ROOMS, DEMO_APP};
 use crate::metrics::{self, Metrics};
 use crate::protocol::close::CloseReason;
@@ -42,17 +43,18 @@ pub struct Server {
 impl Server {
     /// Prepares a node: nothing is served until [`Server::run`].
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        if config.cluster_nats.is_some() {
-            bail!(
-                "--cluster-nats: clustering over NATS is not available in this build yet; run without it for a single node"
-            );
-        }
         let store = Store::open(&config.data_dir)
             .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
         let specs = app_specs(&config)?;
 
         let prometheus = metrics::install_recorder();
         let metrics = Metrics::new();
+        let cluster = match &config.cluster_nats {
+            Some(urls) => Some(Arc::new(Cluster::connect(urls, &metrics).await?)),
+            None => None,
+        };
+        // In a cluster the rooms live in NATS; the data dir keeps only keys and certificates.
+        let store = cluster.is_none().then_some(store);
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
         let registry =
             Registry::load(store, specs, RoomConfig { shards, resume: config.fanout.resume }, metrics.clone())
@@ -85,6 +87,7 @@ impl Server {
             Connections::new(max_connections, gauges),
             settings,
             prometheus,
+            cluster,
         ));
         tracing::info!(shards, max_connections, "node ready");
         Ok(Server { shared, viewer, admin, quic, dev_cert_fingerprint, drain_timeout: config.drain.timeout })
@@ -126,6 +129,7 @@ impl Server {
         );
         let viewer_task =
             tokio::spawn(transport::accept::serve(viewer, shared.clone(), transport::viewer::router(shared.clone())));
+        let cluster_tasks = shared.cluster.as_ref().map(|cluster| cluster.spawn(&shared)).unwrap_or_default();
         let upkeep = tokio::spawn({
             let prometheus = shared.prometheus.clone();
             async move {
@@ -171,6 +175,7 @@ impl Server {
         let _ = admin_stop_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
         upkeep.abort();
+        cluster_tasks.iter().for_each(|task| task.abort());
         println!("bullhorn: stopped");
         Ok(())
     }

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::cluster::Cluster;
 use crate::fanout::QueueLimits;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::room::Room;
 use crate::shutdown::Drain;
 use crate::transport::capacity::Connections;
 
@@ -30,6 +32,8 @@ pub struct Shared {
     pub connections: Arc<Connections>,
     pub settings: Settings,
     pub prometheus: PrometheusHandle,
+    /// Set when this node is part of a cluster over NATS.
+    pub cluster: Option<Arc<Cluster>>,
     next_connection_id: AtomicU64,
 }
 
@@ -41,8 +45,26 @@ impl Shared {
         connections: Arc<Connections>,
         settings: Settings,
         prometheus: PrometheusHandle,
+        cluster: Option<Arc<Cluster>>,
     ) -> Shared {
-        Shared { registry, metrics, drain, connections, settings, prometheus, next_connection_id: AtomicU64::new(1) }
+        Shared {
+            registry,
+            metrics,
+            drain,
+            connections,
+            settings,
+            prometheus,
+            cluster,
+            next_connection_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Members of `room` online now: on this node, or on every live node in a cluster.
+    pub fn online(&self, room: &Room) -> usize {
+        match &self.cluster {
+            Some(cluster) => cluster.online(room.app(), room),
+            None => room.online(),
+        }
     }
 
     /// A process-unique connection id; it also picks the presence shard.

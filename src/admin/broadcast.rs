@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 
 use super::body;
 use crate::api_error::ApiError;
+use crate::cluster::feed::Outgoing;
 use crate::fanout::{ConflateKey, Delivery, Priority};
 use crate::state::Shared;
 
@@ -61,14 +62,32 @@ pub async fn broadcast(
     }
     let app = shared.registry.app(&app_id).ok_or_else(ApiError::unauthorized)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
-    let delivery = Delivery {
-        priority: request.priority,
-        conflate: request.conflate.as_deref().map_or(ConflateKey::NONE, ConflateKey::of),
+    let (seq, online, duplicate) = match &shared.cluster {
+        Some(cluster) => {
+            let outgoing = Outgoing {
+                data: request.data.get(),
+                priority: request.priority,
+                conflate: request.conflate.as_deref(),
+                idempotency_key,
+            };
+            let accepted = cluster.publish(&room, outgoing).await.map_err(|error| {
+                tracing::warn!(%error, "broadcast refused: cluster unavailable");
+                ApiError::cluster_unavailable(error.to_string())
+            })?;
+            (accepted.seq, shared.online(&room), accepted.duplicate)
+        }
+        None => {
+            let delivery = Delivery {
+                priority: request.priority,
+                conflate: request.conflate.as_deref().map_or(ConflateKey::NONE, ConflateKey::of),
+            };
+            let published = room.publish(request.data.get(), delivery, idempotency_key);
+            (published.seq, published.online, published.duplicate)
+        }
     };
-    let published = room.publish(request.data.get(), delivery, idempotency_key);
-    let body = Json(json!({"room": &**room.id(), "seq": published.seq, "online": published.online}));
+    let body = Json(json!({"room": &**room.id(), "seq": seq, "online": online}));
     let mut response = (StatusCode::ACCEPTED, body).into_response();
-    if published.duplicate {
+    if duplicate {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)

@@ -15,10 +15,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 while serving; 503 once draining.
+/// 200 while serving; 503 once draining, or while a cluster node cannot reach NATS.
 pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.drain.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
+    } else if shared.cluster.as_ref().is_some_and(|cluster| !cluster.is_connected()) {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "cluster_unavailable"}))).into_response()
     } else {
         Json(json!({"status": "ready"})).into_response()
     }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use crate::api_error::ApiError;
+use crate::cluster::ClusterError;
 use crate::ids::is_valid_id;
 use crate::registry::{App, RegistryError};
 use crate::room::Room;
@@ -27,12 +28,12 @@ struct CreateRoom {
     name: Option<String>,
 }
 
-/// The room object of contract §2.
-pub fn room_json(room: &Room) -> Value {
+/// The room object of contract §2 (`online` is cluster-wide in a cluster).
+pub fn room_json(shared: &Shared, room: &Room) -> Value {
     json!({
         "room": &**room.id(),
         "name": room.name(),
-        "online": room.online(),
+        "online": shared.online(room),
         "seq": room.seq(),
         "created_at": room.created_at(),
     })
@@ -71,15 +72,16 @@ pub async fn create(
     if request.name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
         return Err(ApiError::invalid_request(format!("name is longer than {MAX_NAME_CHARS} characters")));
     }
-    match shared.registry.create_room(app, &request.room, request.name).await {
-        Ok(room) => Ok((StatusCode::CREATED, Json(room_json(&room)))),
-        Err(error) => Err(registry_error(error)),
-    }
+    let created = match &shared.cluster {
+        Some(cluster) => cluster.create_room(&shared, app, &request.room, request.name).await.map_err(cluster_error),
+        None => shared.registry.create_room(app, &request.room, request.name).await.map_err(registry_error),
+    };
+    Ok((StatusCode::CREATED, Json(room_json(&shared, &*created?))))
 }
 
 pub async fn list(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let app = app(&shared, &app_id)?;
-    let rooms: Vec<Value> = app.rooms().iter().map(|room| room_json(room)).collect();
+    let rooms: Vec<Value> = app.rooms().iter().map(|room| room_json(&shared, room)).collect();
     Ok(Json(json!({"rooms": rooms, "limit": app.max_rooms()})))
 }
 
@@ -89,7 +91,7 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let app = app(&shared, &app_id)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
-    Ok(Json(room_json(&room)))
+    Ok(Json(room_json(&shared, &room)))
 }
 
 pub async fn delete(
@@ -97,8 +99,21 @@ pub async fn delete(
     Path((app_id, room_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let app = app(&shared, &app_id)?;
-    shared.registry.delete_room(app, &room_id).await.map_err(registry_error)?;
+    match &shared.cluster {
+        Some(cluster) => cluster.delete_room(&shared, app, &room_id).await.map_err(cluster_error)?,
+        None => shared.registry.delete_room(app, &room_id).await.map_err(registry_error)?,
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn cluster_error(error: ClusterError) -> ApiError {
+    match error {
+        ClusterError::Registry(error) => registry_error(error),
+        ClusterError::Unavailable(message) => {
+            tracing::warn!(%message, "admin write refused: cluster unavailable");
+            ApiError::cluster_unavailable(message)
+        }
+    }
 }
 
 fn registry_error(error: RegistryError) -> ApiError {

@@ -28,6 +28,11 @@ impl Frames {
         Frames { websocket, quic }
     }
 
+    /// A control message (one per broadcast, not per delivery) in both framings.
+    pub fn control(json: &[u8]) -> Frames {
+        Frames { websocket: ws::text_frame(json), quic: quic::frame(json) }
+    }
+
     /// The frame for one framing: a reference the caller clones (a refcount bump).
     #[inline]
     pub fn get(&self, framing: Framing) -> &Bytes {

@@ -71,6 +71,11 @@ pub struct Delivery {
     pub conflate: ConflateKey,
 }
 
+impl Delivery {
+    /// Dropped last, never conflated: for what the server itself must say in order.
+    pub const URGENT: Delivery = Delivery { priority: Priority::High, conflate: ConflateKey::NONE };
+}
+
 /// One queue entry's tag. Layout: bits 0–1 kind, 2–3 priority or `lagged` reason,
 /// 4–19 room slot, 20–63 conflate hash (broadcast) or missed count (gap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,7 +73,8 @@ pub struct Registry {
     apps: BTreeMap<Arc<str>, Arc<App>>,
     /// Rooms of apps not configured now, written back untouched.
     orphans: BTreeMap<String, Vec<StoredRoom>>,
-    store: Store,
+    /// None in a cluster: the rooms live in NATS, and this node mirrors them.
+    store: Option<Store>,
     writes: tokio::sync::Mutex<()>,
     room_config: RoomConfig,
     metrics: Metrics,
@@ -82,14 +83,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads the stored rooms of the configured apps.
+    /// Loads the stored rooms of the configured apps. Without a store (a
+    /// cluster node), starts with no rooms: the cluster's list fills them in.
     pub fn load(
-        store: Store,
+        store: Option<Store>,
         specs: Vec<AppSpec>,
         room_config: RoomConfig,
         metrics: Metrics,
     ) -> std::io::Result<Registry> {
-        let mut snapshot = store.load()?;
+        let mut snapshot = match &store {
+            Some(store) => store.load()?,
+            None => Snapshot::default(),
+        };
         let mut apps = BTreeMap::new();
         for spec in specs {
             let id: Arc<str> = Arc::from(spec.id.as_str());
@@ -197,6 +202,30 @@ impl Registry {
         Ok(())
     }
 
+    /// Cluster: builds a room the cluster lists, unless this node has it
+    /// already; returns the room when it is new here.
+    pub fn mirror_room(&self, app: &App, spec: RoomSpec) -> Option<Arc<Room>> {
+        let mut rooms = app.rooms.write().expect("rooms lock");
+        if rooms.contains_key(&spec.id) {
+            return None;
+        }
+        let room = Arc::new(Room::new(spec, self.room_config, self.metrics.clone()));
+        rooms.insert(room.id().clone(), room.clone());
+        Some(room)
+    }
+
+    /// Cluster: removes a room the cluster no longer lists and closes its
+    /// members with `room_destroyed`; false when this node did not have it.
+    pub fn forget_room(&self, app: &App, room: &str) -> bool {
+        let removed = app.rooms.write().expect("rooms lock").remove(room);
+        let Some(removed) = removed else {
+            return false;
+        };
+        removed.destroy();
+        self.metrics.set_room_online(&app.id, room, 0);
+        true
+    }
+
     /// Writes the registry with current seqs (on drain).
     pub async fn persist(&self) -> std::io::Result<()> {
         let _write = self.writes.lock().await;
@@ -204,8 +233,10 @@ impl Registry {
     }
 
     async fn write_snapshot(&self) -> std::io::Result<()> {
+        let Some(store) = self.store.clone() else {
+            return Ok(());
+        };
         let snapshot = self.snapshot();
-        let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.save(&snapshot)).await.map_err(std::io::Error::other)?
     }
 
@@ -263,7 +294,7 @@ mod tests {
     fn registry(dir: &std::path::Path, max_rooms: usize) -> Registry {
         let spec = AppSpec { id: "demo".into(), admin_key: "0123456789abcdef".into(), max_rooms };
         Registry::load(
-            Store::open(dir).unwrap(),
+            Some(Store::open(dir).unwrap()),
             vec![spec],
             RoomConfig { shards: 2, resume: Default::default() },
             Metrics::new(),

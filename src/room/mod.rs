@@ -149,7 +149,6 @@ impl Room {
     /// With an `idempotency_key` already answered in the last 5 minutes,
     /// returns that answer again (marked `duplicate`) and sends nothing.
     pub fn publish(self: &Arc<Self>, data: &str, delivery: Delivery, idempotency_key: Option<&str>) -> Published {
-        let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let mut to_drain = Vec::with_capacity(self.lanes.len());
         let published = {
             let mut sequencer = self.sequencer();
@@ -161,17 +160,8 @@ impl Room {
                 self.metrics.idempotent_duplicates.increment(1);
                 return Published { duplicate: true, ..first };
             }
-            sequencer.seq += 1;
-            let seq = sequencer.seq;
-            let frames = Frames::encode(&self.id, seq, ts_ms, data);
-            let broadcast = Arc::new(Broadcast::new(seq, delivery, frames, self.lanes.len()));
-            self.resume_ring().push(&broadcast);
-            for (index, lane) in self.lanes.iter().enumerate() {
-                if lane.enqueue(broadcast.clone()) {
-                    to_drain.push(index);
-                }
-            }
-            self.last_seq.store(seq, Ordering::Release);
+            let seq = sequencer.seq + 1;
+            self.enqueue(&mut sequencer, seq, now_ms(), data, delivery, &mut to_drain);
             let published = Published { seq, online: self.online(), duplicate: false };
             if let Some(key) = idempotency_key {
                 let evicted = sequencer.keys.insert(key, published, now);
@@ -181,9 +171,63 @@ impl Room {
             }
             published
         };
-        self.broadcasts.increment(1);
         self.drive(&to_drain, published.online);
         published
+    }
+
+    /// Fans out a broadcast the cluster already numbered (its room stream's
+    /// sequence). A seq this room has passed is a redelivery and is ignored;
+    /// a seq beyond the next means the ones between are gone from the stream,
+    /// so every member is told with one `lagged` (`expired`) in its place.
+    /// Returns false for an ignored redelivery.
+    pub fn deliver_numbered(self: &Arc<Self>, seq: u64, ts_ms: u64, data: &str, delivery: Delivery) -> bool {
+        let mut to_drain = Vec::with_capacity(self.lanes.len());
+        {
+            let mut sequencer = self.sequencer();
+            if seq <= sequencer.seq {
+                return false;
+            }
+            let missed = seq - sequencer.seq - 1;
+            if missed > 0 {
+                let gap = Frames::control(&messages::lagged(&self.id, missed, LagReason::Expired));
+                let gap = Arc::new(Broadcast::new(seq - 1, Delivery::URGENT, gap, self.lanes.len()));
+                // The ring holds a contiguous run: what came before the gap is no longer resumable.
+                self.resume_ring().clear();
+                self.metrics.cluster_missed.increment(missed);
+                self.append_to_lanes(&gap, &mut to_drain);
+            }
+            self.enqueue(&mut sequencer, seq, ts_ms, data, delivery, &mut to_drain);
+        }
+        self.drive(&to_drain, self.online());
+        true
+    }
+
+    /// Under the sequencer: encode broadcast `seq` once, keep it for resume,
+    /// and append it to every lane (collecting the lanes this call must drain).
+    fn enqueue(
+        &self,
+        sequencer: &mut Sequencer,
+        seq: u64,
+        ts_ms: u64,
+        data: &str,
+        delivery: Delivery,
+        to_drain: &mut Vec<usize>,
+    ) {
+        sequencer.seq = seq;
+        let frames = Frames::encode(&self.id, seq, ts_ms, data);
+        let broadcast = Arc::new(Broadcast::new(seq, delivery, frames, self.lanes.len()));
+        self.resume_ring().push(&broadcast);
+        self.append_to_lanes(&broadcast, to_drain);
+        self.last_seq.store(seq, Ordering::Release);
+        self.broadcasts.increment(1);
+    }
+
+    fn append_to_lanes(&self, broadcast: &Arc<Broadcast>, to_drain: &mut Vec<usize>) {
+        for (index, lane) in self.lanes.iter().enumerate() {
+            if lane.enqueue(broadcast.clone()) && !to_drain.contains(&index) {
+                to_drain.push(index);
+            }
+        }
     }
 
     /// Drains the lanes this publisher is responsible for: inline for small
@@ -309,4 +353,9 @@ impl Room {
             member.subscriber.close(reason_for());
         });
     }
+}
+
+/// Milliseconds since the Unix epoch: a broadcast's `ts`.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

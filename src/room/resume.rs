@@ -61,6 +61,12 @@ impl ResumeRing {
         }
     }
 
+    /// Lets go of everything held.
+    pub fn clear(&mut self) {
+        self.held.clear();
+        self.bytes = 0;
+    }
+
     fn pop_oldest(&mut self) {
         if let Some(oldest) = self.held.pop_front() {
             self.bytes -= oldest.frames.bytes();

@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod nats;
+
 pub const KEY: &str = "test-admin-key-0123456789";
 
 /// How long any single wait may take before the test is declared hung. It

@@ -1,0 +1,43 @@
+//! Where a cluster keeps things in NATS: one name per concept, so every node
+//! agrees on them. App and room ids are `[A-Za-z0-9_-]{1,64}`, valid in NATS
+//! subjects, stream names and KV keys as they are.
+
+/// The KV bucket holding each app's room list under the app's id.
+pub const ROOMS_BUCKET: &str = "bullhorn_rooms";
+
+/// Where every node publishes its per-room counts; the node id is the last token.
+pub const PRESENCE_PREFIX: &str = "bullhorn.presence.";
+
+/// The subject a room's broadcasts are published on.
+pub fn broadcast_subject(app: &str, room: &str) -> String {
+    format!("bullhorn.bc.{app}.{room}")
+}
+
+/// A room's stream. Ids may hold `_` and `-`, so the app id's length keeps
+/// `("a_b", "c")` and `("a", "b_c")` apart.
+pub fn stream(app: &str, room: &str) -> String {
+    format!("bullhorn_{}_{app}_{room}", app.len())
+}
+
+/// A node's presence subject.
+pub fn presence_subject(node: &str) -> String {
+    format!("{PRESENCE_PREFIX}{node}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_never_collide_across_the_app_room_split() {
+        assert_ne!(stream("a_b", "c"), stream("a", "b_c"));
+        assert_eq!(stream("demo", "gifts"), "bullhorn_4_demo_gifts");
+    }
+
+    #[test]
+    fn names_hold_no_nats_separators_or_wildcards() {
+        let stream = stream("app-1", "room_2");
+        assert!(!stream.contains(['.', '*', '>', ' ']), "{stream}");
+        assert_eq!(broadcast_subject("demo", "gifts").split('.').count(), 4);
+    }
+}

@@ -1,0 +1,130 @@
+//! Cluster-wide `online` without a member list: every second each node
+//! publishes its per-room counts on `bullhorn.presence.<node>`; every node
+//! keeps the last report of each other node and sums those younger than
+//! [`FRESH_FOR`], so a killed node stops counting within 5 s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::{Cluster, RETRY_AFTER, names};
+use crate::metrics::Metrics;
+use crate::state::Shared;
+
+/// How often a node reports its counts.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// A report older than this no longer counts: its node is presumed dead.
+pub const FRESH_FOR: Duration = Duration::from_secs(4);
+
+/// One node's counts: `(app, room, online)`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Report {
+    rooms: Vec<(String, String, u64)>,
+}
+
+/// The other nodes' last reports.
+#[derive(Debug)]
+pub struct Presence {
+    node: String,
+    reports: Mutex<HashMap<String, (Instant, Report)>>,
+}
+
+impl Presence {
+    pub fn new(node: String) -> Presence {
+        Presence { node, reports: Mutex::default() }
+    }
+
+    /// Members of `room` on live nodes other than this one.
+    pub fn remote_online(&self, app: &str, room: &str) -> usize {
+        let now = Instant::now();
+        let reports = self.reports.lock().expect("presence lock");
+        let counts = reports.values().filter(|(at, _)| now.duration_since(*at) < FRESH_FOR).flat_map(|(_, report)| {
+            report.rooms.iter().filter(|(a, r, _)| a == app && r == room).map(|(_, _, online)| *online as usize)
+        });
+        counts.sum()
+    }
+
+    /// Keeps a report; forgets nodes long silent. Returns the live nodes, this one included.
+    fn record(&self, node: &str, report: Report) -> usize {
+        let now = Instant::now();
+        let mut reports = self.reports.lock().expect("presence lock");
+        if node != self.node {
+            reports.insert(node.to_owned(), (now, report));
+        }
+        reports.retain(|_, (at, _)| now.duration_since(*at) < FRESH_FOR * 10);
+        1 + reports.values().filter(|(at, _)| now.duration_since(*at) < FRESH_FOR).count()
+    }
+}
+
+/// Publishes this node's counts every second for its lifetime.
+pub(super) async fn publish(cluster: Arc<Cluster>, shared: Arc<Shared>) {
+    let subject = names::presence_subject(&cluster.node);
+    let mut every = tokio::time::interval(REPORT_EVERY);
+    loop {
+        every.tick().await;
+        if !cluster.is_connected() {
+            continue;
+        }
+        let mut report = Report::default();
+        for app in shared.registry.apps() {
+            for room in app.rooms() {
+                report.rooms.push((app.id().to_string(), room.id().to_string(), room.online() as u64));
+            }
+        }
+        let payload = Bytes::from(serde_json::to_vec(&report).expect("serializable"));
+        if let Err(error) = cluster.client.publish(subject.clone(), payload).await {
+            tracing::debug!(%error, "presence report not sent");
+        }
+    }
+}
+
+/// Keeps every node's last report for its lifetime.
+pub(super) async fn listen(cluster: Arc<Cluster>, metrics: Metrics) {
+    let wildcard = format!("{}*", names::PRESENCE_PREFIX);
+    loop {
+        match cluster.client.subscribe(wildcard.clone()).await {
+            Ok(mut reports) => {
+                while let Some(message) = reports.next().await {
+                    let Some(node) = message.subject.strip_prefix(names::PRESENCE_PREFIX) else { continue };
+                    match serde_json::from_slice::<Report>(&message.payload) {
+                        Ok(report) => metrics.cluster_nodes.set(cluster.presence.record(node, report) as f64),
+                        Err(error) => tracing::warn!(%error, node, "unreadable presence report"),
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "presence subscription failed"),
+        }
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(rooms: &[(&str, &str, u64)]) -> Report {
+        Report { rooms: rooms.iter().map(|(a, r, n)| (a.to_string(), r.to_string(), *n)).collect() }
+    }
+
+    #[test]
+    fn sums_other_nodes_and_ignores_its_own_echo() {
+        let presence = Presence::new("me".into());
+        presence.record("a", report(&[("demo", "gifts", 3), ("demo", "other", 100)]));
+        presence.record("b", report(&[("demo", "gifts", 4)]));
+        let live = presence.record("me", report(&[("demo", "gifts", 1000)]));
+        assert_eq!(presence.remote_online("demo", "gifts"), 7);
+        assert_eq!(live, 3);
+    }
+
+    #[test]
+    fn a_stale_report_stops_counting() {
+        let presence = Presence::new("me".into());
+        presence.record("a", report(&[("demo", "gifts", 3)]));
+        presence.reports.lock().unwrap().get_mut("a").unwrap().0 -= FRESH_FOR;
+        assert_eq!(presence.remote_online("demo", "gifts"), 0);
+    }
+}

@@ -1,0 +1,275 @@
+//! The cluster over NATS (contract §7) with real processes: nats-server with
+//! JetStream (one server, or three routed into one NATS cluster) and the real
+//! `bullhorn` binary as several nodes, with real WebSocket subscribers.
+//!
+//! Waits for cluster-wide state (a room reaching every node, counts summed,
+//! NATS back) poll until it holds, bounded by `HANG` against a hang; no
+//! assertion depends on how long anything took.
+
+mod common;
+
+use std::time::Duration;
+
+use common::nats::NatsServer;
+use common::{Admin, ChildServer, HANG, Subscriber};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A cluster node: the real binary joined to `nats`.
+async fn node(dir: &tempfile::TempDir, nats: &str) -> ChildServer {
+    ChildServer::start(dir.path(), &["--cluster-nats", nats]).await
+}
+
+async fn nodes(count: usize, nats: &[String]) -> (Vec<ChildServer>, Vec<tempfile::TempDir>) {
+    let dirs: Vec<_> = (0..count).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        // Each node prefers its own NATS server, then the others.
+        let mut urls = nats.to_vec();
+        urls.rotate_left(i % nats.len());
+        nodes.push(node(dir, &urls.join(",")).await);
+    }
+    (nodes, dirs)
+}
+
+/// Polls `check` until it returns true; panics after `HANG`.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + HANG;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn room(admin: &Admin, room: &str) -> (StatusCode, Value) {
+    admin.get(&format!("/v1/apps/demo/rooms/{room}")).await
+}
+
+async fn wait_for_room_everywhere(nodes: &[ChildServer], name: &str) {
+    for node in nodes {
+        eventually("the room reaches every node", || async { room(&node.admin, name).await.0 == StatusCode::OK }).await;
+    }
+}
+
+async fn online(admin: &Admin, name: &str) -> u64 {
+    room(admin, name).await.1["online"].as_u64().unwrap_or(u64::MAX)
+}
+
+async fn subscribe(node: &ChildServer, room: &str) -> Subscriber {
+    let mut subscriber = Subscriber::connect(&format!("ws://{}/v1/apps/demo/ws?room={room}", node.viewer)).await;
+    assert_eq!(subscriber.next_json().await["type"], "welcome");
+    subscriber
+}
+
+/// The next message of `kind`, skipping heartbeats and pongs.
+async fn next_of(subscriber: &mut Subscriber, kind: &str) -> Value {
+    loop {
+        let message = subscriber.next_json().await;
+        if message["type"] == kind {
+            return message;
+        }
+        assert!(["ping", "pong"].contains(&message["type"].as_str().unwrap()), "expected {kind}, got {message}");
+    }
+}
+
+async fn broadcast(admin: &Admin, room: &str, data: Value) -> (StatusCode, Value) {
+    admin.post(&format!("/v1/apps/demo/rooms/{room}/broadcast"), &json!({"data": data}).to_string()).await
+}
+
+async fn ready(admin: &Admin) -> StatusCode {
+    admin.request(reqwest::Method::GET, "/readyz", None, None).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_every_node_get_each_broadcast_once_in_order_through_a_nats_cluster() {
+    let nats = NatsServer::start_cluster().await;
+    let urls: Vec<String> = nats.iter().map(NatsServer::url).collect();
+    let (nodes, _dirs) = nodes(3, &urls).await;
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+
+    let mut members = Vec::new();
+    for node in &nodes {
+        for _ in 0..3 {
+            members.push(subscribe(node, "gifts").await);
+        }
+    }
+    for node in &nodes {
+        eventually("online sums every node", || async { online(&node.admin, "gifts").await == 9 }).await;
+    }
+
+    // Accepted by any node: the 202s number them 1..=30 cluster-wide.
+    const COUNT: u64 = 30;
+    for n in 1..=COUNT {
+        let (status, body) = broadcast(&nodes[n as usize % 3].admin, "gifts", json!({"n": n})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["seq"], n, "one seq sequence for the room across nodes");
+        assert_eq!(body["online"], 9);
+    }
+    for member in &mut members {
+        for n in 1..=COUNT {
+            let message = next_of(member, "broadcast").await;
+            assert_eq!((message["seq"].as_u64(), message["data"]["n"].as_u64()), (Some(n), Some(n)), "{message}");
+        }
+    }
+
+    // A retry with the same Idempotency-Key, on another node, answers the first seq and sends nothing.
+    let path = "/v1/apps/demo/rooms/gifts/broadcast";
+    let send = |admin: Admin| async move {
+        admin
+            .http
+            .post(format!("{}{path}", admin.base))
+            .bearer_auth(&admin.key)
+            .header("idempotency-key", "gift-31")
+            .json(&json!({"data": {"n": 31}}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let first = send(nodes[0].admin.clone()).await;
+    let retry = send(nodes[2].admin.clone()).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let (first, retry): (Value, Value) = (first.json().await.unwrap(), retry.json().await.unwrap());
+    assert_eq!(first["seq"], 31);
+    assert_eq!(retry["seq"], 31);
+    broadcast(&nodes[1].admin, "gifts", json!({"n": 32})).await;
+    for member in &mut members {
+        assert_eq!(next_of(member, "broadcast").await["seq"], 31);
+        assert_eq!(next_of(member, "broadcast").await["seq"], 32, "the retry was not delivered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_across_nodes_respect_the_cap_and_deletes_reach_every_node() {
+    let nats = NatsServer::start().await;
+    let (nodes, _dirs) = nodes(3, &[nats.url()]).await;
+
+    let creates = (0..15).map(|i| {
+        let admin = nodes[i % 3].admin.clone();
+        async move { admin.post("/v1/apps/demo/rooms", &json!({"room": format!("r{i}")}).to_string()).await }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let created: Vec<&Value> =
+        answers.iter().filter(|(status, _)| *status == StatusCode::CREATED).map(|(_, body)| body).collect();
+    assert_eq!(created.len(), 5, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::CREATED) {
+        assert_eq!((*status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("room_limit")), "{body}");
+    }
+    let mut names: Vec<String> = created.iter().map(|room| room["room"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    for node in &nodes {
+        eventually("every node lists the same five rooms", || async {
+            let (_, list) = node.admin.get("/v1/apps/demo/rooms").await;
+            let mut listed: Vec<String> =
+                list["rooms"].as_array().unwrap().iter().map(|r| r["room"].as_str().unwrap().to_owned()).collect();
+            listed.sort();
+            listed == names
+        })
+        .await;
+    }
+
+    // A delete on one node closes the room's members on another.
+    let doomed = &names[0];
+    let mut member = subscribe(&nodes[0], doomed).await;
+    let (status, body) = nodes[2].admin.delete(&format!("/v1/apps/demo/rooms/{doomed}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let closing = next_of(&mut member, "closing").await;
+    assert_eq!(closing["reason"], "room_destroyed");
+    eventually("the deleted room is gone everywhere", || async {
+        room(&nodes[1].admin, doomed).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+
+    // The freed slot goes to exactly one of several nodes creating the same room at once.
+    let same = (0..3).map(|i| {
+        let admin = nodes[i].admin.clone();
+        async move { admin.post("/v1/apps/demo/rooms", &json!({"room": "late"}).to_string()).await.0 }
+    });
+    let mut statuses = futures_util::future::join_all(same).await;
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT, StatusCode::CONFLICT]);
+    let (status, body) = nodes[1].admin.post("/v1/apps/demo/rooms", &json!({"room": "one-more"}).to_string()).await;
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("room_limit")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_takes_only_its_own_members_and_count_with_it() {
+    let nats = NatsServer::start().await;
+    let (mut nodes, _dirs) = nodes(3, &[nats.url()]).await;
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+    let (mut survivors, mut on_the_killed_node) = (Vec::new(), Vec::new());
+    for (node, count) in nodes.iter().zip([2, 3, 4]) {
+        for _ in 0..count {
+            let member = subscribe(node, "gifts").await;
+            if count == 4 { on_the_killed_node.push(member) } else { survivors.push(member) }
+        }
+    }
+    eventually("online counts all nine", || async { online(&nodes[0].admin, "gifts").await == 9 }).await;
+
+    nodes[2].child.start_kill().unwrap();
+    nodes[2].wait().await;
+    eventually("the killed node's four stop counting", || async { online(&nodes[0].admin, "gifts").await == 5 }).await;
+    eventually("on every live node", || async { online(&nodes[1].admin, "gifts").await == 5 }).await;
+
+    let (status, body) = broadcast(&nodes[1].admin, "gifts", json!("still here")).await;
+    assert_eq!((status, &body["online"]), (StatusCode::ACCEPTED, &json!(5)));
+    for member in &mut survivors {
+        assert_eq!(next_of(member, "broadcast").await["data"], "still here");
+    }
+    for member in &mut on_the_killed_node {
+        assert!(member.next().await.is_none_or(|m| m.is_close()), "its connections are gone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_ride_out_a_nats_restart_and_lose_no_accepted_broadcast() {
+    let mut nats = NatsServer::start().await;
+    let (nodes, _dirs) = nodes(2, &[nats.url()]).await;
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+    let mut members = vec![subscribe(&nodes[0], "gifts").await, subscribe(&nodes[1], "gifts").await];
+    assert_eq!(broadcast(&nodes[0].admin, "gifts", json!(1)).await.1["seq"], 1);
+    for member in &mut members {
+        assert_eq!(next_of(member, "broadcast").await["seq"], 1);
+    }
+
+    nats.stop().await;
+    for node in &nodes {
+        eventually("readyz turns 503", || async { ready(&node.admin).await == StatusCode::SERVICE_UNAVAILABLE }).await;
+        let (status, body) = broadcast(&node.admin, "gifts", json!("lost?")).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::SERVICE_UNAVAILABLE, &json!("cluster_unavailable")));
+        let (status, body) = node.admin.post("/v1/apps/demo/rooms", &json!({"room": "other"}).to_string()).await;
+        assert_eq!((status, &body["error"]["code"]), (StatusCode::SERVICE_UNAVAILABLE, &json!("cluster_unavailable")));
+        let (status, _) = node.admin.delete("/v1/apps/demo/rooms/gifts").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Connected members are still served meanwhile.
+    for member in &mut members {
+        member.send_text(r#"{"type":"ping"}"#).await;
+        assert_eq!(next_of(member, "pong").await["type"], "pong");
+    }
+
+    nats.restart().await;
+    for node in &nodes {
+        eventually("readyz is back to 200", || async { ready(&node.admin).await == StatusCode::OK }).await;
+    }
+    // Every 202 after the outage reaches both nodes' members, numbered on from before it.
+    for (n, node) in (2..=5).zip(nodes.iter().cycle()) {
+        let (status, body) = broadcast(&node.admin, "gifts", json!(n)).await;
+        assert_eq!((status, &body["seq"]), (StatusCode::ACCEPTED, &json!(n)), "{body}");
+    }
+    for member in &mut members {
+        for n in 2..=5 {
+            let message = next_of(member, "broadcast").await;
+            assert_eq!((&message["seq"], &message["data"]), (&json!(n), &json!(n)));
+        }
+    }
+    assert_eq!(room(&nodes[1].admin, "gifts").await.1["seq"], 5);
+}
