@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::nats::NatsServer;
-use common::{Admin, ChildServer, HANG, Subscriber};
+use common::{Admin, ChildServer, HANG, Subscriber, metric};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -55,6 +55,16 @@ async fn wait_for_room_everywhere(nodes: &[ChildServer], name: &str) {
     }
 }
 
+/// Waits until every node counts every node as live (their presence reports arrived).
+async fn wait_for_each_other(nodes: &[ChildServer]) {
+    for node in nodes {
+        eventually("every node sees every node", || async {
+            metric(&node.admin.metrics().await, "bullhorn_cluster_nodes") == Some(nodes.len() as f64)
+        })
+        .await;
+    }
+}
+
 async fn online(admin: &Admin, name: &str) -> u64 {
     room(admin, name).await.1["online"].as_u64().unwrap_or(u64::MAX)
 }
@@ -89,8 +99,9 @@ async fn members_on_every_node_get_each_broadcast_once_in_order_through_a_nats_c
     let nats = NatsServer::start_cluster().await;
     let urls: Vec<String> = nats.iter().map(NatsServer::url).collect();
     let (nodes, _dirs) = nodes(3, &urls).await;
+    wait_for_each_other(&nodes).await;
+    // The 201 comes once every live node serves the room: members may join anywhere at once.
     nodes[0].admin.create_room("gifts").await;
-    wait_for_room_everywhere(&nodes, "gifts").await;
 
     let mut members = Vec::new();
     for node in &nodes {

@@ -11,15 +11,38 @@ use std::path::Path;
 use common::{TestServer, metric};
 use serde_json::{Value, json};
 
+fn deploy_path(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path)
+}
+
 fn deploy(path: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path)).unwrap()
+    std::fs::read_to_string(deploy_path(path)).unwrap()
+}
+
+/// Runs a checker; panics with its output unless it succeeds.
+fn check(program: &str, args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is missing ({e}): scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// YAML as JSON, through Python's yaml (installed with the test command's Python tools).
 fn yaml(path: &str) -> Value {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path);
+    yaml_documents(path).as_array().unwrap()[0].clone()
+}
+
+/// Every document of a multi-document YAML file, as a JSON array.
+fn yaml_documents(path: &str) -> Value {
+    let full = deploy_path(path);
     let out = std::process::Command::new("python3")
-        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+        .args(["-c", "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))"])
         .arg(&full)
         .output()
         .unwrap();
@@ -145,4 +168,124 @@ fn the_image_runs_as_non_root_with_the_contract_ports() {
     {
         assert!(help.contains(var) || var == "BULLHORN_DEMO_ADMIN_KEY", "{var} is not a bullhorn setting");
     }
+}
+
+#[test]
+fn promtool_accepts_the_rules_and_the_compose_prometheus_config() {
+    check("promtool", &["check".as_ref(), "rules".as_ref(), deploy_path("prometheus/alerts.yml").as_os_str()]);
+    // The config names the rules where compose mounts them; point it at the file here.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    let rules = deploy_path("prometheus/alerts.yml");
+    std::fs::write(
+        &config,
+        deploy("compose/prometheus.yml").replace("/etc/prometheus/alerts.yml", rules.to_str().unwrap()),
+    )
+    .unwrap();
+    check("promtool", &["check".as_ref(), "config".as_ref(), config.as_os_str()]);
+}
+
+#[test]
+fn nginx_accepts_the_viewer_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    // nginx resolves upstream names at load: the compose service names stand for loopback here.
+    let site =
+        (1..=3).fold(deploy("nginx/bullhorn.conf"), |conf, n| conf.replace(&format!("bullhorn{n}:"), "127.0.0.1:"));
+    let main = format!(
+        "error_log stderr;\npid {pid};\nevents {{}}\nhttp {{\n{site}\n}}\n",
+        pid = dir.path().join("nginx.pid").display()
+    );
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, main).unwrap();
+    check(
+        "nginx",
+        &["-t".as_ref(), "-q".as_ref(), "-p".as_ref(), dir.path().as_os_str(), "-c".as_ref(), conf.as_os_str()],
+    );
+    let site = deploy("nginx/bullhorn.conf");
+    for directive in ["proxy_set_header Upgrade $http_upgrade;", "proxy_buffering off;", "proxy_http_version 1.1;"] {
+        assert!(site.contains(directive), "{directive}");
+    }
+}
+
+#[test]
+fn kubernetes_manifests_validate_and_drain_before_they_go() {
+    let files = ["deployment.yaml", "services.yaml", "disruption.yaml", "autoscaling.yaml"];
+    let kustomization = yaml("kubernetes/kustomization.yaml");
+    assert_eq!(kustomization["resources"], json!(files), "kustomization lists every manifest");
+    let mut args: Vec<std::ffi::OsString> = ["-k", "1.31", "--strict", "--quiet"].map(Into::into).to_vec();
+    args.extend(files.iter().map(|f| deploy_path(&format!("kubernetes/{f}")).into_os_string()));
+    check("kubernetes-validate", &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+
+    let deployment = yaml("kubernetes/deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(container["lifecycle"]["preStop"].is_object(), "a preStop hook");
+    let env = |name: &str| {
+        container["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].clone())
+    };
+    assert!(env("BULLHORN_CLUSTER_NATS").unwrap().as_str().unwrap().starts_with("nats://"));
+    let drain_ms: u64 = ["BULLHORN_DRAIN_WINDOW_MS", "BULLHORN_DRAIN_TIMEOUT_MS"]
+        .iter()
+        .map(|name| env(name).unwrap().as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    let pre_stop_ms = container["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64().unwrap() * 1000;
+    let grace_ms = pod["terminationGracePeriodSeconds"].as_u64().unwrap() * 1000;
+    assert!(grace_ms > pre_stop_ms + drain_ms, "the drain fits in the grace period");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+
+    let ports: BTreeSet<(u64, String)> = yaml_documents("kubernetes/services.yaml")
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|service| service["spec"]["ports"].as_array().unwrap().clone())
+        .map(|port| (port["port"].as_u64().unwrap(), port["protocol"].as_str().unwrap().to_owned()))
+        .collect();
+    for wanted in [(80, "TCP"), (4433, "UDP"), (8081, "TCP")] {
+        assert!(ports.contains(&(wanted.0, wanted.1.to_owned())), "a Service for {wanted:?}");
+    }
+    assert_eq!(yaml("kubernetes/disruption.yaml")["spec"]["maxUnavailable"], 1);
+    let hpa = yaml("kubernetes/autoscaling.yaml");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], deployment["metadata"]["name"]);
+    assert_eq!(hpa["spec"]["metrics"][0]["pods"]["metric"]["name"], "bullhorn_connections");
+}
+
+#[test]
+fn compose_runs_three_nodes_on_a_nats_cluster_with_monitoring() {
+    let compose = yaml("docker-compose.yml");
+    let services = compose["services"].as_object().unwrap();
+    let nats: Vec<&String> = services.keys().filter(|name| name.starts_with("nats")).collect();
+    let nodes: Vec<&String> = services.keys().filter(|name| name.starts_with("bullhorn")).collect();
+    assert_eq!((nats.len(), nodes.len()), (3, 3));
+    for name in &nats {
+        let command = services[name.as_str()]["command"].as_array().unwrap();
+        assert!(command.contains(&json!("-js")), "{name} runs JetStream");
+        let routes = command.iter().position(|a| a == "--routes").map(|i| command[i + 1].as_str().unwrap()).unwrap();
+        assert_eq!(routes.split(',').count(), 2, "{name} routes to the other two");
+    }
+    let nats_urls: Vec<String> = nats.iter().map(|name| format!("nats://{name}:4222")).collect();
+    for name in &nodes {
+        let node = &services[name.as_str()];
+        assert_eq!(node["environment"]["BULLHORN_CLUSTER_NATS"], nats_urls.join(","));
+        assert_eq!(node["build"]["dockerfile"], "deploy/Dockerfile");
+        assert_eq!(node["ulimits"]["nofile"]["hard"], 1048576);
+    }
+    // Prometheus scrapes every node's admin listener and loads our rules.
+    let prometheus = yaml("compose/prometheus.yml");
+    let targets = &prometheus["scrape_configs"][0]["static_configs"][0]["targets"];
+    assert_eq!(targets, &json!(nodes.iter().map(|n| format!("{n}:8081")).collect::<Vec<_>>()));
+    // Every file compose mounts from here exists.
+    for service in services.values() {
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            if let Some(relative) = source.strip_prefix("./") {
+                assert!(deploy_path(relative).exists(), "compose mounts {source}, which is missing");
+            }
+        }
+    }
+    let grafana_mounts = services["grafana"]["volumes"].to_string();
+    assert!(grafana_mounts.contains("./grafana/bullhorn-dashboard.json"));
+    let nginx = deploy("nginx/bullhorn.conf");
+    assert!(nodes.iter().all(|n| nginx.contains(&format!("server {n}:8080"))), "nginx balances every node");
 }

@@ -103,6 +103,8 @@ pub struct Cluster {
     /// Counts (re)connections. Consumers made before a broker restart only
     /// notice after missed heartbeats (~15 s); watchers reopen at once instead.
     connections: tokio::sync::watch::Receiver<u64>,
+    /// Wakes the presence report when this node's rooms change.
+    rooms_changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -160,6 +162,7 @@ impl Cluster {
             feeds: Mutex::default(),
             mirrored: tokio::sync::Mutex::default(),
             connections,
+            rooms_changed: tokio::sync::Notify::new(),
         })
     }
 

@@ -2,6 +2,9 @@
 //! publishes its per-room counts on `bullhorn.presence.<node>`; every node
 //! keeps the last report of each other node and sums those younger than
 //! [`FRESH_FOR`], so a killed node stops counting within 5 s.
+//!
+//! A report lists every room the node has, members or not, so a node that
+//! creates a room can tell when every live node serves it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,16 @@ impl Presence {
         counts.sum()
     }
 
+    /// True when every live node's last report lists `room`.
+    pub fn everyone_has(&self, app: &str, room: &str) -> bool {
+        let now = Instant::now();
+        let reports = self.reports.lock().expect("presence lock");
+        reports
+            .values()
+            .filter(|(at, _)| now.duration_since(*at) < FRESH_FOR)
+            .all(|(_, report)| report.rooms.iter().any(|(a, r, _)| a == app && r == room))
+    }
+
     /// Keeps a report; forgets nodes long silent. Returns the live nodes, this one included.
     fn record(&self, node: &str, report: Report) -> usize {
         let now = Instant::now();
@@ -60,12 +73,16 @@ impl Presence {
     }
 }
 
-/// Publishes this node's counts every second for its lifetime.
+/// Publishes this node's counts every second, and at once when its rooms
+/// change, for its lifetime.
 pub(super) async fn publish(cluster: Arc<Cluster>, shared: Arc<Shared>) {
     let subject = names::presence_subject(&cluster.node);
     let mut every = tokio::time::interval(REPORT_EVERY);
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = cluster.rooms_changed.notified() => {}
+        }
         if !cluster.is_connected() {
             continue;
         }
@@ -118,6 +135,16 @@ mod tests {
         let live = presence.record("me", report(&[("demo", "gifts", 1000)]));
         assert_eq!(presence.remote_online("demo", "gifts"), 7);
         assert_eq!(live, 3);
+    }
+
+    #[test]
+    fn a_room_is_everywhere_once_every_live_node_lists_it() {
+        let presence = Presence::new("me".into());
+        presence.record("a", report(&[("demo", "gifts", 0)]));
+        presence.record("b", report(&[]));
+        assert!(!presence.everyone_has("demo", "gifts"));
+        presence.reports.lock().unwrap().get_mut("b").unwrap().0 -= FRESH_FOR;
+        assert!(presence.everyone_has("demo", "gifts"), "a dead node is not waited for");
     }
 
     #[test]

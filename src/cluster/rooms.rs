@@ -10,7 +10,7 @@
 //! with a feed; a room no longer listed is destroyed, its members told.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
@@ -21,6 +21,10 @@ use super::{Cluster, ClusterError, RETRY_AFTER, feed, names};
 use crate::registry::{App, RegistryError};
 use crate::room::{Room, RoomSpec};
 use crate::state::Shared;
+
+/// The longest a create waits for every live node to serve the new room.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
+const SETTLE_POLL: Duration = Duration::from_millis(10);
 
 /// One room as the cluster lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +114,7 @@ impl Cluster {
             list.push(listed.clone());
             if let Some(revision) = write(self, app.id(), &list, revision).await? {
                 self.mirror(shared, app, &list, revision).await?;
+                self.settle(app.id(), room).await;
                 return app
                     .room(room)
                     .ok_or_else(|| ClusterError::Unavailable("the room was replaced meanwhile".into()));
@@ -132,6 +137,19 @@ impl Cluster {
                 feed::delete_stream(self, app.id(), room).await;
                 return Ok(());
             }
+        }
+    }
+
+    /// Waits (briefly) until every live node reports the new room, so a
+    /// viewer sent to any node right after the 201 finds it there.
+    async fn settle(&self, app: &str, room: &str) {
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        while !self.presence.everyone_has(app, room) {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(app, room, "not every node reported the new room in time; answering anyway");
+                return;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
         }
     }
 
@@ -166,6 +184,7 @@ impl Cluster {
             }
         }
         mirrored.insert(app.id().to_string(), revision);
+        self.rooms_changed.notify_one();
         Ok(())
     }
 
