@@ -10,7 +10,13 @@ use bullhorn::cli::ServeArgs;
 use bullhorn::{Config, Server};
 use serde_json::Value;
 
+/// The bullhorn tests' nats-server helper (JetStream on free ports).
+#[path = "../../tests/common/nats.rs"]
+mod nats;
+
 const KEY: &str = "harness-test-key-0123456789";
+/// How long a wait may take before the test is declared hung (nats.rs).
+const HANG: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Node {
     viewer: SocketAddr,
@@ -318,5 +324,40 @@ async fn a_drained_nodes_subscribers_move_to_the_next_node() {
     assert_eq!((u(storm, "reconnected"), u(storm, "reconnect_errors")), (50, 0), "{storm}");
     assert_eq!(u(storm, "server_online_after"), 100, "everyone is on the node that stayed");
     assert!(u(storm, "time_to_all_reconnected_ms") <= 10_000);
+    assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_delivers_everything_with_subscribers_spread_over_nodes() {
+    let nats = nats::NatsServer::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(start(ServeArgs { cluster_nats: Some(nats.url()), ..Default::default() }).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    // Subscribers round-robin over the three nodes; broadcasts go through the first.
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_bullhorn-loadtest"));
+    command.arg("fanout");
+    for node in &nodes {
+        command.args(["--url", &format!("ws://{}", node.viewer)]);
+    }
+    let output = command
+        .args(["--admin", &format!("http://{}", nodes[0].admin), "--key", KEY])
+        .args(["--server-pid", &std::process::id().to_string()])
+        .args(["--subscribers", "300", "--workers", "2", "--rate", "20", "--duration", "2"])
+        .arg("--report")
+        .arg(&report_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_contract_fields(&report, 300);
+    assert_eq!(u(&report, "broadcasts"), 40);
+    assert_eq!(u(&report, "expected_deliveries"), 40 * 300, "each 202 counted the members of all three nodes");
+    assert_eq!(u(&report, "deliveries"), 40 * 300, "every member on every node got every broadcast");
     assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
 }

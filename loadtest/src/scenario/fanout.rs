@@ -26,6 +26,9 @@ async fn phase(
     let mut workers = workers::spawn(common, plans).await?;
     workers::wait_connected(&mut workers, report).await?;
     server.connected(report);
+    // A cluster sums `online` from reports each node sends every second: let it
+    // catch up, so each 202's `online` (the deliveries owed) counts everyone.
+    wait_online(&admin, report.subscribers_connected as u64).await?;
     let started = Instant::now();
     let total = (args.rate * args.duration as f64).round() as u64;
     let (accepted, expected) = broadcast_at_rate(admin, args.rate, total, args.payload, args.delivery.clone()).await?;
@@ -35,6 +38,19 @@ async fn phase(
     report.expected_deliveries = expected;
     report.server_cpu_seconds = server.cpu_used();
     Ok(workers)
+}
+
+/// Polls the room's `online` until it is `wanted`, for at most 5 s; returns the last count.
+async fn wait_online(admin: &Admin, wanted: u64) -> anyhow::Result<u64> {
+    let mut online = admin.online().await?;
+    for _ in 0..50 {
+        if online == wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        online = admin.online().await?;
+    }
+    Ok(online)
 }
 
 /// A report for a scenario built on `fanout`, with `parameters` its arguments.
@@ -103,15 +119,7 @@ pub async fn churn(args: ChurnArgs) -> anyhow::Result<()> {
     let mut workers = phase(common, fanout, &plans, &mut report).await?;
     let (open, churned) = workers::pause(&mut workers).await?;
     // The server sees a close when it reads the FIN: give it a moment, bounded.
-    let admin = Admin::new(common);
-    let mut online = admin.online().await?;
-    for _ in 0..50 {
-        if online == open as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        online = admin.online().await?;
-    }
+    let online = wait_online(&Admin::new(common), open as u64).await?;
     let received = workers::collect(&mut workers, &mut report).await?;
     report.churn = Some(ChurnResult {
         churn_per_sec: args.churn_per_sec,
