@@ -39,6 +39,10 @@ pub struct Report {
     pub server_rss_per_subscriber_after_broadcast_bytes: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_seconds: Option<f64>,
+    /// `idle`: the room's `online` from the admin API with everyone connected
+    /// (in a cluster, summed over the nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_online: Option<u64>,
     pub client_cpu_seconds: f64,
     pub workers: usize,
     pub payload_bytes: usize,

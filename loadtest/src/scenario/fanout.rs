@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{SETTLE, ServerWatch, broadcast_at_rate, new_report};
+use super::{SETTLE, ServerWatch, broadcast_at_rate, new_report, wait_online};
 use crate::admin::Admin;
 use crate::report::{ChurnResult, Report, SlowResult};
 use crate::workers::{self, Plan};
@@ -38,19 +38,6 @@ async fn phase(
     report.expected_deliveries = expected;
     report.server_cpu_seconds = server.cpu_used();
     Ok(workers)
-}
-
-/// Polls the room's `online` until it is `wanted`, for at most 5 s; returns the last count.
-async fn wait_online(admin: &Admin, wanted: u64) -> anyhow::Result<u64> {
-    let mut online = admin.online().await?;
-    for _ in 0..50 {
-        if online == wanted {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        online = admin.online().await?;
-    }
-    Ok(online)
 }
 
 /// A report for a scenario built on `fanout`, with `parameters` its arguments.

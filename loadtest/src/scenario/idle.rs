@@ -40,6 +40,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<()> {
     };
     report.server_rss_per_subscriber_bytes = slope(half, full);
     report.server_rss_per_subscriber_average_bytes = slope((0, baseline), full);
+    report.server_online = Some(super::wait_online(&admin, report.subscribers_connected as u64).await?);
     // One broadcast warms every queue; memory after it is the steady idle state.
     report.expected_deliveries = admin.broadcast(payload(100), 0, &Default::default()).await?.online;
     report.broadcasts = 1;

@@ -121,3 +121,16 @@ pub fn finish(common: &Common, mut report: Report, received: Option<&Received>) 
     }
     report.write(common.report.as_deref())
 }
+
+/// Polls the room's `online` until it is `wanted`, for at most 5 s; returns the last count.
+pub async fn wait_online(admin: &Admin, wanted: u64) -> anyhow::Result<u64> {
+    let mut online = admin.online().await?;
+    for _ in 0..50 {
+        if online == wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        online = admin.online().await?;
+    }
+    Ok(online)
+}
