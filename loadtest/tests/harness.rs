@@ -12,6 +12,7 @@ use serde_json::Value;
 
 /// The bullhorn tests' nats-server helper (JetStream on free ports).
 #[path = "../../tests/common/nats.rs"]
+#[allow(dead_code)]
 mod nats;
 
 const KEY: &str = "harness-test-key-0123456789";
