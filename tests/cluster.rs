@@ -284,3 +284,26 @@ async fn nodes_ride_out_a_nats_restart_and_lose_no_accepted_broadcast() {
     }
     assert_eq!(room(&nodes[1].admin, "gifts").await.1["seq"], 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seq_missing_from_the_stream_reaches_members_as_lagged_before_the_next_in_order() {
+    let nats = NatsServer::start().await;
+    let (nodes, _dirs) = nodes(2, &[nats.url()]).await;
+    wait_for_each_other(&nodes).await;
+    nodes[0].admin.create_room("gifts").await;
+    let mut members = vec![subscribe(&nodes[0], "gifts").await, subscribe(&nodes[1], "gifts").await];
+    // Something other than a node publishes to the room's stream: it takes seq 1, and no node can deliver it.
+    let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let ack = jetstream.publish("bullhorn.bc.demo.gifts", "not a broadcast".into()).await.unwrap();
+    assert_eq!(ack.await.unwrap().sequence, 1);
+    let (status, body) = broadcast(&nodes[1].admin, "gifts", json!("after the hole")).await;
+    assert_eq!((status, &body["seq"]), (StatusCode::ACCEPTED, &json!(2)));
+    for member in &mut members {
+        let lagged = next_of(member, "lagged").await;
+        assert_eq!((&lagged["missed"], &lagged["reason"]), (&json!(1), &json!("expired")), "{lagged}");
+        let next = next_of(member, "broadcast").await;
+        assert_eq!((&next["seq"], &next["data"]), (&json!(2), &json!("after the hole")));
+    }
+    let metrics = nodes[0].admin.metrics().await;
+    assert_eq!(metric(&metrics, "bullhorn_cluster_missed_broadcasts_total"), Some(1.0));
+}
