@@ -82,6 +82,26 @@ impl ApiError {
         }
     }
 
+    /// Over a rate limit: retry after the bucket has a token again.
+    pub fn rate_limited(what: &str, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("{what}; retry later"))
+        }
+    }
+
+    /// The node's per-address connection limit: the same code as a full node, so clients retry alike.
+    pub fn over_capacity_for_address(retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "over_capacity",
+                "too many connections from your address; retry later",
+            )
+        }
+    }
+
     pub fn not_found() -> ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }

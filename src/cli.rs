@@ -97,6 +97,21 @@ pub struct ServeArgs {
     /// Largest broadcast `data`, in bytes [default: 65536]
     #[arg(long, env = "BULLHORN_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// Subscriber connections per client address, IPv6 per /64; 0: no limit [default: 1000]
+    #[arg(long, env = "BULLHORN_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+    /// A viewer must finish its handshake within this (slowloris) [default: 10000]
+    #[arg(long, env = "BULLHORN_HANDSHAKE_TIMEOUT_MS")]
+    pub handshake_timeout_ms: Option<u64>,
+    /// New viewer connections taken per second, the rest wait in the backlog; 0: no limit [default: 10000]
+    #[arg(long, env = "BULLHORN_ACCEPT_RATE")]
+    pub accept_rate: Option<u32>,
+    /// Broadcasts each room accepts per second (429 beyond); 0: no limit [default: 1000]
+    #[arg(long, env = "BULLHORN_BROADCASTS_PER_ROOM")]
+    pub broadcasts_per_room: Option<u32>,
+    /// Admin requests each app may make per second (429 beyond); 0: no limit [default: 2000]
+    #[arg(long, env = "BULLHORN_ADMIN_REQUESTS_PER_APP")]
+    pub admin_requests_per_app: Option<u32>,
     /// Reconnect delays on drain are spread over this window [default: 10000]
     #[arg(long, env = "BULLHORN_DRAIN_WINDOW_MS")]
     pub drain_window_ms: Option<u64>,

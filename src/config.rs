@@ -31,6 +31,7 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub admin: AdminConfig,
     pub drain: DrainConfig,
+    pub limits: LimitsConfig,
     /// Apps from the config file; the `demo` app is added at start unless one
     /// of these is called `demo`.
     pub apps: Vec<AppConfig>,
@@ -67,6 +68,33 @@ pub struct WebSocketConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub max_payload_bytes: usize,
+}
+
+/// Flood limits (docs/security.md). A rate of 0 turns that limit off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Subscriber connections per client address (IPv6: per /64); 0: none.
+    pub max_connections_per_ip: u32,
+    /// A viewer connection must finish its handshake within this (slowloris).
+    pub handshake_timeout: Duration,
+    /// New viewer connections taken per second; beyond it they wait in the kernel's backlog.
+    pub accept_rate: u32,
+    /// Broadcasts each room accepts per second (429 `rate_limited` beyond).
+    pub broadcasts_per_room: u32,
+    /// Admin requests each app may make per second (429 `rate_limited` beyond).
+    pub admin_requests_per_app: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_connections_per_ip: 1000,
+            handshake_timeout: Duration::from_secs(10),
+            accept_rate: 10_000,
+            broadcasts_per_room: 1000,
+            admin_requests_per_app: 2000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +141,8 @@ struct FileConfig {
     admin: FileAdmin,
     #[serde(default)]
     drain: FileDrain,
+    #[serde(default)]
+    limits: FileLimits,
     #[serde(default, rename = "app")]
     apps: Vec<FileApp>,
 }
@@ -148,6 +178,16 @@ struct FileAdmin {
 struct FileDrain {
     window_ms: Option<u64>,
     timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_connections_per_ip: Option<u32>,
+    handshake_timeout_ms: Option<u64>,
+    accept_rate: Option<u32>,
+    broadcasts_per_room: Option<u32>,
+    admin_requests_per_app: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +260,28 @@ impl Config {
                 window: ms(args.drain_window_ms.or(file.drain.window_ms).unwrap_or(10_000)),
                 timeout: ms(args.drain_timeout_ms.or(file.drain.timeout_ms).unwrap_or(5_000)),
             },
+            limits: {
+                let default = LimitsConfig::default();
+                LimitsConfig {
+                    max_connections_per_ip: args
+                        .max_connections_per_ip
+                        .or(file.limits.max_connections_per_ip)
+                        .unwrap_or(default.max_connections_per_ip),
+                    handshake_timeout: args
+                        .handshake_timeout_ms
+                        .or(file.limits.handshake_timeout_ms)
+                        .map_or(default.handshake_timeout, ms),
+                    accept_rate: args.accept_rate.or(file.limits.accept_rate).unwrap_or(default.accept_rate),
+                    broadcasts_per_room: args
+                        .broadcasts_per_room
+                        .or(file.limits.broadcasts_per_room)
+                        .unwrap_or(default.broadcasts_per_room),
+                    admin_requests_per_app: args
+                        .admin_requests_per_app
+                        .or(file.limits.admin_requests_per_app)
+                        .unwrap_or(default.admin_requests_per_app),
+                }
+            },
             demo_admin_key: env(crate::registry::keys::DEMO_KEY_ENV).filter(|k| !k.is_empty()),
             apps: resolve_apps(file.apps, &env)?,
         };
@@ -254,6 +316,9 @@ impl Config {
         }
         if self.websocket.max_connections == Some(0) {
             return Err(invalid("websocket.max_connections (--max-connections)", "must be at least 1"));
+        }
+        if self.limits.handshake_timeout.is_zero() {
+            return Err(invalid("limits.handshake_timeout_ms (--handshake-timeout-ms)", "must be above 0"));
         }
         if self.admin.max_payload_bytes == 0 {
             return Err(invalid("admin.max_payload_bytes (--max-payload-bytes)", "must be above 0"));

@@ -36,6 +36,7 @@ pub mod cluster;
 pub mod config;
 pub mod fanout;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;

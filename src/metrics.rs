@@ -26,6 +26,8 @@ pub const DROPPED_BY_PRIORITY: &str = "bullhorn_dropped_by_priority_total";
 pub const RESUME_REPLAYED: &str = "bullhorn_resume_replayed_total";
 pub const IDEMPOTENT_DUPLICATES: &str = "bullhorn_idempotent_duplicates_total";
 pub const IDEMPOTENCY_KEYS_EVICTED: &str = "bullhorn_idempotency_keys_evicted_total";
+pub const RATE_LIMITED: &str = "bullhorn_rate_limited_total";
+pub const ACCEPT_THROTTLED: &str = "bullhorn_accept_throttled_total";
 pub const CLUSTER_CONNECTED: &str = "bullhorn_cluster_connected";
 pub const CLUSTER_MISSED: &str = "bullhorn_cluster_missed_broadcasts_total";
 pub const CLUSTER_NODES: &str = "bullhorn_cluster_nodes";
@@ -67,6 +69,14 @@ fn describe() {
         IDEMPOTENCY_KEYS_EVICTED,
         "Idempotency keys forgotten before 5 minutes to respect the per-room cap."
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Admin requests answered 429, by the limit: broadcast (per room) or admin (per app)."
+    );
+    describe_counter!(
+        ACCEPT_THROTTLED,
+        "Times the viewer accept loop paused at --accept-rate (a storm queued in the backlog)."
+    );
     describe_gauge!(CLUSTER_CONNECTED, "1 while this node is connected to NATS (cluster mode only).");
     describe_counter!(CLUSTER_MISSED, "Broadcasts gone from a room's stream before this node delivered them.");
     describe_gauge!(CLUSTER_NODES, "Nodes whose presence report is fresh, this one included (cluster mode only).");
@@ -96,6 +106,11 @@ pub struct Handles {
     pub idempotency_keys_evicted: Counter,
     pub fanout_duration: Histogram,
     pub rejected_over_capacity: Counter,
+    pub rejected_per_ip: Counter,
+    pub rejected_handshake_timeout: Counter,
+    pub rate_limited_broadcast: Counter,
+    pub rate_limited_admin: Counter,
+    pub accept_throttled: Counter,
     pub cluster_connected: Gauge,
     pub cluster_missed: Counter,
     pub cluster_nodes: Gauge,
@@ -119,6 +134,11 @@ impl Metrics {
                 idempotency_keys_evicted: counter!(IDEMPOTENCY_KEYS_EVICTED),
                 fanout_duration: histogram!(FANOUT_DURATION),
                 rejected_over_capacity: counter!(REJECTED_CONNECTIONS, "reason" => "over_capacity"),
+                rejected_per_ip: counter!(REJECTED_CONNECTIONS, "reason" => "per_ip"),
+                rejected_handshake_timeout: counter!(REJECTED_CONNECTIONS, "reason" => "handshake_timeout"),
+                rate_limited_broadcast: counter!(RATE_LIMITED, "limit" => "broadcast"),
+                rate_limited_admin: counter!(RATE_LIMITED, "limit" => "admin"),
+                accept_throttled: counter!(ACCEPT_THROTTLED),
                 cluster_connected: gauge!(CLUSTER_CONNECTED),
                 cluster_missed: counter!(CLUSTER_MISSED),
                 cluster_nodes: gauge!(CLUSTER_NODES),

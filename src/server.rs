@@ -56,9 +56,13 @@ impl Server {
         // In a cluster the rooms live in NATS; the data dir keeps only keys and certificates.
         let store = cluster.is_none().then_some(store);
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
-        let registry =
-            Registry::load(store, specs, RoomConfig { shards, resume: config.fanout.resume }, metrics.clone())
-                .context("cannot load the room registry")?;
+        let registry = Registry::load(
+            store,
+            specs,
+            RoomConfig { shards, resume: config.fanout.resume, broadcasts_per_sec: config.limits.broadcasts_per_room },
+            metrics.clone(),
+        )
+        .context("cannot load the room registry")?;
 
         let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
         let viewer = listen(config.listen.viewer)
@@ -78,13 +82,14 @@ impl Server {
             heartbeat: config.websocket.heartbeat,
             idle_timeout: config.websocket.idle_timeout,
             max_payload_bytes: config.admin.max_payload_bytes,
+            limits: config.limits.clone(),
         };
         let gauges = [metrics.ws_connections.clone(), metrics.quic_connections.clone()];
         let shared = Arc::new(Shared::new(
             registry,
             metrics,
             Drain::new(config.drain.window),
-            Connections::new(max_connections, gauges),
+            Connections::new(max_connections, config.limits.max_connections_per_ip, gauges),
             settings,
             prometheus,
             cluster,
@@ -186,7 +191,12 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
     let mut specs: Vec<AppSpec> = config
         .apps
         .iter()
-        .map(|app| AppSpec { id: app.id.clone(), admin_key: app.admin_key.clone(), max_rooms: app.max_rooms })
+        .map(|app| AppSpec {
+            id: app.id.clone(),
+            admin_key: app.admin_key.clone(),
+            max_rooms: app.max_rooms,
+            requests_per_sec: config.limits.admin_requests_per_app,
+        })
         .collect();
     if specs.iter().any(|app| app.id == DEMO_APP) {
         return Ok(specs);
@@ -208,7 +218,12 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
             println!("bullhorn: demo app admin key stored in {}", path.display());
         }
     }
-    specs.push(AppSpec { id: DEMO_APP.into(), admin_key: key, max_rooms: DEFAULT_MAX_ROOMS });
+    specs.push(AppSpec {
+        id: DEMO_APP.into(),
+        admin_key: key,
+        max_rooms: DEFAULT_MAX_ROOMS,
+        requests_per_sec: config.limits.admin_requests_per_app,
+    });
     Ok(specs)
 }
 

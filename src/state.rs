@@ -8,6 +8,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cluster::Cluster;
+use crate::config::LimitsConfig;
 use crate::fanout::QueueLimits;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -22,6 +23,7 @@ pub struct Settings {
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
     pub max_payload_bytes: usize,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug)]

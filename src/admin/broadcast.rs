@@ -20,6 +20,7 @@ use super::body;
 use crate::api_error::ApiError;
 use crate::cluster::feed::Outgoing;
 use crate::fanout::{ConflateKey, Delivery, Priority};
+use crate::limits;
 use crate::state::Shared;
 
 /// The longest `conflate` key accepted.
@@ -62,6 +63,11 @@ pub async fn broadcast(
     }
     let app = shared.registry.app(&app_id).ok_or_else(ApiError::unauthorized)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
+    if let Err(wait) = room.admit_broadcast() {
+        shared.metrics.rate_limited_broadcast.increment(1);
+        let what = format!("over this room's {} broadcasts per second", shared.settings.limits.broadcasts_per_room);
+        return Err(ApiError::rate_limited(&what, limits::retry_after_secs(wait)));
+    }
     let (seq, online, duplicate) = match &shared.cluster {
         Some(cluster) => {
             let outgoing = Outgoing {

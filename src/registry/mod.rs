@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseReason;
 use crate::room::{Room, RoomConfig, RoomSpec};
@@ -27,6 +28,7 @@ pub struct App {
     key: AdminKey,
     max_rooms: usize,
     rooms: RwLock<BTreeMap<Arc<str>, Arc<Room>>>,
+    request_limit: Option<TokenBucket>,
 }
 
 impl App {
@@ -42,6 +44,11 @@ impl App {
         self.rooms.read().expect("rooms lock").get(id).cloned()
     }
 
+    /// Takes one admin request from the app's rate limit, or says how long to wait.
+    pub fn admit_request(&self) -> Result<(), std::time::Duration> {
+        self.request_limit.as_ref().map_or(Ok(()), |limit| limit.try_take(std::time::Instant::now()))
+    }
+
     /// The app's rooms in id order.
     pub fn rooms(&self) -> Vec<Arc<Room>> {
         self.rooms.read().expect("rooms lock").values().cloned().collect()
@@ -54,6 +61,8 @@ pub struct AppSpec {
     pub id: String,
     pub admin_key: String,
     pub max_rooms: usize,
+    /// Admin requests per second; 0: no limit.
+    pub requests_per_sec: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +130,7 @@ impl Registry {
                 key: AdminKey::new(&spec.admin_key),
                 max_rooms: spec.max_rooms,
                 rooms: RwLock::new(rooms),
+                request_limit: crate::limits::per_second(spec.requests_per_sec),
             };
             apps.insert(id, Arc::new(app));
         }
@@ -292,11 +302,11 @@ mod tests {
     use super::*;
 
     fn registry(dir: &std::path::Path, max_rooms: usize) -> Registry {
-        let spec = AppSpec { id: "demo".into(), admin_key: "0123456789abcdef".into(), max_rooms };
+        let spec = AppSpec { id: "demo".into(), admin_key: "0123456789abcdef".into(), max_rooms, requests_per_sec: 0 };
         Registry::load(
             Some(Store::open(dir).unwrap()),
             vec![spec],
-            RoomConfig { shards: 2, resume: Default::default() },
+            RoomConfig { shards: 2, resume: Default::default(), broadcasts_per_sec: 0 },
             Metrics::new(),
         )
         .unwrap()

@@ -24,6 +24,7 @@ use metrics::Counter;
 
 use crate::fanout::lane::Lane;
 use crate::fanout::{Broadcast, Delivery, Drops, Frames, Subscriber};
+use crate::limits::{self, TokenBucket};
 use crate::metrics::Metrics;
 use crate::presence::{Member, MemberKey, Presence, RoomClosed};
 use crate::protocol::close::CloseReason;
@@ -48,6 +49,7 @@ pub struct Room {
     presence: Presence,
     lanes: Box<[CachePadded<Lane>]>,
     destroyed: AtomicBool,
+    broadcast_limit: Option<TokenBucket>,
     broadcasts: Counter,
     metrics: Metrics,
 }
@@ -66,6 +68,8 @@ pub struct RoomConfig {
     /// Presence shards (and lanes) per room.
     pub shards: usize,
     pub resume: ResumeLimits,
+    /// Broadcasts accepted per second; 0: no limit.
+    pub broadcasts_per_sec: u32,
 }
 
 /// What a room is made from.
@@ -103,6 +107,7 @@ impl Room {
             presence,
             lanes,
             destroyed: AtomicBool::new(false),
+            broadcast_limit: limits::per_second(config.broadcasts_per_sec),
             metrics,
         }
     }
@@ -126,6 +131,11 @@ impl Room {
     /// The last broadcast's seq (0 before the first).
     pub fn seq(&self) -> u64 {
         self.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Takes one broadcast from the room's rate limit, or says how long to wait.
+    pub fn admit_broadcast(&self) -> Result<(), std::time::Duration> {
+        self.broadcast_limit.as_ref().map_or(Ok(()), |limit| limit.try_take(Instant::now()))
     }
 
     /// Members online now.

@@ -10,8 +10,9 @@
 //! otherwise cost (docs/benchmarks.md §3), and a reconnect storm costs one
 //! small parse per connection.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use bytes::Bytes;
@@ -22,26 +23,37 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::prefixed::Prefixed;
 use super::ws;
+use crate::limits;
 use crate::state::Shared;
 
 /// The longest request head accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// A client must send its whole request head within this (slowloris).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts until the drain begins.
+/// The client's address, for the routes reached through hyper.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub IpAddr);
+
+/// Accepts until the drain begins, at most `--accept-rate` connections a
+/// second: beyond it the loop waits and a storm queues in the kernel's
+/// backlog instead of starting more handshakes than the node can finish.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router) {
     let draining = shared.drain.started();
     tokio::pin!(draining);
+    let accept_rate = limits::per_second(shared.settings.limits.accept_rate);
     loop {
+        if let Some(wait) = accept_rate.as_ref().and_then(|bucket| bucket.try_take(Instant::now()).err()) {
+            shared.metrics.accept_throttled.increment(1);
+            tokio::time::sleep(wait).await;
+            continue;
+        }
         let accepted = tokio::select! {
             () = &mut draining => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle(stream, shared.clone(), router.clone()));
+                tokio::spawn(handle(stream, peer.ip(), shared.clone(), router.clone()));
             }
             Err(error) => {
                 // Out of file descriptors or similar: back off instead of spinning.
@@ -52,22 +64,28 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router) {
     }
 }
 
-async fn handle(mut stream: TcpStream, shared: Arc<Shared>, router: Router) {
+async fn handle(mut stream: TcpStream, peer: IpAddr, shared: Arc<Shared>, router: Router) {
     let mut buf = Vec::with_capacity(1024);
-    let head_len = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
+    let timeout = shared.settings.limits.handshake_timeout;
+    let head_len = match tokio::time::timeout(timeout, read_head(&mut stream, &mut buf)).await {
         Ok(Ok(Some(len))) => len,
         Ok(Ok(None)) => return ws::handshake::refuse_oversized(stream).await,
-        _ => return, // silent past the timeout, or gone
+        Ok(Err(_)) => return, // gone
+        Err(_) => {
+            // Slowloris, or a client that connects and never speaks: the socket closes here.
+            shared.metrics.rejected_handshake_timeout.increment(1);
+            return;
+        }
     };
     match ws::handshake::parse(&buf[..head_len]) {
         Some(request) => {
             let early_input = &buf[head_len..];
-            ws::handshake::accept(stream, request, early_input, shared).await;
+            ws::handshake::accept(stream, peer, request, early_input, shared).await;
         }
         None => {
             buf.shrink_to_fit();
             let io = TokioIo::new(Prefixed::new(Bytes::from(buf), stream));
-            let service = TowerToHyperService::new(router);
+            let service = TowerToHyperService::new(router.layer(axum::Extension(PeerAddr(peer))));
             let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "http connection ended with an error");

@@ -1,11 +1,14 @@
-//! How many subscriber connections are open, and the cap that refuses more
-//! before any resources are spent on them.
+//! How many subscriber connections are open, and the caps that refuse more
+//! before any resources are spent on them: per node, and per client address.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use metrics::Gauge;
 use tokio::sync::Notify;
+
+use crate::limits::{IpSlot, PerIp};
 
 /// The subscriber transports, for the per-transport connection gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,20 +24,36 @@ pub struct Connections {
     idle: Notify,
     /// `bullhorn_connections{transport}`, indexed by [`Transport`].
     gauges: [Gauge; 2],
+    per_ip: Arc<PerIp>,
 }
 
-/// Held by each open connection; dropping it frees the slot. Two words: it is
-/// part of every connection's state.
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The node holds its maximum.
+    OverCapacity,
+    /// The client's address holds its maximum.
+    PerIp,
+}
+
+/// Held by each open connection; dropping it frees the slots.
 #[derive(Debug)]
 pub struct ConnectionPermit {
     connections: Arc<Connections>,
     transport: Transport,
+    _address: IpSlot,
 }
 
 impl Connections {
-    /// `gauges`: the WebSocket and the QUIC connection gauges.
-    pub fn new(max: usize, gauges: [Gauge; 2]) -> Arc<Connections> {
-        Arc::new(Connections { open: AtomicUsize::new(0), max, idle: Notify::new(), gauges })
+    /// `gauges`: the WebSocket and the QUIC connection gauges; `per_ip`: 0 for no per-address limit.
+    pub fn new(max: usize, per_ip: u32, gauges: [Gauge; 2]) -> Arc<Connections> {
+        Arc::new(Connections {
+            open: AtomicUsize::new(0),
+            max,
+            idle: Notify::new(),
+            gauges,
+            per_ip: PerIp::new(per_ip),
+        })
     }
 
     pub fn max(&self) -> usize {
@@ -45,11 +64,14 @@ impl Connections {
         self.open.load(Ordering::Acquire)
     }
 
-    /// Takes a slot, or `None` at the cap.
-    pub fn try_acquire(self: &Arc<Self>, transport: Transport) -> Option<ConnectionPermit> {
-        self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1)).ok()?;
+    /// Takes a slot for a connection from `peer`, or says which cap refused it.
+    pub fn try_acquire(self: &Arc<Self>, transport: Transport, peer: IpAddr) -> Result<ConnectionPermit, Refusal> {
+        let address = self.per_ip.try_acquire(peer).ok_or(Refusal::PerIp)?;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .map_err(|_| Refusal::OverCapacity)?;
         self.gauges[transport as usize].increment(1.0);
-        Some(ConnectionPermit { connections: self.clone(), transport })
+        Ok(ConnectionPermit { connections: self.clone(), transport, _address: address })
     }
 
     /// Resolves when no connection is open.
@@ -81,10 +103,11 @@ mod tests {
 
     #[tokio::test]
     async fn caps_and_reports_idle() {
-        let c = Connections::new(2, [metrics::gauge!("test_ws"), metrics::gauge!("test_quic")]);
-        let a = c.try_acquire(Transport::WebSocket).unwrap();
-        let b = c.try_acquire(Transport::Quic).unwrap();
-        assert!(c.try_acquire(Transport::WebSocket).is_none());
+        let c = Connections::new(2, 0, [metrics::gauge!("test_ws"), metrics::gauge!("test_quic")]);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let a = c.try_acquire(Transport::WebSocket, ip).unwrap();
+        let b = c.try_acquire(Transport::Quic, ip).unwrap();
+        assert_eq!(c.try_acquire(Transport::WebSocket, ip).unwrap_err(), Refusal::OverCapacity);
         drop(a);
         let waiter = tokio::spawn({
             let c = c.clone();
@@ -93,5 +116,14 @@ mod tests {
         drop(b);
         waiter.await.unwrap();
         assert_eq!(c.open(), 0);
+    }
+
+    #[test]
+    fn an_address_at_its_limit_is_refused_without_taking_a_node_slot() {
+        let c = Connections::new(10, 1, [metrics::gauge!("test_ws"), metrics::gauge!("test_quic")]);
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let _held = c.try_acquire(Transport::WebSocket, ip).unwrap();
+        assert_eq!(c.try_acquire(Transport::WebSocket, ip).unwrap_err(), Refusal::PerIp);
+        assert_eq!(c.open(), 1);
     }
 }

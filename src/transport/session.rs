@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use std::net::IpAddr;
+
 use crate::api_error::ApiError;
 use crate::fanout::Subscriber;
 use crate::ids::RoomRequest;
@@ -13,9 +15,24 @@ use crate::protocol::close::CloseReason;
 use crate::protocol::messages;
 use crate::room::Room;
 use crate::state::Shared;
+use crate::transport::capacity::{ConnectionPermit, Refusal, Transport};
 
 /// How long an over-capacity or draining client is asked to wait.
 pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Takes a connection slot for a subscriber from `peer`, counting a refusal by its reason.
+pub fn acquire(shared: &Shared, transport: Transport, peer: IpAddr) -> Result<ConnectionPermit, ApiError> {
+    shared.connections.try_acquire(transport, peer).map_err(|refusal| match refusal {
+        Refusal::OverCapacity => {
+            shared.metrics.rejected_over_capacity.increment(1);
+            ApiError::over_capacity(RETRY_AFTER_SECS)
+        }
+        Refusal::PerIp => {
+            shared.metrics.rejected_per_ip.increment(1);
+            ApiError::over_capacity_for_address(RETRY_AFTER_SECS)
+        }
+    })
+}
 
 /// One room of a connection, in slot order: one allocation for all of them.
 pub struct Membership {

@@ -5,6 +5,7 @@
 //! hello, unknown app or room; an application close for a frame over 4 KiB
 //! (1009) or no hello in time (1002). Close codes use the WebSocket numbers.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +50,7 @@ pub(super) async fn handle(incoming: quinn::Incoming, shared: Arc<Shared>) {
         Ok(Err(_)) => return close(&conn, ws_code::TOO_BIG, "frame too big"),
         Err(_) => return close(&conn, ws_code::PROTOCOL_ERROR, "no hello in time"),
     };
-    match admit(&shared, &hello) {
+    match admit(&shared, &hello, conn.remote_address().ip()) {
         Ok((memberships, permit)) => {
             let session = QuicSession { conn, send, recv, decoder, memberships, shared, _permit: permit };
             tokio::spawn(session.run());
@@ -69,13 +70,10 @@ fn close(conn: &Connection, code: u16, reason: &str) {
     conn.close(VarInt::from_u32(code as u32), reason.as_bytes());
 }
 
-fn admit(shared: &Shared, hello: &[u8]) -> Result<(Vec<Membership>, ConnectionPermit), ApiError> {
+fn admit(shared: &Shared, hello: &[u8], peer: IpAddr) -> Result<(Vec<Membership>, ConnectionPermit), ApiError> {
     let hello = parse_hello(hello).map_err(ApiError::invalid_request)?;
     let memberships = session::resolve(shared, &hello.app, hello.rooms.iter().map(String::as_str))?;
-    let Some(permit) = shared.connections.try_acquire(Transport::Quic) else {
-        shared.metrics.rejected_over_capacity.increment(1);
-        return Err(ApiError::over_capacity(session::RETRY_AFTER_SECS));
-    };
+    let permit = session::acquire(shared, Transport::Quic, peer)?;
     Ok((memberships, permit))
 }
 

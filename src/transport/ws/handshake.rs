@@ -5,6 +5,7 @@
 //! answers refusals as JSON and success as 101, and starts the connection in
 //! a task of its own.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -54,8 +55,8 @@ pub fn parse(head: &[u8]) -> Option<WsRequest> {
 }
 
 /// Answers a subscribe request on its raw socket.
-pub async fn accept(mut stream: TcpStream, request: WsRequest, early_input: &[u8], shared: Arc<Shared>) {
-    match admit(&shared, &request.app, request.query.as_deref(), &request.headers) {
+pub async fn accept(mut stream: TcpStream, peer: IpAddr, request: WsRequest, early_input: &[u8], shared: Arc<Shared>) {
+    match admit(&shared, &request.app, request.query.as_deref(), &request.headers, peer) {
         Ok(Admitted { memberships, permit, accept }) => {
             drop(request);
             if stream.write_all(&switching_protocols(&accept)).await.is_err() {

@@ -4,9 +4,10 @@
 //! Every refusal happens before anything is spent on the connection: drain,
 //! unknown app or room, malformed request, connection cap.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Extension, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -16,9 +17,10 @@ use hyper_util::rt::TokioIo;
 use super::connection::WsConnection;
 use crate::api_error::ApiError;
 use crate::state::Shared;
+use crate::transport::accept::PeerAddr;
 use crate::transport::capacity::{ConnectionPermit, Transport};
 use crate::transport::prefixed::Prefixed;
-use crate::transport::session::{self, Membership, RETRY_AFTER_SECS};
+use crate::transport::session::{self, Membership};
 
 /// What an admitted subscriber gets: its rooms, its connection slot and the
 /// `Sec-WebSocket-Accept` value for the 101 answer.
@@ -35,12 +37,10 @@ pub(super) fn admit(
     app: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    peer: IpAddr,
 ) -> Result<Admitted, ApiError> {
     let memberships = check(shared, app, query, headers)?;
-    let Some(permit) = shared.connections.try_acquire(Transport::WebSocket) else {
-        shared.metrics.rejected_over_capacity.increment(1);
-        return Err(ApiError::over_capacity(RETRY_AFTER_SECS));
-    };
+    let permit = session::acquire(shared, Transport::WebSocket, peer)?;
     Ok(Admitted { memberships, permit, accept: accept_key(headers) })
 }
 
@@ -59,9 +59,10 @@ pub async fn subscribe(
     State(shared): State<Arc<Shared>>,
     Path(app): Path<String>,
     RawQuery(query): RawQuery,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
     mut request: Request,
 ) -> Response {
-    let admitted = match admit(&shared, &app, query.as_deref(), request.headers()) {
+    let admitted = match admit(&shared, &app, query.as_deref(), request.headers(), peer) {
         Ok(admitted) => admitted,
         Err(error) => return error.into_response(),
     };
