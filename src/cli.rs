@@ -97,7 +97,7 @@ pub struct ServeArgs {
     /// Largest broadcast `data`, in bytes [default: 65536]
     #[arg(long, env = "BULLHORN_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
-    /// Subscriber connections per client address, IPv6 per /64; 0: no limit [default: 1000]
+    /// Subscriber connections per client address, IPv6 per /64; 0: no limit [default: 4096]
     #[arg(long, env = "BULLHORN_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u32>,
     /// A viewer must finish its handshake within this (slowloris) [default: 10000]

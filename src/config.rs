@@ -88,7 +88,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
         LimitsConfig {
-            max_connections_per_ip: 1000,
+            max_connections_per_ip: 4096,
             handshake_timeout: Duration::from_secs(10),
             accept_rate: 10_000,
             broadcasts_per_room: 1000,
