@@ -19,3 +19,9 @@ pub fn bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes,
 pub fn json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
 }
+
+/// For optional string fields: absent is `None`, but `null` is refused like any
+/// other non-string (the contract's fields are strings when present).
+pub fn present_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    <String as serde::Deserialize>::deserialize(deserializer).map(Some)
+}

@@ -42,6 +42,7 @@ struct BroadcastBody<'a> {
     data: &'a RawValue,
     #[serde(default)]
     priority: Priority,
+    #[serde(default, deserialize_with = "body::present_string")]
     conflate: Option<String>,
 }
 

@@ -25,6 +25,7 @@ const MAX_NAME_CHARS: usize = 256;
 #[serde(deny_unknown_fields)]
 struct CreateRoom {
     room: String,
+    #[serde(default, deserialize_with = "body::present_string")]
     name: Option<String>,
 }
 
