@@ -52,6 +52,9 @@ enum Command {
     Storm(StormArgs),
     /// This machine's raw loopback write rate: one frame per write over N sockets.
     Ceiling(CeilingArgs),
+    /// Churn, broadcasts and non-reading subscribers at a steady load for a long time;
+    /// the server's memory and open files sampled throughout and after.
+    Soak(SoakArgs),
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }
@@ -176,6 +179,25 @@ pub struct SlowArgs {
 }
 
 #[derive(Debug, Clone, Args, Serialize)]
+pub struct SoakArgs {
+    /// Broadcasts, payload and duration (`--duration`, seconds: 1800 for the 30-minute soak)
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
+    /// Subscribers closed and replaced per second, across all workers
+    #[arg(long, default_value_t = 50.0)]
+    pub churn_per_sec: f64,
+    /// Fraction of subscribers that never read (the server drops, then disconnects them)
+    #[arg(long, default_value_t = 0.05)]
+    pub non_reader_fraction: f64,
+    /// Seconds between samples of the server's memory and open files
+    #[arg(long, default_value_t = 10)]
+    pub sample_secs: u64,
+    /// Seconds of warm-up before memory growth is measured
+    #[arg(long, default_value_t = 300)]
+    pub warmup_secs: u64,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct ChurnArgs {
     #[command(flatten)]
     pub fanout: FanoutArgs,
@@ -239,6 +261,7 @@ fn main() -> anyhow::Result<()> {
         Command::Churn(args) => runtime()?.block_on(scenario::fanout::churn(args)),
         Command::Storm(args) => runtime()?.block_on(scenario::storm::storm(args)),
         Command::Ceiling(args) => runtime()?.block_on(scenario::ceiling::ceiling(args)),
+        Command::Soak(args) => runtime()?.block_on(scenario::soak::soak(args)),
     }
 }
 

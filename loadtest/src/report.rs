@@ -63,6 +63,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storm: Option<StormResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<CeilingResult>,
     /// `fanout --with-ceiling`: deliveries per second over the ceiling's writes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,6 +141,23 @@ pub struct SlowResult {
     pub all_fast_latency_us: Latency,
     /// p99 with non-readers over p99 without (goal: at most 1.5).
     pub p99_ratio: f64,
+}
+
+/// `soak`: the server's memory and open files over a long steady run.
+#[derive(Debug, Default, Serialize)]
+pub struct SoakResult {
+    /// `[seconds since start, RSS bytes, open files]`, every `sample_secs`.
+    pub samples: Vec<(u64, u64, u64)>,
+    pub rss_at_warmup_end_bytes: u64,
+    pub rss_at_end_bytes: u64,
+    /// Growth from the end of warm-up to the end of the run (goal: under 5%).
+    pub rss_growth_after_warmup: f64,
+    /// The largest RSS after warm-up over the RSS at its end.
+    pub rss_peak_over_warmup: f64,
+    pub open_files_before: u64,
+    pub open_files_after: u64,
+    pub churned: u64,
+    pub non_readers: usize,
 }
 
 /// `churn`: subscribers replaced during the run, and whether `online` stayed exact.

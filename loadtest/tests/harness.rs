@@ -362,3 +362,38 @@ async fn a_three_node_cluster_delivers_everything_with_subscribers_spread_over_n
     assert_eq!(u(&report, "deliveries"), 40 * 300, "every member on every node got every broadcast");
     assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_samples_memory_and_files_and_sees_every_socket_closed() {
+    let node = start(ServeArgs::default()).await;
+    let report = run(
+        &node,
+        "soak",
+        &[
+            "--subscribers",
+            "200",
+            "--workers",
+            "2",
+            "--rate",
+            "10",
+            "--duration",
+            "4",
+            "--churn-per-sec",
+            "20",
+            "--non-reader-fraction",
+            "0.1",
+            "--sample-secs",
+            "1",
+            "--warmup-secs",
+            "1",
+        ],
+    )
+    .await;
+    let soak = &report["soak"];
+    assert!(soak["samples"].as_array().unwrap().len() >= 3, "{soak}");
+    assert_eq!(u(soak, "non_readers"), 20);
+    assert!(u(soak, "churned") > 0, "{soak}");
+    assert!(u(soak, "rss_at_end_bytes") > 0 && u(soak, "rss_at_warmup_end_bytes") > 0);
+    assert!(u(soak, "open_files_after") <= u(soak, "open_files_before"), "every subscriber socket was closed: {soak}");
+    assert_eq!(u(&report, "broadcasts"), 40);
+}

@@ -24,7 +24,7 @@ use crate::limits;
 use crate::state::Shared;
 
 /// The longest `conflate` key accepted.
-const MAX_CONFLATE_KEY: usize = 128;
+pub const MAX_CONFLATE_KEY: usize = 128;
 
 /// The request header that makes a broadcast safe to retry (contract §2).
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -35,15 +35,34 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// The longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-#[derive(Deserialize)]
+/// A broadcast request body, validated: what the handler and the fuzz target share.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BroadcastBody<'a> {
+pub struct BroadcastBody<'a> {
+    /// The admin's JSON value as sent (valid JSON text, at most the payload limit).
     #[serde(borrow)]
-    data: &'a RawValue,
+    pub data: &'a RawValue,
     #[serde(default)]
-    priority: Priority,
+    pub priority: Priority,
+    /// 1 to 128 bytes when present.
     #[serde(default, deserialize_with = "body::present_string")]
-    conflate: Option<String>,
+    pub conflate: Option<String>,
+}
+
+/// Parses and checks a broadcast body against the contract (`limit`: bytes of `data`).
+pub fn parse_body(bytes: &[u8], limit: usize) -> Result<BroadcastBody<'_>, ApiError> {
+    // serde would also take a struct from a JSON array (`[data, priority]`): the contract's body is an object.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::invalid_request("the body must be a JSON object"));
+    }
+    let request: BroadcastBody<'_> = body::json(bytes)?;
+    if request.data.get().len() > limit {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    if request.conflate.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_CONFLATE_KEY) {
+        return Err(ApiError::invalid_request(format!("conflate must be 1 to {MAX_CONFLATE_KEY} bytes")));
+    }
+    Ok(request)
 }
 
 pub async fn broadcast(
@@ -55,13 +74,7 @@ pub async fn broadcast(
     let idempotency_key = idempotency_key(&headers)?;
     let limit = shared.settings.max_payload_bytes;
     let bytes = body::bytes(body, limit)?;
-    let request: BroadcastBody<'_> = body::json(&bytes)?;
-    if request.data.get().len() > limit {
-        return Err(ApiError::payload_too_large(limit));
-    }
-    if request.conflate.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_CONFLATE_KEY) {
-        return Err(ApiError::invalid_request(format!("conflate must be 1 to {MAX_CONFLATE_KEY} bytes")));
-    }
+    let request = parse_body(&bytes, limit)?;
     let app = shared.registry.app(&app_id).ok_or_else(ApiError::unauthorized)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
     if let Err(wait) = room.admit_broadcast() {
@@ -112,5 +125,24 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         _ => Err(ApiError::invalid_request(format!(
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `broadcast_body` fuzz target: an array was taken as the body's fields in order.
+    #[test]
+    fn only_an_object_is_a_body() {
+        assert!(parse_body(br#"[{"text":"hi"}]"#, 1024).is_err());
+        assert!(parse_body(br#" {"data":[1]}"#, 1024).is_ok());
+    }
+
+    /// Also from the fuzzer: JSON numbers beyond f64 are valid JSON and go out exactly as sent.
+    #[test]
+    fn data_is_kept_as_sent_even_where_a_float_would_overflow() {
+        let body = parse_body(br#"{"data":4444E4444}"#, 1024).unwrap();
+        assert_eq!(body.data.get(), "4444E4444");
     }
 }

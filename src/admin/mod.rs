@@ -9,7 +9,7 @@
 
 mod auth;
 mod body;
-mod broadcast;
+pub mod broadcast;
 mod console;
 mod health;
 mod rooms;

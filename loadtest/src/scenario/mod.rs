@@ -5,6 +5,7 @@ pub mod burst;
 pub mod ceiling;
 pub mod fanout;
 pub mod idle;
+pub mod soak;
 pub mod storm;
 
 use std::sync::Arc;
