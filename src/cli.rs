@@ -52,12 +52,21 @@ pub struct ServeArgs {
     /// Directory for the room registry and the demo admin key [default: ./data]
     #[arg(long, env = "BULLHORN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// TLS certificate chain (PEM) for the QUIC listener [default: a self-signed one for localhost]
+    /// TLS certificate chain (PEM) for QUIC, and for wss with --viewer-tls; reloaded on SIGHUP [default: a self-signed one for localhost]
     #[arg(long, env = "BULLHORN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM) for --tls-cert
     #[arg(long, env = "BULLHORN_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the viewer listener over TLS (wss://, https://) with --tls-cert/--tls-key
+    #[arg(long, env = "BULLHORN_VIEWER_TLS")]
+    pub viewer_tls: bool,
+    /// TLS certificate chain (PEM) for the admin listener (https); reloaded on SIGHUP [default: plain HTTP]
+    #[arg(long, env = "BULLHORN_ADMIN_TLS_CERT")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --admin-tls-cert
+    #[arg(long, env = "BULLHORN_ADMIN_TLS_KEY")]
+    pub admin_tls_key: Option<PathBuf>,
     /// TOML config file
     #[arg(long, env = "BULLHORN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -100,10 +109,10 @@ pub struct ServeArgs {
     /// Subscriber connections per client address, IPv6 per /64; 0: no limit [default: 4096]
     #[arg(long, env = "BULLHORN_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<u32>,
-    /// A viewer must finish its handshake within this (slowloris) [default: 10000]
+    /// A viewer must finish its TLS handshake and request head within this (slowloris) [default: 10000]
     #[arg(long, env = "BULLHORN_HANDSHAKE_TIMEOUT_MS")]
     pub handshake_timeout_ms: Option<u64>,
-    /// New viewer connections taken per second, the rest wait in the backlog; 0: no limit [default: 10000]
+    /// New connections (WebSocket and QUIC) taken per second, the rest wait; 0: no limit [default: 10000]
     #[arg(long, env = "BULLHORN_ACCEPT_RATE")]
     pub accept_rate: Option<u32>,
     /// Broadcasts each room accepts per second (429 beyond); 0: no limit [default: 1000]

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use crate::cli::ServeArgs;
 use crate::fanout::QueueLimits;
 use crate::ids::is_valid_id;
+use crate::registry::TencentIdentity;
 use crate::room::resume::ResumeLimits;
+use crate::tls::certs::CertFiles;
 
 /// Rooms per app unless the app says otherwise (contract §1).
 pub const DEFAULT_MAX_ROOMS: usize = 5;
@@ -44,9 +46,13 @@ pub struct ListenConfig {
     pub viewer: SocketAddr,
     pub quic: SocketAddr,
     pub admin: SocketAddr,
-    /// PEM files for the QUIC listener; both or neither.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
+    /// PEM files for QUIC and, with `viewer_tls`, the viewer listener;
+    /// `None`: QUIC uses a self-signed development certificate.
+    pub tls: Option<CertFiles>,
+    /// The viewer listener speaks TLS (wss, https) with `tls`.
+    pub viewer_tls: bool,
+    /// PEM files for the admin listener; `None`: plain HTTP.
+    pub admin_tls: Option<CertFiles>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +83,7 @@ pub struct LimitsConfig {
     pub max_connections_per_ip: u32,
     /// A viewer connection must finish its handshake within this (slowloris).
     pub handshake_timeout: Duration,
-    /// New viewer connections taken per second; beyond it they wait in the kernel's backlog.
+    /// New connections (WebSocket and QUIC) taken per second; beyond it they wait.
     pub accept_rate: u32,
     /// Broadcasts each room accepts per second (429 `rate_limited` beyond).
     pub broadcasts_per_room: u32,
@@ -108,6 +114,8 @@ pub struct AppConfig {
     pub id: String,
     pub admin_key: String,
     pub max_rooms: usize,
+    /// Set when the app also answers Tencent-style calls (contract §8).
+    pub tencent: Option<TencentIdentity>,
 }
 
 /// A configuration problem, naming the field it is about.
@@ -131,6 +139,9 @@ struct FileConfig {
     admin_addr: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    viewer_tls: Option<bool>,
+    admin_tls_cert: Option<PathBuf>,
+    admin_tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     cluster_nats: Option<String>,
     #[serde(default)]
@@ -197,6 +208,10 @@ struct FileApp {
     admin_key: Option<String>,
     admin_key_env: Option<String>,
     max_rooms: Option<usize>,
+    sdkappid: Option<u64>,
+    usersig_key: Option<String>,
+    usersig_key_env: Option<String>,
+    admin_identifiers: Option<Vec<String>>,
 }
 
 impl Config {
@@ -227,8 +242,17 @@ impl Config {
                 viewer: args.viewer_addr.or(file.viewer_addr).unwrap_or(([0, 0, 0, 0], 8080).into()),
                 quic: args.quic_addr.or(file.quic_addr).unwrap_or(([0, 0, 0, 0], 4433).into()),
                 admin: args.admin_addr.or(file.admin_addr).unwrap_or(([127, 0, 0, 1], 8081).into()),
-                tls_cert: args.tls_cert.clone().or(file.tls_cert),
-                tls_key: args.tls_key.clone().or(file.tls_key),
+                tls: cert_files(
+                    "tls_cert (--tls-cert) / tls_key (--tls-key)",
+                    args.tls_cert.clone().or(file.tls_cert),
+                    args.tls_key.clone().or(file.tls_key),
+                )?,
+                viewer_tls: args.viewer_tls || file.viewer_tls.unwrap_or(false),
+                admin_tls: cert_files(
+                    "admin_tls_cert (--admin-tls-cert) / admin_tls_key (--admin-tls-key)",
+                    args.admin_tls_cert.clone().or(file.admin_tls_cert),
+                    args.admin_tls_key.clone().or(file.admin_tls_key),
+                )?,
             },
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./data")),
             cluster_nats: args.cluster_nats.clone().or(file.cluster_nats),
@@ -290,8 +314,11 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.listen.tls_cert.is_some() != self.listen.tls_key.is_some() {
-            return Err(invalid("tls_cert (--tls-cert) / tls_key (--tls-key)", "give both or neither"));
+        if self.listen.viewer_tls && self.listen.tls.is_none() {
+            return Err(invalid(
+                "viewer_tls (--viewer-tls)",
+                "needs tls_cert and tls_key (--tls-cert, --tls-key): browsers do not trust a generated certificate",
+            ));
         }
         if self.fanout.shards == Some(0) {
             return Err(invalid("fanout.shards (--shards)", "must be at least 1"));
@@ -332,6 +359,15 @@ impl Config {
     }
 }
 
+/// A certificate and its key: both or neither.
+fn cert_files(field: &str, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<CertFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(CertFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => Err(invalid(field, "give both or neither")),
+    }
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid("config (--config)", format!("cannot read {}: {e}", path.display())))?;
@@ -369,7 +405,35 @@ fn resolve_apps(apps: Vec<FileApp>, env: &impl Fn(&str) -> Option<String>) -> Re
         if max_rooms == 0 {
             return Err(invalid(field("max_rooms"), "must be at least 1"));
         }
-        out.push(AppConfig { id: app.id, admin_key, max_rooms });
+        let usersig_key =
+            match (app.usersig_key, app.usersig_key_env) {
+                (Some(key), None) => Some(key),
+                (None, Some(var)) => Some(env(&var).filter(|k| !k.is_empty()).ok_or_else(|| {
+                    invalid(field("usersig_key_env"), format!("environment variable {var} is not set"))
+                })?),
+                (None, None) => None,
+                _ => return Err(invalid(field("usersig_key"), "set at most one of usersig_key and usersig_key_env")),
+            };
+        let tencent = match (app.sdkappid, usersig_key) {
+            (Some(sdkappid), Some(usersig_key)) => {
+                let admin_identifiers = app.admin_identifiers.unwrap_or_else(|| vec!["administrator".to_owned()]);
+                if admin_identifiers.is_empty() || admin_identifiers.iter().any(String::is_empty) {
+                    return Err(invalid(field("admin_identifiers"), "name at least one account, none empty"));
+                }
+                if out.iter().any(|a| a.tencent.as_ref().is_some_and(|t| t.sdkappid == sdkappid)) {
+                    return Err(invalid(field("sdkappid"), format!("{sdkappid} belongs to another app")));
+                }
+                Some(TencentIdentity { sdkappid, usersig_key, admin_identifiers })
+            }
+            (None, None) if app.admin_identifiers.is_none() => None,
+            _ => {
+                return Err(invalid(
+                    field("sdkappid"),
+                    "Tencent-style calls need sdkappid and usersig_key (or usersig_key_env) together",
+                ));
+            }
+        };
+        out.push(AppConfig { id: app.id, admin_key, max_rooms, tencent });
     }
     Ok(out)
 }
@@ -424,6 +488,10 @@ mod tests {
             ("[fanout]\nqueue_max_messages = 0", "fanout.queue_max_messages"),
             ("[websocket]\nheartbeat_ms = 5000\nidle_timeout_ms = 1000", "websocket.idle_timeout_ms"),
             ("viewer_addr = \"nonsense\"", "viewer_addr"),
+            ("[[app]]\nid = \"a\"\nadmin_key = \"0123456789abcdef\"\nsdkappid = 1400000000", "app[0].sdkappid"),
+            ("tls_cert = \"a.pem\"", "tls_key"),
+            ("viewer_tls = true", "viewer_tls"),
+            ("admin_tls_key = \"k.pem\"", "admin_tls_cert"),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(&ServeArgs::default(), text, no_env).unwrap_err().to_string();

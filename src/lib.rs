@@ -22,8 +22,10 @@
 //! * `presence`: sharded membership with per-shard counters.
 //! * `fanout`: encoded broadcasts, lanes, per-subscriber queues, the writer.
 //! * `protocol`: messages and framings; pure, no sockets.
-//! * `transport`: WebSocket subscribers and the public HTTP router.
+//! * `transport`: WebSocket and QUIC subscribers and the public HTTP router.
+//! * `tls`: certificates reloaded on SIGHUP, TLS sockets and listeners.
 //! * `admin`: the admin REST API, health and metrics.
+//! * `tencent`: Tencent Cloud IM–style calls with UserSig, for migrating backends.
 //! * `metrics`: every exported metric in one place.
 //! * `client` (feature `client`, on by default): the Rust subscriber library.
 
@@ -45,6 +47,8 @@ pub mod room;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod tencent;
+pub mod tls;
 pub mod transport;
 
 pub use config::Config;

@@ -33,8 +33,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let signal = shutdown_signal()?;
         let server = Server::bind(config).await?;
-        println!("bullhorn: viewer listening on http://{}", server.viewer_addr());
-        println!("bullhorn: admin listening on http://{}", server.admin_addr());
+        println!("bullhorn: viewer listening on {}://{}", server.viewer_scheme(), server.viewer_addr());
+        println!("bullhorn: admin listening on {}://{}", server.admin_scheme(), server.admin_addr());
         println!("bullhorn: quic listening on {} (ALPN bullhorn/1)", server.quic_addr());
         if let Some(fingerprint) = server.dev_cert_fingerprint() {
             println!("bullhorn: self-signed certificate for localhost, SHA-256 {fingerprint} (also in the data dir, dev-cert.sha256)");

@@ -31,6 +31,8 @@ pub const ACCEPT_THROTTLED: &str = "bullhorn_accept_throttled_total";
 pub const CLUSTER_CONNECTED: &str = "bullhorn_cluster_connected";
 pub const CLUSTER_MISSED: &str = "bullhorn_cluster_missed_broadcasts_total";
 pub const CLUSTER_NODES: &str = "bullhorn_cluster_nodes";
+pub const TLS_RELOADS: &str = "bullhorn_tls_reloads_total";
+pub const TENCENT_CALLS: &str = "bullhorn_tencent_calls_total";
 
 /// Buckets of the fan-out histogram, in seconds: 10 µs to 1 s.
 const FANOUT_BUCKETS: &[f64] = &[
@@ -75,8 +77,10 @@ fn describe() {
     );
     describe_counter!(
         ACCEPT_THROTTLED,
-        "Times the viewer accept loop paused at --accept-rate (a storm queued in the backlog)."
+        "Times an accept loop (viewer or QUIC) paused at --accept-rate (a storm queued in the backlog)."
     );
+    describe_counter!(TENCENT_CALLS, "Tencent-style REST calls, by command and outcome (ok, or the ErrorCode).");
+    describe_counter!(TLS_RELOADS, "Certificate reloads on SIGHUP, by result: ok or error (the old one stays).");
     describe_gauge!(CLUSTER_CONNECTED, "1 while this node is connected to NATS (cluster mode only).");
     describe_counter!(CLUSTER_MISSED, "Broadcasts gone from a room's stream before this node delivered them.");
     describe_gauge!(CLUSTER_NODES, "Nodes whose presence report is fresh, this one included (cluster mode only).");
@@ -108,6 +112,9 @@ pub struct Handles {
     pub rejected_over_capacity: Counter,
     pub rejected_per_ip: Counter,
     pub rejected_handshake_timeout: Counter,
+    pub rejected_tls_handshake: Counter,
+    pub tls_reloads_ok: Counter,
+    pub tls_reloads_failed: Counter,
     pub rate_limited_broadcast: Counter,
     pub rate_limited_admin: Counter,
     pub accept_throttled: Counter,
@@ -136,6 +143,9 @@ impl Metrics {
                 rejected_over_capacity: counter!(REJECTED_CONNECTIONS, "reason" => "over_capacity"),
                 rejected_per_ip: counter!(REJECTED_CONNECTIONS, "reason" => "per_ip"),
                 rejected_handshake_timeout: counter!(REJECTED_CONNECTIONS, "reason" => "handshake_timeout"),
+                rejected_tls_handshake: counter!(REJECTED_CONNECTIONS, "reason" => "tls_handshake"),
+                tls_reloads_ok: counter!(TLS_RELOADS, "result" => "ok"),
+                tls_reloads_failed: counter!(TLS_RELOADS, "result" => "error"),
                 rate_limited_broadcast: counter!(RATE_LIMITED, "limit" => "broadcast"),
                 rate_limited_admin: counter!(RATE_LIMITED, "limit" => "admin"),
                 accept_throttled: counter!(ACCEPT_THROTTLED),

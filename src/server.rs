@@ -23,8 +23,10 @@ use crate::registry::{AppSpec, Registry};
 use crate::room::RoomConfig;
 use crate::shutdown::Drain;
 use crate::state::{Settings, Shared};
+use crate::tls::CertStore;
+use crate::tls::listener::TlsListener;
 use crate::transport::capacity::Connections;
-use crate::{admin, transport};
+use crate::{admin, tls, transport};
 
 /// Pending connections the kernel may hold per listener (reconnect storms).
 const LISTEN_BACKLOG: u32 = 4096;
@@ -36,6 +38,12 @@ pub struct Server {
     viewer: TcpListener,
     admin: TcpListener,
     quic: quinn::Endpoint,
+    viewer_tls: Option<Arc<rustls::ServerConfig>>,
+    admin_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Every certificate loaded from files, reloaded on SIGHUP.
+    cert_stores: Vec<Arc<CertStore>>,
+    /// Registered at bind: a SIGHUP before `run` must not end the process.
+    sighup: tokio::signal::unix::Signal,
     dev_cert_fingerprint: Option<String>,
     drain_timeout: Duration,
 }
@@ -69,13 +77,24 @@ impl Server {
             .with_context(|| format!("cannot listen on {} (viewer)", config.listen.viewer))?;
         let admin =
             listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
-        let identity = transport::quic::tls::Identity::load_or_generate(
-            config.listen.tls_cert.as_deref(),
-            config.listen.tls_key.as_deref(),
-            &config.data_dir,
-        )?;
+        let identity = transport::quic::tls::Identity::load_or_generate(config.listen.tls.as_ref(), &config.data_dir)?;
         let dev_cert_fingerprint = identity.dev_fingerprint.clone();
         let quic = transport::quic::bind(config.listen.quic, identity.server_config()?, config.websocket.idle_timeout)?;
+        // wss shares the QUIC certificate (one host name for viewers); the admin listener has its own.
+        let viewer_tls = match config.listen.viewer_tls {
+            true => Some(tls::tcp_server_config(identity.store.clone())?),
+            false => None,
+        };
+        let admin_store = match &config.listen.admin_tls {
+            Some(files) => {
+                Some(CertStore::from_files("admin", files.clone()).context("--admin-tls-cert/--admin-tls-key")?)
+            }
+            None => None,
+        };
+        let admin_tls = admin_store.clone().map(tls::tcp_server_config).transpose()?;
+        let cert_stores = [Some(identity.store), admin_store].into_iter().flatten().collect();
+        let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP (certificate reloads)")?;
 
         let settings = Settings {
             queue: config.fanout.queue,
@@ -95,7 +114,18 @@ impl Server {
             cluster,
         ));
         tracing::info!(shards, max_connections, "node ready");
-        Ok(Server { shared, viewer, admin, quic, dev_cert_fingerprint, drain_timeout: config.drain.timeout })
+        Ok(Server {
+            shared,
+            viewer,
+            admin,
+            quic,
+            viewer_tls,
+            admin_tls,
+            cert_stores,
+            sighup,
+            dev_cert_fingerprint,
+            drain_timeout: config.drain.timeout,
+        })
     }
 
     pub fn viewer_addr(&self) -> SocketAddr {
@@ -110,6 +140,16 @@ impl Server {
         self.quic.local_addr().expect("bound endpoint")
     }
 
+    /// `https` when the viewer listener speaks TLS.
+    pub fn viewer_scheme(&self) -> &'static str {
+        if self.viewer_tls.is_some() { "https" } else { "http" }
+    }
+
+    /// `https` when the admin listener speaks TLS.
+    pub fn admin_scheme(&self) -> &'static str {
+        if self.admin_tls.is_some() { "https" } else { "http" }
+    }
+
     /// Hex SHA-256 of the self-signed development certificate, when there is one.
     pub fn dev_cert_fingerprint(&self) -> Option<&str> {
         self.dev_cert_fingerprint.as_deref()
@@ -121,19 +161,29 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Server { shared, viewer, admin, quic, drain_timeout, .. } = self;
+        let Server { shared, viewer, admin, quic, viewer_tls, admin_tls, cert_stores, sighup, drain_timeout, .. } =
+            self;
         let quic_task = tokio::spawn(transport::quic::serve(quic.clone(), shared.clone()));
         let (admin_stop_tx, admin_stop) = tokio::sync::oneshot::channel::<()>();
-
-        let admin_task = tokio::spawn(
-            axum::serve(admin, admin::router(shared.clone()))
-                .with_graceful_shutdown(async move {
-                    let _ = admin_stop.await;
-                })
-                .into_future(),
-        );
-        let viewer_task =
-            tokio::spawn(transport::accept::serve(viewer, shared.clone(), transport::viewer::router(shared.clone())));
+        let admin_stopped = async move {
+            let _ = admin_stop.await;
+        };
+        let admin_router = admin::router(shared.clone());
+        let admin_task = match admin_tls {
+            None => tokio::spawn(axum::serve(admin, admin_router).with_graceful_shutdown(admin_stopped).into_future()),
+            Some(config) => {
+                let timeout = shared.settings.limits.handshake_timeout;
+                let listener = TlsListener::new(admin, config, timeout, shared.metrics.clone())?;
+                tokio::spawn(axum::serve(listener, admin_router).with_graceful_shutdown(admin_stopped).into_future())
+            }
+        };
+        let viewer_task = tokio::spawn(transport::accept::serve(
+            viewer,
+            shared.clone(),
+            transport::viewer::router(shared.clone()),
+            viewer_tls.map(tokio_rustls::TlsAcceptor::from),
+        ));
+        let reloads = tokio::spawn(tls::reload_on_sighup(sighup, cert_stores, shared.metrics.clone()));
         let cluster_tasks = shared.cluster.as_ref().map(|cluster| cluster.spawn(&shared)).unwrap_or_default();
         let upkeep = tokio::spawn({
             let prometheus = shared.prometheus.clone();
@@ -180,6 +230,7 @@ impl Server {
         let _ = admin_stop_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
         upkeep.abort();
+        reloads.abort();
         cluster_tasks.iter().for_each(|task| task.abort());
         println!("bullhorn: stopped");
         Ok(())
@@ -196,6 +247,7 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
             admin_key: app.admin_key.clone(),
             max_rooms: app.max_rooms,
             requests_per_sec: config.limits.admin_requests_per_app,
+            tencent: app.tencent.clone(),
         })
         .collect();
     if specs.iter().any(|app| app.id == DEMO_APP) {
@@ -223,6 +275,7 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
         admin_key: key,
         max_rooms: DEFAULT_MAX_ROOMS,
         requests_per_sec: config.limits.admin_requests_per_app,
+        tencent: None,
     });
     Ok(specs)
 }

@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::cluster::Cluster;
 use crate::config::LimitsConfig;
 use crate::fanout::QueueLimits;
+use crate::limits::{self, TokenBucket};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::room::Room;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub prometheus: PrometheusHandle,
     /// Set when this node is part of a cluster over NATS.
     pub cluster: Option<Arc<Cluster>>,
+    /// `--accept-rate`, one bucket for the viewer and QUIC accept loops.
+    pub accept_rate: Option<TokenBucket>,
     next_connection_id: AtomicU64,
 }
 
@@ -50,6 +53,7 @@ impl Shared {
         cluster: Option<Arc<Cluster>>,
     ) -> Shared {
         Shared {
+            accept_rate: limits::per_second(settings.limits.accept_rate),
             registry,
             metrics,
             drain,

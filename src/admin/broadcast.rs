@@ -21,6 +21,7 @@ use crate::api_error::ApiError;
 use crate::cluster::feed::Outgoing;
 use crate::fanout::{ConflateKey, Delivery, Priority};
 use crate::limits;
+use crate::room::Room;
 use crate::state::Shared;
 
 /// The longest `conflate` key accepted.
@@ -77,40 +78,56 @@ pub async fn broadcast(
     let request = parse_body(&bytes, limit)?;
     let app = shared.registry.app(&app_id).ok_or_else(ApiError::unauthorized)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
+    let outgoing = Outgoing {
+        data: request.data.get(),
+        priority: request.priority,
+        conflate: request.conflate.as_deref(),
+        idempotency_key,
+    };
+    let accepted = publish(&shared, &room, outgoing).await?;
+    let body = Json(json!({"room": &**room.id(), "seq": accepted.seq, "online": accepted.online}));
+    let mut response = (StatusCode::ACCEPTED, body).into_response();
+    if accepted.duplicate {
+        response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// A broadcast accepted by its room (or the cluster).
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    pub seq: u64,
+    /// Members online when it was accepted.
+    pub online: usize,
+    /// An earlier broadcast with the same idempotency key answered for it; nothing was sent.
+    pub duplicate: bool,
+}
+
+/// Hands a validated broadcast to its room, or to the cluster, after the
+/// room's rate limit: what every admin API that broadcasts goes through.
+pub async fn publish(shared: &Shared, room: &Arc<Room>, outgoing: Outgoing<'_>) -> Result<Accepted, ApiError> {
     if let Err(wait) = room.admit_broadcast() {
         shared.metrics.rate_limited_broadcast.increment(1);
         let what = format!("over this room's {} broadcasts per second", shared.settings.limits.broadcasts_per_room);
         return Err(ApiError::rate_limited(&what, limits::retry_after_secs(wait)));
     }
-    let (seq, online, duplicate) = match &shared.cluster {
+    match &shared.cluster {
         Some(cluster) => {
-            let outgoing = Outgoing {
-                data: request.data.get(),
-                priority: request.priority,
-                conflate: request.conflate.as_deref(),
-                idempotency_key,
-            };
-            let accepted = cluster.publish(&room, outgoing).await.map_err(|error| {
+            let accepted = cluster.publish(room, outgoing).await.map_err(|error| {
                 tracing::warn!(%error, "broadcast refused: cluster unavailable");
                 ApiError::cluster_unavailable(error.to_string())
             })?;
-            (accepted.seq, shared.online(&room), accepted.duplicate)
+            Ok(Accepted { seq: accepted.seq, online: shared.online(room), duplicate: accepted.duplicate })
         }
         None => {
             let delivery = Delivery {
-                priority: request.priority,
-                conflate: request.conflate.as_deref().map_or(ConflateKey::NONE, ConflateKey::of),
+                priority: outgoing.priority,
+                conflate: outgoing.conflate.map_or(ConflateKey::NONE, ConflateKey::of),
             };
-            let published = room.publish(request.data.get(), delivery, idempotency_key);
-            (published.seq, published.online, published.duplicate)
+            let published = room.publish(outgoing.data, delivery, outgoing.idempotency_key);
+            Ok(Accepted { seq: published.seq, online: published.online, duplicate: published.duplicate })
         }
-    };
-    let body = Json(json!({"room": &**room.id(), "seq": seq, "online": online}));
-    let mut response = (StatusCode::ACCEPTED, body).into_response();
-    if duplicate {
-        response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
-    Ok(response)
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.

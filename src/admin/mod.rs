@@ -12,7 +12,7 @@ mod body;
 pub mod broadcast;
 mod console;
 mod health;
-mod rooms;
+pub mod rooms;
 
 use std::sync::Arc;
 
@@ -34,6 +34,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/apps/{app}/rooms/{room}", get(rooms::show).delete(rooms::delete))
         .route("/v1/apps/{app}/rooms/{room}/broadcast", post(broadcast::broadcast))
         .route_layer(from_fn_with_state(shared.clone(), auth::require_admin_key))
+        // Authenticated by UserSig, not by the bearer key.
+        .merge(crate::tencent::routes())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

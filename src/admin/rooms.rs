@@ -73,11 +73,30 @@ pub async fn create(
     if request.name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
         return Err(ApiError::invalid_request(format!("name is longer than {MAX_NAME_CHARS} characters")));
     }
-    let created = match &shared.cluster {
-        Some(cluster) => cluster.create_room(&shared, app, &request.room, request.name).await.map_err(cluster_error),
-        None => shared.registry.create_room(app, &request.room, request.name).await.map_err(registry_error),
-    };
-    Ok((StatusCode::CREATED, Json(room_json(&shared, &*created?))))
+    let created = create_room(&shared, app, &request.room, request.name).await?;
+    Ok((StatusCode::CREATED, Json(room_json(&shared, &created))))
+}
+
+/// Creates a room, atomically against the app's cap, here or cluster-wide:
+/// what every admin API that creates rooms goes through.
+pub async fn create_room(
+    shared: &Arc<Shared>,
+    app: &App,
+    room: &str,
+    name: Option<String>,
+) -> Result<Arc<Room>, ApiError> {
+    match &shared.cluster {
+        Some(cluster) => cluster.create_room(shared, app, room, name).await.map_err(cluster_error),
+        None => shared.registry.create_room(app, room, name).await.map_err(registry_error),
+    }
+}
+
+/// Deletes a room and closes its members, here or cluster-wide.
+pub async fn delete_room(shared: &Arc<Shared>, app: &App, room: &str) -> Result<(), ApiError> {
+    match &shared.cluster {
+        Some(cluster) => cluster.delete_room(shared, app, room).await.map_err(cluster_error),
+        None => shared.registry.delete_room(app, room).await.map_err(registry_error),
+    }
 }
 
 pub async fn list(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -100,10 +119,7 @@ pub async fn delete(
     Path((app_id, room_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let app = app(&shared, &app_id)?;
-    match &shared.cluster {
-        Some(cluster) => cluster.delete_room(&shared, app, &room_id).await.map_err(cluster_error)?,
-        None => shared.registry.delete_room(app, &room_id).await.map_err(registry_error)?,
-    }
+    delete_room(&shared, app, &room_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

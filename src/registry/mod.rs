@@ -29,6 +29,8 @@ pub struct App {
     max_rooms: usize,
     rooms: RwLock<BTreeMap<Arc<str>, Arc<Room>>>,
     request_limit: Option<TokenBucket>,
+    /// How Tencent-style calls authenticate for this app (contract §8).
+    tencent: Option<TencentIdentity>,
 }
 
 impl App {
@@ -53,6 +55,29 @@ impl App {
     pub fn rooms(&self) -> Vec<Arc<Room>> {
         self.rooms.read().expect("rooms lock").values().cloned().collect()
     }
+
+    pub fn tencent(&self) -> Option<&TencentIdentity> {
+        self.tencent.as_ref()
+    }
+}
+
+/// An app's identity for Tencent-style calls: its SDKAppID, the key its
+/// UserSigs are signed with, and the accounts that may administer it.
+#[derive(Clone)]
+pub struct TencentIdentity {
+    pub sdkappid: u64,
+    pub usersig_key: String,
+    pub admin_identifiers: Vec<String>,
+}
+
+impl std::fmt::Debug for TencentIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("TencentIdentity")
+            .field("sdkappid", &self.sdkappid)
+            .field("admin_identifiers", &self.admin_identifiers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the registry is built from: one entry per configured app.
@@ -63,6 +88,7 @@ pub struct AppSpec {
     pub max_rooms: usize,
     /// Admin requests per second; 0: no limit.
     pub requests_per_sec: u32,
+    pub tencent: Option<TencentIdentity>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +157,7 @@ impl Registry {
                 max_rooms: spec.max_rooms,
                 rooms: RwLock::new(rooms),
                 request_limit: crate::limits::per_second(spec.requests_per_sec),
+                tencent: spec.tencent,
             };
             apps.insert(id, Arc::new(app));
         }
@@ -151,6 +178,11 @@ impl Registry {
 
     pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
         self.apps.values()
+    }
+
+    /// The app a Tencent-style call names by its SDKAppID.
+    pub fn app_by_sdkappid(&self, sdkappid: u64) -> Option<&Arc<App>> {
+        self.apps.values().find(|app| app.tencent.as_ref().is_some_and(|t| t.sdkappid == sdkappid))
     }
 
     /// True when `presented` is the admin key of `app`. Unknown apps compare
@@ -302,7 +334,13 @@ mod tests {
     use super::*;
 
     fn registry(dir: &std::path::Path, max_rooms: usize) -> Registry {
-        let spec = AppSpec { id: "demo".into(), admin_key: "0123456789abcdef".into(), max_rooms, requests_per_sec: 0 };
+        let spec = AppSpec {
+            id: "demo".into(),
+            admin_key: "0123456789abcdef".into(),
+            max_rooms,
+            requests_per_sec: 0,
+            tencent: None,
+        };
         Registry::load(
             Some(Store::open(dir).unwrap()),
             vec![spec],

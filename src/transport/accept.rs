@@ -18,12 +18,13 @@ use axum::Router;
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncReadExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::prefixed::Prefixed;
+use super::socket::ViewerStream;
 use super::ws;
-use crate::limits;
 use crate::state::Shared;
 
 /// The longest request head accepted.
@@ -34,14 +35,14 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub struct PeerAddr(pub IpAddr);
 
 /// Accepts until the drain begins, at most `--accept-rate` connections a
-/// second: beyond it the loop waits and a storm queues in the kernel's
-/// backlog instead of starting more handshakes than the node can finish.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router) {
+/// second (shared with QUIC): beyond it the loop waits and a storm queues in
+/// the kernel's backlog instead of starting more handshakes than the node can
+/// finish. With `tls`, every connection is a TLS one (wss, https).
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, tls: Option<TlsAcceptor>) {
     let draining = shared.drain.started();
     tokio::pin!(draining);
-    let accept_rate = limits::per_second(shared.settings.limits.accept_rate);
     loop {
-        if let Some(wait) = accept_rate.as_ref().and_then(|bucket| bucket.try_take(Instant::now()).err()) {
+        if let Some(wait) = shared.accept_rate.as_ref().and_then(|bucket| bucket.try_take(Instant::now()).err()) {
             shared.metrics.accept_throttled.increment(1);
             tokio::time::sleep(wait).await;
             continue;
@@ -53,7 +54,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router) {
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handle(stream, peer.ip(), shared.clone(), router.clone()));
+                let (shared, router) = (shared.clone(), router.clone());
+                match &tls {
+                    None => tokio::spawn(handle(stream, peer.ip(), shared, router, None)),
+                    Some(acceptor) => tokio::spawn(handle_tls(acceptor.clone(), stream, peer.ip(), shared, router)),
+                };
             }
             Err(error) => {
                 // Out of file descriptors or similar: back off instead of spinning.
@@ -64,10 +69,30 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router) {
     }
 }
 
-async fn handle(mut stream: TcpStream, peer: IpAddr, shared: Arc<Shared>, router: Router) {
+/// The TLS handshake, then the request as on plain TCP. One deadline covers
+/// both: a client gets `--handshake-timeout-ms` to be heard, whatever it stalls.
+async fn handle_tls(acceptor: TlsAcceptor, stream: TcpStream, peer: IpAddr, shared: Arc<Shared>, router: Router) {
+    let deadline = tokio::time::Instant::now() + shared.settings.limits.handshake_timeout;
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => handle(tls, peer, shared, router, Some(deadline)).await,
+        Ok(Err(error)) => {
+            shared.metrics.rejected_tls_handshake.increment(1);
+            tracing::debug!(%error, %peer, "TLS handshake failed");
+        }
+        Err(_) => shared.metrics.rejected_handshake_timeout.increment(1),
+    }
+}
+
+async fn handle<S: ViewerStream>(
+    mut stream: S,
+    peer: IpAddr,
+    shared: Arc<Shared>,
+    router: Router,
+    deadline: Option<tokio::time::Instant>,
+) {
     let mut buf = Vec::with_capacity(1024);
-    let timeout = shared.settings.limits.handshake_timeout;
-    let head_len = match tokio::time::timeout(timeout, read_head(&mut stream, &mut buf)).await {
+    let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + shared.settings.limits.handshake_timeout);
+    let head_len = match tokio::time::timeout_at(deadline, read_head(&mut stream, &mut buf)).await {
         Ok(Ok(Some(len))) => len,
         Ok(Ok(None)) => return ws::handshake::refuse_oversized(stream).await,
         Ok(Err(_)) => return, // gone
@@ -96,7 +121,7 @@ async fn handle(mut stream: TcpStream, peer: IpAddr, shared: Arc<Shared>, router
 
 /// Reads until the end of the request head; returns its length, or `None`
 /// when it grows past [`MAX_HEAD`].
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+async fn read_head(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
     loop {
         let searched_from = buf.len().saturating_sub(3);
         if buf.len() == buf.capacity() {

@@ -7,26 +7,25 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf as _, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 #[derive(Debug)]
-pub struct Prefixed {
+pub struct Prefixed<S> {
     prefix: Bytes,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl Prefixed {
-    pub fn new(prefix: Bytes, stream: TcpStream) -> Prefixed {
+impl<S> Prefixed<S> {
+    pub fn new(prefix: Bytes, stream: S) -> Prefixed<S> {
         Prefixed { prefix, stream }
     }
 
-    /// The bytes not read yet, and the socket.
-    pub fn into_parts(self) -> (Bytes, TcpStream) {
+    /// The bytes not read yet, and the stream.
+    pub fn into_parts(self) -> (Bytes, S) {
         (self.prefix, self.stream)
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
@@ -38,7 +37,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }

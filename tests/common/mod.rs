@@ -116,18 +116,24 @@ impl TestServer {
     }
 
     /// Starts a server with `args` (addresses and data dir are filled in).
-    pub async fn start_with(mut args: ServeArgs) -> TestServer {
+    pub async fn start_with(args: ServeArgs) -> TestServer {
+        Self::start_with_file(args, "").await
+    }
+
+    /// Starts a server with `args` and a config file's text.
+    pub async fn start_with_file(mut args: ServeArgs, config_file: &str) -> TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         args.viewer_addr = args.viewer_addr.or(Some("127.0.0.1:0".parse().unwrap()));
         args.admin_addr = args.admin_addr.or(Some("127.0.0.1:0".parse().unwrap()));
         args.quic_addr = args.quic_addr.or(Some("127.0.0.1:0".parse().unwrap()));
         args.data_dir = Some(data_dir.path().to_owned());
         let config =
-            Config::from_toml(&args, "", |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned())).unwrap();
+            Config::from_toml(&args, config_file, |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned()))
+                .unwrap();
         let server = Server::bind(config).await.unwrap();
         let viewer = server.viewer_addr();
         let quic = server.quic_addr();
-        let fingerprint = server.dev_cert_fingerprint().expect("a self-signed certificate").to_owned();
+        let fingerprint = server.dev_cert_fingerprint().unwrap_or_default().to_owned();
         let admin = Admin::new(server.admin_addr(), KEY);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(server.run(async move {
@@ -226,11 +232,12 @@ impl ChildServer {
                 .expect("server start hung")
                 .unwrap()
                 .expect("server exited early");
-            if let Some(addr) = line.strip_prefix("bullhorn: viewer listening on http://") {
-                viewer = Some(addr.parse().unwrap());
+            let address = |rest: &str| rest.split_once("://").map(|(_, addr)| addr.parse().unwrap());
+            if let Some(rest) = line.strip_prefix("bullhorn: viewer listening on ") {
+                viewer = address(rest);
             }
-            if let Some(addr) = line.strip_prefix("bullhorn: admin listening on http://") {
-                admin = Some(addr.parse().unwrap());
+            if let Some(rest) = line.strip_prefix("bullhorn: admin listening on ") {
+                admin = address(rest);
             }
             if let Some(rest) = line.strip_prefix("bullhorn: quic listening on ") {
                 quic = Some(rest.split(' ').next().unwrap().parse().unwrap());
@@ -255,6 +262,10 @@ impl ChildServer {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.base.trim_start_matches("http://").parse().unwrap()
     }
 
     pub fn pid(&self) -> i32 {

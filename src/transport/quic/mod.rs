@@ -13,7 +13,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
@@ -65,6 +65,15 @@ pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>) {
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
+        // Over `--accept-rate`, handshakes wait their turn; quinn holds the
+        // waiting Initials (bounded by its incoming buffer) as the kernel's
+        // backlog does for TCP, and clients retransmit meanwhile.
+        if let Some(bucket) = &shared.accept_rate {
+            while let Err(wait) = bucket.try_take(Instant::now()) {
+                shared.metrics.accept_throttled.increment(1);
+                tokio::time::sleep(wait).await;
+            }
+        }
         if shared.connections.open() >= shared.connections.max() {
             shared.metrics.rejected_over_capacity.increment(1);
             incoming.refuse();

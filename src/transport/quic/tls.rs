@@ -1,4 +1,5 @@
-//! TLS for the QUIC listener: certificates from PEM files, or a self-signed
+//! TLS for the QUIC listener: certificates from PEM files (reloaded on
+//! SIGHUP, `crate::tls::certs`), or a self-signed
 //! development certificate for `localhost` whose SHA-256 fingerprint is
 //! printed and written to `<data-dir>/dev-cert.sha256`.
 
@@ -6,49 +7,45 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::tls::CertStore;
+use crate::tls::certs::CertFiles;
 
 /// ALPN of the native subscriber protocol (contract §5).
 pub const ALPN: &[u8] = b"bullhorn/1";
 /// The fingerprint file in the data dir.
 pub const FINGERPRINT_FILE: &str = "dev-cert.sha256";
 
-/// The certificate chain and key the QUIC listener serves.
+/// The certificate the QUIC listener serves, and the fingerprint of a
+/// self-signed one.
 pub struct Identity {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
+    pub store: Arc<CertStore>,
     /// Hex SHA-256 of the leaf certificate, for self-signed ones.
     pub dev_fingerprint: Option<String>,
 }
 
 impl Identity {
-    /// Loads `cert` and `key` (PEM) when both are given; otherwise makes a
+    /// Loads `files` when given (reloaded on SIGHUP); otherwise makes a
     /// self-signed certificate for `localhost`, valid 13 days (browsers accept
     /// at most 14 for pinned hashes), and writes its fingerprint file.
-    pub fn load_or_generate(cert: Option<&Path>, key: Option<&Path>, data_dir: &Path) -> anyhow::Result<Identity> {
-        match (cert, key) {
-            (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .with_context(|| format!("--tls-cert {}", cert.display()))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .with_context(|| format!("--tls-cert {}: not PEM certificates", cert.display()))?;
-                let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("--tls-key {}", key.display()))?;
-                Ok(Identity { chain, key, dev_fingerprint: None })
+    pub fn load_or_generate(files: Option<&CertFiles>, data_dir: &Path) -> anyhow::Result<Identity> {
+        match files {
+            Some(files) => {
+                let store = CertStore::from_files("viewer and QUIC", files.clone()).context("--tls-cert/--tls-key")?;
+                Ok(Identity { store, dev_fingerprint: None })
             }
-            (None, None) => generate(data_dir),
-            _ => anyhow::bail!("--tls-cert and --tls-key go together: give both or neither"),
+            None => generate(data_dir),
         }
     }
 
     /// The rustls configuration for QUIC: TLS 1.3, ALPN `bullhorn/1`, ring.
-    pub fn server_config(self) -> anyhow::Result<rustls::ServerConfig> {
+    pub fn server_config(&self) -> anyhow::Result<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
-            .with_single_cert(self.chain, self.key)
-            .context("the TLS certificate and key do not match")?;
+            .with_cert_resolver(self.store.clone());
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(config)
     }
@@ -66,7 +63,7 @@ fn generate(data_dir: &Path) -> anyhow::Result<Identity> {
     let path: PathBuf = data_dir.join(FINGERPRINT_FILE);
     std::fs::write(&path, format!("{fingerprint}\n")).with_context(|| format!("cannot write {}", path.display()))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    Ok(Identity { chain: vec![der], key, dev_fingerprint: Some(fingerprint) })
+    Ok(Identity { store: CertStore::fixed("viewer and QUIC", vec![der], key)?, dev_fingerprint: Some(fingerprint) })
 }
 
 /// Lower-case hex of the SHA-256 of `bytes`.

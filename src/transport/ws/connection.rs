@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::fanout::Subscriber;
@@ -28,6 +26,7 @@ use crate::protocol::ws::{self, ClientEvent, Decoder};
 use crate::state::Shared;
 use crate::transport::capacity::ConnectionPermit;
 use crate::transport::session::{self, Membership};
+use crate::transport::socket::Socket;
 
 /// `{"type":"pong"}` as one text frame, shared by every connection.
 static PONG_FRAME: &[u8] = b"\x81\x0f{\"type\":\"pong\"}";
@@ -35,8 +34,8 @@ static PONG_FRAME: &[u8] = b"\x81\x0f{\"type\":\"pong\"}";
 /// How long the final frames may take to leave, and the peer to close after.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 
-pub(super) struct WsConnection {
-    stream: TcpStream,
+pub(super) struct WsConnection<S> {
+    stream: S,
     /// Bytes the HTTP server read past the upgrade request.
     early_input: Option<Box<[u8]>>,
     memberships: Vec<Membership>,
@@ -54,14 +53,14 @@ enum ReadOutcome {
     Close(u16),
 }
 
-impl WsConnection {
+impl<S: Socket> WsConnection<S> {
     pub(super) fn new(
-        stream: TcpStream,
+        stream: S,
         early_input: Bytes,
         memberships: Vec<Membership>,
         shared: Arc<Shared>,
         permit: ConnectionPermit,
-    ) -> WsConnection {
+    ) -> WsConnection<S> {
         // hyper hands over a slice of its whole read buffer: keep only the bytes,
         // or every connection would pin that buffer for its lifetime.
         let early_input = (!early_input.is_empty()).then(|| Box::from(&early_input[..]));
@@ -69,7 +68,6 @@ impl WsConnection {
     }
 
     pub(super) async fn run(mut self) {
-        let _ = self.stream.set_nodelay(true);
         let subscriber = session::open(&self.shared, Framing::WebSocket, &mut self.memberships);
         self.serve(&subscriber).await;
         session::leave(&self.memberships);
@@ -106,7 +104,15 @@ impl WsConnection {
                     closing = Some(close_with(&mut out.frames, reason.ws_close_code()));
                 }
             }
-            if !out.is_empty() {
+            // TLS may hold records of frames already taken; they leave before anything else.
+            let flushing = self.stream.has_pending_output();
+            if flushing {
+                match self.stream.flush_pending() {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            } else if !out.is_empty() {
                 match write_some(&mut out.frames, |slices| self.stream.try_write_vectored(slices)) {
                     Ok(written) => {
                         out.sent(subscriber, written, deliveries);
@@ -128,14 +134,14 @@ impl WsConnection {
                 // waker in the socket's own slot, replacing the HTTP server's,
                 // which would otherwise keep that finished task's memory alive.
                 ready = std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)) => Event::Readable(ready.is_ok()),
-                _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if !out.is_empty() => Event::Woken,
+                _ = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)), if flushing || !out.is_empty() => Event::Woken,
                 () = subscriber.woken(), if out.is_empty() && closing.is_none() => Event::Woken,
                 () = deadline(&mut closing), if closing.is_some() => Event::Deadline,
             };
             match event {
                 Event::Readable(false) | Event::Deadline => return,
                 Event::Woken => {}
-                Event::Readable(true) => match read(&self.stream, &mut decoder, subscriber) {
+                Event::Readable(true) => match read(&mut self.stream, &mut decoder, subscriber) {
                     ReadOutcome::Data => last_heard = Instant::now(),
                     ReadOutcome::WouldBlock => {}
                     ReadOutcome::Gone => return,
@@ -153,13 +159,13 @@ impl WsConnection {
     /// so unread input does not turn our close into a reset that loses the
     /// frames just sent.
     async fn linger(&mut self) {
-        let _ = self.stream.shutdown().await;
         let _ = tokio::time::timeout(CLOSE_DEADLINE, async {
+            self.stream.shutdown().await;
             loop {
-                if self.stream.readable().await.is_err() {
+                if std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await.is_err() {
                     return;
                 }
-                if let ReadOutcome::Gone = discard(&self.stream) {
+                if let ReadOutcome::Gone = discard(&mut self.stream) {
                     return;
                 }
             }
@@ -201,7 +207,7 @@ fn close_with(out: &mut VecDeque<Bytes>, code: u16) -> Pin<Box<Sleep>> {
 }
 
 /// One non-blocking read into a stack buffer (never held across an await).
-fn read(stream: &TcpStream, decoder: &mut Decoder, subscriber: &Subscriber) -> ReadOutcome {
+fn read(stream: &mut impl Socket, decoder: &mut Decoder, subscriber: &Subscriber) -> ReadOutcome {
     let mut buf = [0u8; 4096];
     match stream.try_read(&mut buf) {
         Ok(0) => ReadOutcome::Gone,
@@ -214,7 +220,7 @@ fn read(stream: &TcpStream, decoder: &mut Decoder, subscriber: &Subscriber) -> R
     }
 }
 
-fn discard(stream: &TcpStream) -> ReadOutcome {
+fn discard(stream: &mut impl Socket) -> ReadOutcome {
     let mut buf = [0u8; 1024];
     match stream.try_read(&mut buf) {
         Ok(0) => ReadOutcome::Gone,

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
 use super::connection::WsConnection;
 use super::upgrade::{Admitted, admit, switching_protocols};
 use crate::api_error::ApiError;
 use crate::state::Shared;
+use crate::transport::socket::ViewerStream;
 
 /// Headers parsed from one request head.
 const MAX_HEADERS: usize = 32;
@@ -54,27 +54,34 @@ pub fn parse(head: &[u8]) -> Option<WsRequest> {
     Some(WsRequest { app: app.to_owned(), query, headers })
 }
 
-/// Answers a subscribe request on its raw socket.
-pub async fn accept(mut stream: TcpStream, peer: IpAddr, request: WsRequest, early_input: &[u8], shared: Arc<Shared>) {
+/// Answers a subscribe request on its raw socket (or TLS stream).
+pub async fn accept<S: ViewerStream>(
+    mut stream: S,
+    peer: IpAddr,
+    request: WsRequest,
+    early_input: &[u8],
+    shared: Arc<Shared>,
+) {
     match admit(&shared, &request.app, request.query.as_deref(), &request.headers, peer) {
         Ok(Admitted { memberships, permit, accept }) => {
             drop(request);
-            if stream.write_all(&switching_protocols(&accept)).await.is_err() {
+            if stream.write_all(&switching_protocols(&accept)).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
             let early_input = Bytes::copy_from_slice(early_input);
-            tokio::spawn(WsConnection::new(stream, early_input, memberships, shared, permit).run());
+            let socket = stream.into_socket();
+            tokio::spawn(WsConnection::new(socket, early_input, memberships, shared, permit).run());
         }
         Err(error) => refuse(stream, &error).await,
     }
 }
 
 /// A head over the size limit.
-pub async fn refuse_oversized(stream: TcpStream) {
+pub async fn refuse_oversized(stream: impl AsyncWrite + Unpin) {
     refuse(stream, &ApiError::headers_too_large()).await
 }
 
-async fn refuse(mut stream: TcpStream, error: &ApiError) {
+async fn refuse(mut stream: impl AsyncWrite + Unpin, error: &ApiError) {
     if stream.write_all(&error.to_http1()).await.is_ok() {
         let _ = stream.shutdown().await;
     }

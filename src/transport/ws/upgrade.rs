@@ -13,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::connection::WsConnection;
 use crate::api_error::ApiError;
@@ -21,6 +23,7 @@ use crate::transport::accept::PeerAddr;
 use crate::transport::capacity::{ConnectionPermit, Transport};
 use crate::transport::prefixed::Prefixed;
 use crate::transport::session::{self, Membership};
+use crate::transport::socket::ViewerStream;
 
 /// What an admitted subscriber gets: its rooms, its connection slot and the
 /// `Sec-WebSocket-Accept` value for the 101 answer.
@@ -75,16 +78,13 @@ pub async fn subscribe(
             Ok(upgraded) => upgraded,
             Err(error) => return tracing::debug!(%error, "websocket upgrade failed"),
         };
-        match upgraded.downcast::<TokioIo<Prefixed>>() {
-            // A task of its own, so the connection's long-lived future holds
-            // nothing of this short one.
-            Ok(parts) => {
-                let (unread, stream) = parts.io.into_inner().into_parts();
-                let mut early_input = unread.to_vec();
-                early_input.extend_from_slice(&parts.read_buf);
-                let connection = WsConnection::new(stream, Bytes::from(early_input), memberships, shared, permit);
-                tokio::spawn(connection.run());
-            }
+        // The viewer listener's stream, plain or TLS.
+        let upgraded = match upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>() {
+            Ok(parts) => return start(parts, memberships, shared, permit),
+            Err(upgraded) => upgraded,
+        };
+        match upgraded.downcast::<TokioIo<Prefixed<TlsStream<TcpStream>>>>() {
+            Ok(parts) => start(parts, memberships, shared, permit),
             Err(_) => tracing::error!("upgraded connection is not the viewer listener's socket"),
         }
     });
@@ -94,6 +94,21 @@ pub async fn subscribe(
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
     response
+}
+
+/// Starts the connection in a task of its own, so its long-lived future holds
+/// nothing of the upgrade's short one.
+fn start<S: ViewerStream>(
+    parts: hyper::upgrade::Parts<TokioIo<Prefixed<S>>>,
+    memberships: Vec<Membership>,
+    shared: Arc<Shared>,
+    permit: ConnectionPermit,
+) {
+    let (unread, stream) = parts.io.into_inner().into_parts();
+    let mut early_input = unread.to_vec();
+    early_input.extend_from_slice(&parts.read_buf);
+    let connection = WsConnection::new(stream.into_socket(), Bytes::from(early_input), memberships, shared, permit);
+    tokio::spawn(connection.run());
 }
 
 /// Everything that must hold before the upgrade.
