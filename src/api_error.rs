@@ -102,6 +102,17 @@ impl ApiError {
         }
     }
 
+    pub fn rejected_by_callback(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, "rejected_by_callback", message)
+    }
+
+    pub fn callback_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "callback_unavailable", message)
+        }
+    }
+
     pub fn not_found() -> ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::callbacks::CallbackConfig;
 use crate::cli::ServeArgs;
 use crate::fanout::QueueLimits;
 use crate::ids::is_valid_id;
@@ -116,6 +117,8 @@ pub struct AppConfig {
     pub max_rooms: usize,
     /// Set when the app also answers Tencent-style calls (contract §8).
     pub tencent: Option<TencentIdentity>,
+    /// HTTP callbacks before and after each broadcast (`[app.callbacks]`).
+    pub callbacks: Option<CallbackConfig>,
 }
 
 /// A configuration problem, naming the field it is about.
@@ -212,6 +215,21 @@ struct FileApp {
     usersig_key: Option<String>,
     usersig_key_env: Option<String>,
     admin_identifiers: Option<Vec<String>>,
+    callbacks: Option<FileCallbacks>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCallbacks {
+    url: String,
+    timeout_ms: Option<u64>,
+    /// "open" (the default, as Tencent) or "closed".
+    on_failure: Option<String>,
+    token: Option<String>,
+    token_env: Option<String>,
+    before_broadcast: Option<bool>,
+    after_broadcast: Option<bool>,
+    after_queue: Option<usize>,
 }
 
 impl Config {
@@ -359,6 +377,50 @@ impl Config {
     }
 }
 
+fn resolve_callbacks(
+    file: FileCallbacks,
+    field: &impl Fn(&str) -> String,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<CallbackConfig, ConfigError> {
+    if !(file.url.starts_with("http://") || file.url.starts_with("https://"))
+        || file.url.parse::<axum::http::Uri>().is_err()
+    {
+        return Err(invalid(field("url"), "must be an http:// or https:// URL"));
+    }
+    let fail_closed = match file.on_failure.as_deref() {
+        None | Some("open") => false,
+        Some("closed") => true,
+        Some(_) => return Err(invalid(field("on_failure"), "must be \"open\" or \"closed\"")),
+    };
+    let token = match (file.token, file.token_env) {
+        (Some(token), None) => Some(token),
+        (None, Some(var)) => Some(
+            env(&var)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| invalid(field("token_env"), format!("{var} is not set")))?,
+        ),
+        (None, None) => None,
+        _ => return Err(invalid(field("token"), "set at most one of token and token_env")),
+    };
+    let timeout = Duration::from_millis(file.timeout_ms.unwrap_or(2000));
+    if timeout.is_zero() {
+        return Err(invalid(field("timeout_ms"), "must be above 0"));
+    }
+    let after_queue = file.after_queue.unwrap_or(10_000);
+    if after_queue == 0 {
+        return Err(invalid(field("after_queue"), "must be at least 1"));
+    }
+    Ok(CallbackConfig {
+        url: file.url,
+        timeout,
+        fail_closed,
+        token,
+        before_broadcast: file.before_broadcast.unwrap_or(true),
+        after_broadcast: file.after_broadcast.unwrap_or(true),
+        after_queue,
+    })
+}
+
 /// A certificate and its key: both or neither.
 fn cert_files(field: &str, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<CertFiles>, ConfigError> {
     match (cert, key) {
@@ -433,7 +495,11 @@ fn resolve_apps(apps: Vec<FileApp>, env: &impl Fn(&str) -> Option<String>) -> Re
                 ));
             }
         };
-        out.push(AppConfig { id: app.id, admin_key, max_rooms, tencent });
+        let callbacks = match app.callbacks {
+            Some(callbacks) => Some(resolve_callbacks(callbacks, &|name| field(&format!("callbacks.{name}")), env)?),
+            None => None,
+        };
+        out.push(AppConfig { id: app.id, admin_key, max_rooms, tencent, callbacks });
     }
     Ok(out)
 }
@@ -490,6 +556,14 @@ mod tests {
             ("viewer_addr = \"nonsense\"", "viewer_addr"),
             ("[[app]]\nid = \"a\"\nadmin_key = \"0123456789abcdef\"\nsdkappid = 1400000000", "app[0].sdkappid"),
             ("tls_cert = \"a.pem\"", "tls_key"),
+            (
+                "[[app]]\nid = \"a\"\nadmin_key = \"0123456789abcdef\"\n[app.callbacks]\nurl = \"ftp://x\"",
+                "app[0].callbacks.url",
+            ),
+            (
+                "[[app]]\nid = \"a\"\nadmin_key = \"0123456789abcdef\"\n[app.callbacks]\nurl = \"http://x/\"\non_failure = \"maybe\"",
+                "app[0].callbacks.on_failure",
+            ),
             ("viewer_tls = true", "viewer_tls"),
             ("admin_tls_key = \"k.pem\"", "admin_tls_cert"),
         ];

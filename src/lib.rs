@@ -25,12 +25,14 @@
 //! * `transport`: WebSocket and QUIC subscribers and the public HTTP router.
 //! * `tls`: certificates reloaded on SIGHUP, TLS sockets and listeners.
 //! * `admin`: the admin REST API, health and metrics.
+//! * `callbacks`: per-app HTTP callbacks before and after a broadcast.
 //! * `tencent`: Tencent Cloud IM–style calls with UserSig, for migrating backends.
 //! * `metrics`: every exported metric in one place.
 //! * `client` (feature `client`, on by default): the Rust subscriber library.
 
 pub mod admin;
 pub mod api_error;
+pub mod callbacks;
 pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;

@@ -33,6 +33,9 @@ pub const CLUSTER_MISSED: &str = "bullhorn_cluster_missed_broadcasts_total";
 pub const CLUSTER_NODES: &str = "bullhorn_cluster_nodes";
 pub const TLS_RELOADS: &str = "bullhorn_tls_reloads_total";
 pub const TENCENT_CALLS: &str = "bullhorn_tencent_calls_total";
+pub const CALLBACKS: &str = "bullhorn_callbacks_total";
+pub const CALLBACK_OVERFLOW: &str = "bullhorn_callback_queue_overflow_total";
+pub const CALLBACK_QUEUE: &str = "bullhorn_callback_queue_depth";
 
 /// Buckets of the fan-out histogram, in seconds: 10 µs to 1 s.
 const FANOUT_BUCKETS: &[f64] = &[
@@ -79,6 +82,15 @@ fn describe() {
         ACCEPT_THROTTLED,
         "Times an accept loop (viewer or QUIC) paused at --accept-rate (a storm queued in the backlog)."
     );
+    describe_counter!(
+        CALLBACKS,
+        "Callback requests by app, kind (before, after) and result (ok, failed_open, failed_closed, retried)."
+    );
+    describe_counter!(
+        CALLBACK_OVERFLOW,
+        "After-broadcast events not queued because the app's callback queue was full."
+    );
+    describe_gauge!(CALLBACK_QUEUE, "After-broadcast events waiting for the app's callback server.");
     describe_counter!(TENCENT_CALLS, "Tencent-style REST calls, by command and outcome (ok, or the ErrorCode).");
     describe_counter!(TLS_RELOADS, "Certificate reloads on SIGHUP, by result: ok or error (the old one stays).");
     describe_gauge!(CLUSTER_CONNECTED, "1 while this node is connected to NATS (cluster mode only).");

@@ -183,6 +183,8 @@ impl Server {
             transport::viewer::router(shared.clone()),
             viewer_tls.map(tokio_rustls::TlsAcceptor::from),
         ));
+        let callback_workers: Vec<_> =
+            shared.registry.apps().filter_map(|app| app.callbacks()?.spawn_worker()).collect();
         let reloads = tokio::spawn(tls::reload_on_sighup(sighup, cert_stores, shared.metrics.clone()));
         let cluster_tasks = shared.cluster.as_ref().map(|cluster| cluster.spawn(&shared)).unwrap_or_default();
         let upkeep = tokio::spawn({
@@ -231,6 +233,7 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
         upkeep.abort();
         reloads.abort();
+        callback_workers.iter().for_each(|task| task.abort());
         cluster_tasks.iter().for_each(|task| task.abort());
         println!("bullhorn: stopped");
         Ok(())
@@ -248,6 +251,7 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
             max_rooms: app.max_rooms,
             requests_per_sec: config.limits.admin_requests_per_app,
             tencent: app.tencent.clone(),
+            callbacks: app.callbacks.clone(),
         })
         .collect();
     if specs.iter().any(|app| app.id == DEMO_APP) {
@@ -276,6 +280,7 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
         max_rooms: DEFAULT_MAX_ROOMS,
         requests_per_sec: config.limits.admin_requests_per_app,
         tencent: None,
+        callbacks: None,
     });
     Ok(specs)
 }

@@ -95,7 +95,13 @@ fn the_dashboard_has_a_query_in_every_panel() {
 
 #[tokio::test]
 async fn alerts_and_dashboard_name_only_metrics_a_node_exports() {
-    let server = TestServer::start().await;
+    // The demo app with callbacks (to nowhere: fail-open), so the callback metrics are exported too.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let file = format!(
+        "[[app]]\nid = \"demo\"\nadmin_key = \"{}\"\n[app.callbacks]\nurl = \"http://{down}/\"\ntimeout_ms = 200\n",
+        common::KEY
+    );
+    let server = TestServer::start_with_file(bullhorn::cli::ServeArgs::default(), &file).await;
     server.admin.create_room("gifts").await;
     let mut sub = server.subscribe(&["gifts"]).await;
     sub.next_json().await;

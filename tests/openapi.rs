@@ -237,6 +237,26 @@ async fn every_documented_status_and_error_code_is_what_the_server_answers() {
         StatusCode::SERVICE_UNAVAILABLE,
     );
 
+    // An app whose before-broadcast callback refuses, then one whose callback is down and fail-closed.
+    let refusing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refusing_url = format!("http://{}/hook", refusing.local_addr().unwrap());
+    let router = axum::Router::new()
+        .route("/hook", axum::routing::post(|| async { axum::Json(json!({"action": "reject", "message": "no"})) }));
+    let refusing_server = tokio::spawn(async move { axum::serve(refusing, router).await.unwrap() });
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    for (url, expected) in
+        [(refusing_url, StatusCode::FORBIDDEN), (format!("http://{down}/hook"), StatusCode::SERVICE_UNAVAILABLE)]
+    {
+        let file = format!(
+            "[[app]]\nid = \"demo\"\nadmin_key = \"{KEY}\"\n[app.callbacks]\nurl = \"{url}\"\non_failure = \"closed\"\ntimeout_ms = 500\n"
+        );
+        let server = TestServer::start_with_file(ServeArgs::default(), &file).await;
+        server.admin.create_room("gifts").await;
+        seen.record("broadcast", call(&server.admin, Method::POST, &broadcast, Some(&data), Some(KEY)).await, expected);
+        server.finish().await;
+    }
+    refusing_server.abort();
+
     assert_eq!(seen.statuses, documented(&spec), "documented statuses (right) against answered ones (left)");
     let enum_codes: BTreeSet<String> =
         spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]

@@ -18,10 +18,11 @@ use serde_json::value::RawValue;
 
 use super::body;
 use crate::api_error::ApiError;
+use crate::callbacks::wire::{self, Message, Verdict};
 use crate::cluster::feed::Outgoing;
 use crate::fanout::{ConflateKey, Delivery, Priority};
 use crate::limits;
-use crate::room::Room;
+use crate::room::{Room, now_ms};
 use crate::state::Shared;
 
 /// The longest `conflate` key accepted.
@@ -84,9 +85,12 @@ pub async fn broadcast(
         conflate: request.conflate.as_deref(),
         idempotency_key,
     };
-    let accepted = publish(&shared, &room, outgoing).await?;
-    let body = Json(json!({"room": &**room.id(), "seq": accepted.seq, "online": accepted.online}));
-    let mut response = (StatusCode::ACCEPTED, body).into_response();
+    let accepted = publish(&shared, &room, outgoing, Origin::default()).await?;
+    let mut body = json!({"room": &**room.id(), "seq": accepted.seq, "online": accepted.online});
+    if accepted.dropped {
+        body["dropped"] = true.into();
+    }
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     if accepted.duplicate {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
@@ -101,23 +105,67 @@ pub struct Accepted {
     pub online: usize,
     /// An earlier broadcast with the same idempotency key answered for it; nothing was sent.
     pub duplicate: bool,
+    /// The before-broadcast callback dropped it silently: nothing was sent, `seq` is the room's last.
+    pub dropped: bool,
+}
+
+/// Who sent a broadcast, as the Tencent-style API names it (for callbacks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    pub from_account: Option<&'a str>,
+    pub random: Option<u64>,
 }
 
 /// Hands a validated broadcast to its room, or to the cluster, after the
-/// room's rate limit: what every admin API that broadcasts goes through.
-pub async fn publish(shared: &Shared, room: &Arc<Room>, outgoing: Outgoing<'_>) -> Result<Accepted, ApiError> {
+/// room's rate limit and the app's before-broadcast callback; queues the
+/// after-broadcast callback. What every admin API that broadcasts goes through.
+pub async fn publish(
+    shared: &Shared,
+    room: &Arc<Room>,
+    outgoing: Outgoing<'_>,
+    origin: Origin<'_>,
+) -> Result<Accepted, ApiError> {
     if let Err(wait) = room.admit_broadcast() {
         shared.metrics.rate_limited_broadcast.increment(1);
         let what = format!("over this room's {} broadcasts per second", shared.settings.limits.broadcasts_per_room);
         return Err(ApiError::rate_limited(&what, limits::retry_after_secs(wait)));
     }
-    match &shared.cluster {
+    let callbacks = shared.registry.app(room.app()).and_then(|app| app.callbacks());
+    let message = |data| Message {
+        app: room.app(),
+        room: room.id(),
+        data,
+        priority: outgoing.priority,
+        from_account: origin.from_account,
+        random: origin.random,
+    };
+    let replaced: String;
+    let mut outgoing = outgoing;
+    if let Some(callbacks) = callbacks.filter(|c| c.wants_before()) {
+        match callbacks.before(&message(outgoing.data)).await {
+            Ok(Verdict::Allow) => {}
+            Ok(Verdict::Replace(data)) => {
+                if data.len() > shared.settings.max_payload_bytes {
+                    return Err(ApiError::payload_too_large(shared.settings.max_payload_bytes));
+                }
+                replaced = data;
+                outgoing.data = &replaced;
+            }
+            Ok(Verdict::Reject(why)) => return Err(ApiError::rejected_by_callback(why)),
+            Ok(Verdict::Drop) => {
+                let online = shared.online(room);
+                return Ok(Accepted { seq: room.seq(), online, duplicate: false, dropped: true });
+            }
+            Err(failed) => return Err(ApiError::callback_unavailable(failed.to_string())),
+        }
+    }
+    let accepted = match &shared.cluster {
         Some(cluster) => {
             let accepted = cluster.publish(room, outgoing).await.map_err(|error| {
                 tracing::warn!(%error, "broadcast refused: cluster unavailable");
                 ApiError::cluster_unavailable(error.to_string())
             })?;
-            Ok(Accepted { seq: accepted.seq, online: shared.online(room), duplicate: accepted.duplicate })
+            Accepted { seq: accepted.seq, online: shared.online(room), duplicate: accepted.duplicate, dropped: false }
         }
         None => {
             let delivery = Delivery {
@@ -125,9 +173,15 @@ pub async fn publish(shared: &Shared, room: &Arc<Room>, outgoing: Outgoing<'_>) 
                 conflate: outgoing.conflate.map_or(ConflateKey::NONE, ConflateKey::of),
             };
             let published = room.publish(outgoing.data, delivery, outgoing.idempotency_key);
-            Ok(Accepted { seq: published.seq, online: published.online, duplicate: published.duplicate })
+            Accepted { seq: published.seq, online: published.online, duplicate: published.duplicate, dropped: false }
         }
+    };
+    if let Some(callbacks) = callbacks.filter(|c| c.wants_after())
+        && !accepted.duplicate
+    {
+        callbacks.after(wire::after_body(&message(outgoing.data), accepted.seq, now_ms(), accepted.online));
     }
+    Ok(accepted)
 }
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.

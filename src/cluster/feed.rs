@@ -35,6 +35,7 @@ const PRIORITY: &str = "Bullhorn-Priority";
 const CONFLATE: &str = "Bullhorn-Conflate";
 
 /// What the admin asked for, as it travels to every node.
+#[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
     pub data: &'a str,
     pub priority: Priority,

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use crate::callbacks::{CallbackConfig, Callbacks};
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::protocol::close::CloseReason;
@@ -31,6 +32,7 @@ pub struct App {
     request_limit: Option<TokenBucket>,
     /// How Tencent-style calls authenticate for this app (contract §8).
     tencent: Option<TencentIdentity>,
+    callbacks: Option<Arc<Callbacks>>,
 }
 
 impl App {
@@ -58,6 +60,10 @@ impl App {
 
     pub fn tencent(&self) -> Option<&TencentIdentity> {
         self.tencent.as_ref()
+    }
+
+    pub fn callbacks(&self) -> Option<&Arc<Callbacks>> {
+        self.callbacks.as_ref()
     }
 }
 
@@ -89,6 +95,7 @@ pub struct AppSpec {
     /// Admin requests per second; 0: no limit.
     pub requests_per_sec: u32,
     pub tencent: Option<TencentIdentity>,
+    pub callbacks: Option<CallbackConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +164,10 @@ impl Registry {
                 max_rooms: spec.max_rooms,
                 rooms: RwLock::new(rooms),
                 request_limit: crate::limits::per_second(spec.requests_per_sec),
+                callbacks: spec.callbacks.map(|config| {
+                    let sdkappid = spec.tencent.as_ref().map(|t| t.sdkappid);
+                    Arc::new(Callbacks::new(&spec.id, sdkappid, config))
+                }),
                 tencent: spec.tencent,
             };
             apps.insert(id, Arc::new(app));
@@ -340,6 +351,7 @@ mod tests {
             max_rooms,
             requests_per_sec: 0,
             tencent: None,
+            callbacks: None,
         };
         Registry::load(
             Some(Store::open(dir).unwrap()),

@@ -7,7 +7,7 @@ use rand::Rng as _;
 use serde_json::{Map, Value, json};
 
 use super::reply::{TimError, code};
-use crate::admin::broadcast::{self, Accepted};
+use crate::admin::broadcast::{self, Accepted, Origin};
 use crate::admin::rooms;
 use crate::cluster::feed::Outgoing;
 use crate::fanout::Priority;
@@ -99,7 +99,8 @@ pub async fn send_group_msg(caller: &Caller<'_>, body: &Map<String, Value>) -> R
     // idempotency keys do exactly that, answering with the first seq.
     let key = format!("tencent:{from}:{random}");
     let outgoing = Outgoing { data: &data, priority, conflate: None, idempotency_key: Some(&key) };
-    let Accepted { seq, .. } = broadcast::publish(caller.shared, &room, outgoing).await?;
+    let origin = Origin { from_account: Some(from), random: Some(random) };
+    let Accepted { seq, .. } = broadcast::publish(caller.shared, &room, outgoing, origin).await?;
     Ok(json!({"MsgTime": unix_seconds(), "MsgSeq": seq}))
 }
 

@@ -24,6 +24,7 @@ pub mod code {
     pub const PERMISSION: u32 = 10007;
     pub const GROUP_NOT_FOUND: u32 = 10010;
     pub const INVALID_GROUP_ID: u32 = 10015;
+    pub const REJECTED_BY_CALLBACK: u32 = 10016;
     pub const SEND_RATE: u32 = 10023;
     pub const GROUP_ID_TAKEN: u32 = 10025;
     pub const TOO_LONG: u32 = 80002;
@@ -57,6 +58,7 @@ impl From<ApiError> for TimError {
             "invites_not_allowed" => code::PERMISSION,
             "invalid_request" => code::INVALID_PARAMETER,
             "unauthorized" => code::ACCOUNT_OR_SIG,
+            "rejected_by_callback" | "callback_unavailable" => code::REJECTED_BY_CALLBACK,
             _ => code::INTERNAL, // internal, cluster_unavailable
         };
         TimError { code, info: error.message }

@@ -1,0 +1,208 @@
+//! Per-app HTTP callbacks around a broadcast, as Tencent Cloud IM's
+//! third-party callbacks work, so moderation and mirroring servers written
+//! for it keep working (docs/migration.md).
+//!
+//! * before-broadcast: awaited before the broadcast gets its seq; the answer
+//!   allows it, rejects it (the admin sees why), drops it silently, or
+//!   replaces its `data`. A callback that fails or times out lets the
+//!   broadcast through (fail-open, Tencent's behaviour) or refuses it
+//!   (fail-closed), as configured; either way it is counted.
+//! * after-broadcast: queued (bounded) and sent by one task per app, in
+//!   order, retried with backoff until the server takes it; what does not fit
+//!   the queue is counted, never silently lost.
+//!
+//! [`wire`] has the request bodies and the reading of answers.
+
+pub mod wire;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use wire::{Message, Verdict};
+
+/// One app's callback settings (`[app.callbacks]`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackConfig {
+    /// `http://` or `https://`.
+    pub url: String,
+    pub timeout: Duration,
+    /// Refuse broadcasts while the before-broadcast callback fails.
+    pub fail_closed: bool,
+    /// Signs requests as Tencent does: `Sign = sha256(token + RequestTime)`.
+    pub token: Option<String>,
+    pub before_broadcast: bool,
+    pub after_broadcast: bool,
+    /// After-broadcast events held while the server is slow or down.
+    pub after_queue: usize,
+}
+
+impl std::fmt::Debug for CallbackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("CallbackConfig")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .field("fail_closed", &self.fail_closed)
+            .field("signed", &self.token.is_some())
+            .field("before_broadcast", &self.before_broadcast)
+            .field("after_broadcast", &self.after_broadcast)
+            .field("after_queue", &self.after_queue)
+            .finish()
+    }
+}
+
+/// The longest wait between after-broadcast retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Why a before-broadcast callback gave no verdict (fail-closed only).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the before-broadcast callback failed: {0}")]
+pub struct CallbackFailed(pub String);
+
+pub struct Callbacks {
+    app: Arc<str>,
+    /// `SdkAppid` in the query: the app's Tencent SDKAppID, or its id.
+    sdkappid: String,
+    config: CallbackConfig,
+    http: reqwest::Client,
+    after_send: mpsc::Sender<Value>,
+    /// Taken by the worker when the server starts.
+    after_receive: Mutex<Option<mpsc::Receiver<Value>>>,
+}
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Callbacks").field("app", &self.app).field("url", &self.config.url).finish_non_exhaustive()
+    }
+}
+
+impl Callbacks {
+    pub fn new(app: &str, sdkappid: Option<u64>, config: CallbackConfig) -> Callbacks {
+        let (after_send, after_receive) = mpsc::channel(config.after_queue.max(1));
+        let http = reqwest::Client::builder().timeout(config.timeout).build().expect("a client with a timeout");
+        // Exported from the start, so dashboards and alerts see zeros rather than nothing.
+        counter!(crate::metrics::CALLBACK_OVERFLOW, "app" => app.to_owned()).increment(0);
+        gauge!(crate::metrics::CALLBACK_QUEUE, "app" => app.to_owned()).set(0.0);
+        for kind in ["before", "after"] {
+            counter!(crate::metrics::CALLBACKS, "app" => app.to_owned(), "kind" => kind, "result" => "ok").increment(0);
+        }
+        Callbacks {
+            app: Arc::from(app),
+            sdkappid: sdkappid.map_or_else(|| app.to_owned(), |id| id.to_string()),
+            config,
+            http,
+            after_send,
+            after_receive: Mutex::new(Some(after_receive)),
+        }
+    }
+
+    pub fn wants_before(&self) -> bool {
+        self.config.before_broadcast
+    }
+
+    pub fn wants_after(&self) -> bool {
+        self.config.after_broadcast
+    }
+
+    /// Asks the before-broadcast callback. On failure: `Allow` when
+    /// fail-open, `Err` when fail-closed.
+    pub async fn before(&self, message: &Message<'_>) -> Result<Verdict, CallbackFailed> {
+        let answer = self.post(wire::BEFORE_COMMAND, &wire::before_body(message)).await;
+        let verdict = answer.and_then(|bytes| wire::verdict(&bytes, message.data).map_err(|e| e.to_string()));
+        match verdict {
+            Ok(verdict) => {
+                counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "before", "result" => "ok")
+                    .increment(1);
+                Ok(verdict)
+            }
+            Err(error) => {
+                let result = if self.config.fail_closed { "failed_closed" } else { "failed_open" };
+                counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "before", "result" => result)
+                    .increment(1);
+                tracing::warn!(app = %self.app, %error, result, "before-broadcast callback failed");
+                if self.config.fail_closed { Err(CallbackFailed(error)) } else { Ok(Verdict::Allow) }
+            }
+        }
+    }
+
+    /// Queues an after-broadcast event; counts it if the queue is full.
+    pub fn after(&self, body: Value) {
+        if self.after_send.try_send(body).is_err() {
+            counter!(crate::metrics::CALLBACK_OVERFLOW, "app" => self.app.to_string()).increment(1);
+            tracing::warn!(app = %self.app, "after-broadcast callback queue full: event not queued");
+        }
+        self.record_depth();
+    }
+
+    /// Starts the task that sends after-broadcast events (once).
+    pub fn spawn_worker(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let mut receive = self.after_receive.lock().expect("callback receiver").take()?;
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            while let Some(body) = receive.recv().await {
+                this.deliver(&body).await;
+                this.record_depth();
+            }
+        }))
+    }
+
+    /// Sends one event until the server takes it.
+    async fn deliver(&self, body: &Value) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.post(wire::AFTER_COMMAND, body).await {
+                Ok(_) => {
+                    counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "after", "result" => "ok")
+                        .increment(1);
+                    return;
+                }
+                Err(error) => {
+                    counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "after", "result" => "retried")
+                        .increment(1);
+                    tracing::debug!(app = %self.app, %error, "after-broadcast callback failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn record_depth(&self) {
+        let depth = self.after_send.max_capacity() - self.after_send.capacity();
+        gauge!(crate::metrics::CALLBACK_QUEUE, "app" => self.app.to_string()).set(depth as f64);
+    }
+
+    /// One request: Tencent's query, the JSON body; the answer's bytes when it is a 2xx.
+    async fn post(&self, command: &str, body: &Value) -> Result<bytes::Bytes, String> {
+        let mut query = vec![
+            ("SdkAppid", self.sdkappid.clone()),
+            ("CallbackCommand", command.to_owned()),
+            ("contenttype", "json".to_owned()),
+            ("ClientIP", String::new()),
+            ("OptPlatform", "RESTAPI".to_owned()),
+        ];
+        if let Some(token) = &self.config.token {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            query.push(("RequestTime", now.to_string()));
+            query.push(("Sign", wire::sign(token, now)));
+        }
+        let response = self
+            .http
+            .post(&self.config.url)
+            .query(&query)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { e.to_string() })?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        response.bytes().await.map_err(|e| e.to_string())
+    }
+}
