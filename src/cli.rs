@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Public QUIC listener [default: 0.0.0.0:4433]
     #[arg(long, env = "BULLHORN_QUIC_ADDR")]
     pub quic_addr: Option<SocketAddr>,
+    /// The UDP port browsers reach the QUIC listener at for WebTransport, where a load balancer or NAT maps
+    /// another; the demo page tells the browser client [default: the QUIC listener's port]
+    #[arg(long, env = "BULLHORN_QUIC_PUBLIC_PORT")]
+    pub quic_public_port: Option<u16>,
     /// Private admin listener [default: 127.0.0.1:8081]
     #[arg(long, env = "BULLHORN_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,

@@ -46,6 +46,8 @@ pub struct Config {
 pub struct ListenConfig {
     pub viewer: SocketAddr,
     pub quic: SocketAddr,
+    /// Where browsers reach `quic`, if not at its own port.
+    pub quic_public_port: Option<u16>,
     pub admin: SocketAddr,
     /// PEM files for QUIC and, with `viewer_tls`, the viewer listener;
     /// `None`: QUIC uses a self-signed development certificate.
@@ -139,6 +141,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 struct FileConfig {
     viewer_addr: Option<SocketAddr>,
     quic_addr: Option<SocketAddr>,
+    quic_public_port: Option<u16>,
     admin_addr: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -259,6 +262,7 @@ impl Config {
             listen: ListenConfig {
                 viewer: args.viewer_addr.or(file.viewer_addr).unwrap_or(([0, 0, 0, 0], 8080).into()),
                 quic: args.quic_addr.or(file.quic_addr).unwrap_or(([0, 0, 0, 0], 4433).into()),
+                quic_public_port: args.quic_public_port.or(file.quic_public_port),
                 admin: args.admin_addr.or(file.admin_addr).unwrap_or(([127, 0, 0, 1], 8081).into()),
                 tls: cert_files(
                     "tls_cert (--tls-cert) / tls_key (--tls-key)",

@@ -2,7 +2,7 @@
 //! the hot paths hold so they never look a metric up per event.
 //!
 //! Served as Prometheus text on the admin listener only. Label cardinality is
-//! bounded: `transport` has two values, `reason` and `priority` three each, and `app`/`room` at
+//! bounded: `transport`, `reason` and `priority` have three values each, and `app`/`room` at
 //! most `max_rooms` per configured app.
 
 use std::sync::{Arc, OnceLock};
@@ -109,8 +109,10 @@ pub struct Metrics {
 pub struct Handles {
     pub ws_connections: Gauge,
     pub quic_connections: Gauge,
+    pub webtransport_connections: Gauge,
     pub ws_deliveries: Counter,
     pub quic_deliveries: Counter,
+    pub webtransport_deliveries: Counter,
     pub dropped_slow: Counter,
     pub dropped_conflated: Counter,
     pub dropped_expired: Counter,
@@ -141,8 +143,10 @@ impl Metrics {
             inner: Arc::new(Handles {
                 ws_connections: gauge!(CONNECTIONS, "transport" => "websocket"),
                 quic_connections: gauge!(CONNECTIONS, "transport" => "quic"),
+                webtransport_connections: gauge!(CONNECTIONS, "transport" => "webtransport"),
                 ws_deliveries: counter!(DELIVERIES, "transport" => "websocket"),
                 quic_deliveries: counter!(DELIVERIES, "transport" => "quic"),
+                webtransport_deliveries: counter!(DELIVERIES, "transport" => "webtransport"),
                 dropped_slow: counter!(DROPPED, "reason" => "slow"),
                 dropped_conflated: counter!(DROPPED, "reason" => "conflated"),
                 dropped_expired: counter!(DROPPED, "reason" => "expired"),

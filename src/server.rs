@@ -102,8 +102,17 @@ impl Server {
             idle_timeout: config.websocket.idle_timeout,
             max_payload_bytes: config.admin.max_payload_bytes,
             limits: config.limits.clone(),
+            webtransport_port: match config.listen.quic_public_port {
+                Some(port) => port,
+                None => quic.local_addr().context("QUIC listener address")?.port(),
+            },
+            dev_cert_sha256: dev_cert_fingerprint.clone(),
         };
-        let gauges = [metrics.ws_connections.clone(), metrics.quic_connections.clone()];
+        let gauges = [
+            metrics.ws_connections.clone(),
+            metrics.quic_connections.clone(),
+            metrics.webtransport_connections.clone(),
+        ];
         let shared = Arc::new(Shared::new(
             registry,
             metrics,

@@ -25,6 +25,11 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub max_payload_bytes: usize,
     pub limits: LimitsConfig,
+    /// Where browsers reach the QUIC listener for WebTransport: its port, and
+    /// the development certificate's SHA-256 (hex) they must be told to
+    /// accept (`serverCertificateHashes`); `None` with a real certificate.
+    pub webtransport_port: u16,
+    pub dev_cert_sha256: Option<String>,
 }
 
 #[derive(Debug)]

@@ -169,13 +169,14 @@ async fn the_sdk_works_from_a_plain_script_tag_and_closes_cleanly() {
     browser
         .eval_with(
             "window.got = []; window.states = []; \
-             window.url = 'ws://' + arguments[0]; \
-             window.conn = Bullhorn.connect({ url, app: 'demo', rooms: ['gifts'], \
+             window.options = { url: 'ws://' + arguments[0], webtransportPort: arguments[1], certificateHash: arguments[2] }; \
+             window.conn = Bullhorn.connect({ ...options, app: 'demo', rooms: ['gifts'], \
                onMessage: (m) => got.push(m.seq), onState: (s) => states.push(s) }); return true",
-            vec![json!(server.viewer.to_string())],
+            vec![json!(server.viewer.to_string()), json!(server.quic.port()), json!(server.fingerprint)],
         )
         .await;
     browser.until("return states.includes('open')").await;
+    assert_eq!(browser.eval("return conn.transport").await, "webtransport");
     server.admin.broadcast("gifts", json!(1)).await;
     browser.until("return got.length === 1").await;
     // Drop the connection (as a network blip would), then send while it is away.
@@ -186,7 +187,7 @@ async fn the_sdk_works_from_a_plain_script_tag_and_closes_cleanly() {
     browser
         .eval(
             "window.reopened = false; \
-             window.conn = Bullhorn.connect({ url, app: 'demo', rooms: ['gifts'], onMessage: (m) => got.push(m.seq), \
+             window.conn = Bullhorn.connect({ ...options, app: 'demo', rooms: ['gifts'], onMessage: (m) => got.push(m.seq), \
                onState: (s) => { if (s === 'open') reopened = true; } }); \
              return true",
         )
@@ -215,7 +216,7 @@ async fn after_a_drain_pages_come_back_spread_over_the_window() {
              import('/sdk/bullhorn.js').then(({ connect }) => { \
                for (let i = 0; i < 20; i++) { \
                  const v = { opens: 0, asked: null, waited: null }; viewers.push(v); \
-                 connect({ app: 'demo', rooms: ['gifts'], \
+                 connect({ app: 'demo', rooms: ['gifts'], transport: 'websocket', \
                    onState: (s) => { if (s === 'open') v.opens++; }, \
                    onClosing: (c) => { if (v.asked === null) v.asked = c.reconnect_after_ms; }, \
                    onReconnect: (r) => { if (v.waited === null) v.waited = r.delayMs; } }); \
@@ -333,7 +334,7 @@ async fn after_a_network_blip_the_page_resumes_what_it_missed() {
     browser
         .eval_with(
             "window.got = []; window.lagged = []; window.opens = 0; \
-             import('/sdk/bullhorn.js').then(({ connect }) => connect({ url: 'ws://' + arguments[0], \
+             import('/sdk/bullhorn.js').then(({ connect }) => connect({ url: 'ws://' + arguments[0], transport: 'websocket', \
                app: 'demo', rooms: ['gifts'], minBackoffMs: 100, maxBackoffMs: 400, \
                onMessage: (m) => got.push(m.seq), onLagged: (l) => lagged.push(l), \
                onState: (s) => { if (s === 'open') opens++; } })); \
@@ -356,6 +357,86 @@ async fn after_a_network_blip_the_page_resumes_what_it_missed() {
     browser.until("return got.length >= 5").await;
     assert_eq!(browser.eval("return got").await, json!([1, 2, 3, 4, 5]), "resumed: none missing, none twice");
     assert_eq!(browser.eval("return lagged").await, json!([]));
+    browser.close().await;
+    server.finish().await;
+}
+
+async fn transport_metrics(server: &TestServer) -> [Option<f64>; 3] {
+    let metrics = server.admin.metrics().await;
+    ["websocket", "webtransport", "quic"]
+        .map(|transport| common::metric(&metrics, &format!("bullhorn_connections{{transport=\"{transport}\"}}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_receives_over_webtransport() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=gifts", server.viewer)).await.unwrap();
+    browser.until("return document.getElementById('state').textContent === 'open'").await;
+    assert_eq!(browser.eval("return document.getElementById('transport').textContent").await, "webtransport");
+    assert_eq!(transport_metrics(&server).await, [Some(0.0), Some(1.0), Some(0.0)]);
+    for i in 1..=5 {
+        server.admin.broadcast("gifts", json!({"text": format!("🎁 gift {i}")})).await;
+    }
+    browser.until("return document.querySelectorAll('#log li.broadcast').length >= 5").await;
+    assert_eq!(demo_seqs(&browser).await, [1, 2, 3, 4, 5], "each once, in order");
+    let metrics = server.admin.metrics().await;
+    assert_eq!(common::metric(&metrics, "bullhorn_deliveries_total{transport=\"webtransport\"}"), Some(5.0));
+    assert_eq!(browser.eval("return document.getElementById('transport').dataset.fallback ?? null").await, Value::Null);
+    browser.screenshot("demo-webtransport").await;
+    // Closing the page's connection ends the session on the server.
+    browser.client.goto("about:blank").await.unwrap();
+    for _ in 0..200 {
+        if transport_metrics(&server).await[1] == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(transport_metrics(&server).await[1], Some(0.0));
+    browser.close().await;
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_udp_port_closed_or_silent_the_page_falls_back_to_websocket() {
+    // A UDP port nothing listens on: the page is told to reach QUIC there.
+    let closed_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = TestServer::start_with(ServeArgs { quic_public_port: Some(closed_port), ..Default::default() }).await;
+    server.admin.create_room("gifts").await;
+    let browser = Browser::start().await;
+    let page = format!("http://{}/?room=gifts", server.viewer);
+    browser.client.goto(&page).await.unwrap();
+    browser.until("return document.getElementById('state').textContent === 'open'").await;
+    assert_eq!(browser.eval("return document.getElementById('transport').textContent").await, "websocket");
+    let reason = browser.eval("return document.getElementById('transport').dataset.fallback ?? null").await;
+    assert!(reason.is_string(), "the page reported the fallback: {reason}");
+    assert_eq!(transport_metrics(&server).await, [Some(1.0), Some(0.0), Some(0.0)]);
+    server.admin.broadcast("gifts", json!({"text": "over websocket"})).await;
+    browser.until("return document.querySelectorAll('#log li.broadcast').length === 1").await;
+    // The choice holds for the browser session: a reload goes straight to WebSocket.
+    browser.client.goto(&page).await.unwrap();
+    browser.until("return document.getElementById('state').textContent === 'open'").await;
+    assert_eq!(browser.eval("return document.getElementById('transport').textContent").await, "websocket");
+    assert_eq!(
+        browser.eval("return document.getElementById('transport').dataset.fallback ?? null").await,
+        Value::Null,
+        "no second WebTransport attempt"
+    );
+    // A port that swallows packets: no error ever comes, so the timeout decides.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    browser
+        .eval_with(
+            "window.fallbacks = []; window.sdk = null; \
+             import('/sdk/bullhorn.js').then(({ connect }) => { window.sdk = connect({ app: 'demo', rooms: ['gifts'], \
+               webtransportUrl: 'https://127.0.0.1:' + arguments[0], certificateHash: arguments[1], \
+               webtransportTimeoutMs: 1000, onFallback: (f) => fallbacks.push(f.reason) }); }); \
+             return true",
+            vec![json!(silent.local_addr().unwrap().port()), json!(server.fingerprint)],
+        )
+        .await;
+    browser.until("return sdk !== null && sdk.state === 'open'").await;
+    assert_eq!(browser.eval("return [sdk.transport, fallbacks]").await, json!(["websocket", ["no answer in time"]]));
     browser.close().await;
     server.finish().await;
 }

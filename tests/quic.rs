@@ -114,7 +114,7 @@ async fn the_fingerprint_file_matches_the_certificate_served_and_alpn_is_enforce
     assert_eq!(sub.next_json().await.unwrap()["type"], "welcome");
     let wrong_pin = quic_client(&"0".repeat(64), b"bullhorn/1");
     assert!(wrong_pin.connect(server.quic, "localhost").unwrap().await.is_err());
-    let wrong_alpn = quic_client(&server.fingerprint, b"h3");
+    let wrong_alpn = quic_client(&server.fingerprint, b"h2");
     assert!(wrong_alpn.connect(server.quic, "localhost").unwrap().await.is_err(), "a wrong ALPN is refused");
     server.finish().await;
 }

@@ -43,6 +43,20 @@ export type State =
 export interface ConnectOptions {
   /** Viewer base URL, e.g. "wss://live.example.com"; defaults to this page's host. */
   url?: string;
+  /**
+   * "auto" (default): WebTransport where the browser has it, falling back to WebSocket when it
+   * fails or is not answered within webtransportTimeoutMs (the fallback is remembered for the
+   * browser session); or only "websocket", or only "webtransport".
+   */
+  transport?: "auto" | "websocket" | "webtransport";
+  /** The QUIC listener as browsers reach it, e.g. "https://live.example.com:4433"; defaults to the viewer host at webtransportPort. */
+  webtransportUrl?: string;
+  /** Default 4433 (the contract's QUIC port). */
+  webtransportPort?: number;
+  /** Hex SHA-256 of a self-signed development certificate (the server's dev-cert.sha256), accepted by hash. */
+  certificateHash?: string;
+  /** How long WebTransport may take to get the server's first message before falling back; default 3000. */
+  webtransportTimeoutMs?: number;
   /** App id; default "demo". */
   app?: string;
   /** Rooms to subscribe to. */
@@ -56,6 +70,8 @@ export interface ConnectOptions {
   onClosing?: (closing: Closing) => void;
   onReconnect?: (next: { delayMs: number; attempt: number }) => void;
   onError?: (error: ServerError) => void;
+  /** WebTransport failed or timed out: this connection, and the session's next ones, use WebSocket. */
+  onFallback?: (info: { reason: string }) => void;
 }
 
 export interface Connection {
@@ -64,6 +80,8 @@ export interface Connection {
   /** The last seq seen in a room (what a reconnect resumes after). */
   lastSeq(room: string): number | undefined;
   readonly state: State;
+  /** The transport of the connection in use, or null between connections. */
+  readonly transport: "webtransport" | "websocket" | null;
 }
 
 export const VERSION: string;

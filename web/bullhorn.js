@@ -6,22 +6,29 @@
 //   const conn = connect({ app: "demo", rooms: ["gifts"], onMessage: (m) => show(m.data) });
 //   conn.close();
 //
-// Reconnects by itself with full-jitter exponential backoff, or after the delay
-// the server asked for (`closing.reconnect_after_ms`); resumes every room after
-// the last seq it saw (`room@seq`), so nothing sent while it was away is lost
-// while the server still holds it; pings to find half-open connections; reports
-// every gap it sees (announced by the server or not) through onLagged.
+// Tries WebTransport (QUIC: no head-of-line blocking, survives network
+// changes) where the browser has it, and falls back to WebSocket when it
+// fails or is not ready within a short timeout; the fallback is remembered for
+// the browser session. Reconnects by itself with full-jitter exponential
+// backoff, or after the delay the server asked for (`closing.reconnect_after_ms`);
+// resumes every room after the last seq it saw (`room@seq`), so nothing sent
+// while it was away is lost while the server still holds it; pings to find
+// half-open connections; reports every gap it sees (announced by the server or
+// not) through onLagged.
 // The server serves /sdk/bullhorn.global.js from this file with `export` removed.
 
-export const VERSION = "1";
+export const VERSION = "2";
 
 /**
  * Subscribes to rooms of an app. See bullhorn.d.ts for the options and events.
  */
 export function connect(options) {
-  const opts = Object.assign({ app: "demo", rooms: [], minBackoffMs: 500, maxBackoffMs: 30000 }, options);
+  const opts = Object.assign({
+    app: "demo", rooms: [], minBackoffMs: 500, maxBackoffMs: 30000,
+    transport: "auto", webtransportPort: 4433, webtransportTimeoutMs: 3000,
+  }, options);
   const lastSeq = new Map();
-  let socket = null;
+  let link = null; // the connection in use: { transport, open, send(text), close() }
   let attempt = 0;
   let closed = false;
   let retryTimer = null;
@@ -43,39 +50,128 @@ export function connect(options) {
     emit("onState", next);
   }
 
-  function baseUrl() {
+  function wsBase() {
     if (opts.url) return opts.url.replace(/\/$/, "");
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
   }
 
-  function endpoint() {
+  function wtBase() {
+    if (opts.webtransportUrl) return opts.webtransportUrl.replace(/\/$/, "");
+    let host = new URL(wsBase().replace(/^ws/, "http")).hostname;
+    // A development certificate is pinned by hash, not checked by name, and
+    // browsers try only ::1 for "localhost" where the listener takes IPv4.
+    if (host === "localhost" && opts.certificateHash) host = "127.0.0.1";
+    return "https://" + host + ":" + opts.webtransportPort;
+  }
+
+  function path(kind) {
     const query = opts.rooms.map((room) => {
       const entry = lastSeq.has(room) ? room + "@" + lastSeq.get(room) : room;
       return "room=" + encodeURIComponent(entry);
     });
-    return baseUrl() + "/v1/apps/" + encodeURIComponent(opts.app) + "/ws?" + query.join("&");
+    return "/v1/apps/" + encodeURIComponent(opts.app) + "/" + kind + "?" + query.join("&");
+  }
+
+  // The fallback lasts the browser session, per WebTransport address.
+  const memoryKey = "bullhorn.transport " + wtBase();
+  function remembered() {
+    try { return sessionStorage.getItem(memoryKey); } catch (e) { return null; }
+  }
+  function remember(transport) {
+    try { sessionStorage.setItem(memoryKey, transport); } catch (e) { /* storage off: this page only */ }
+  }
+
+  function tryWebTransport() {
+    if (opts.transport === "websocket" || typeof WebTransport !== "function") return false;
+    return opts.transport === "webtransport" || remembered() !== "websocket";
   }
 
   function open() {
     retryTimer = null;
     if (closed) return;
     setState(attempt === 0 ? "connecting" : "reconnecting");
-    const ws = new WebSocket(endpoint());
-    socket = ws;
-    ws.onopen = () => { lastHeard = Date.now(); };
-    ws.onmessage = (event) => {
+    if (tryWebTransport()) openWebTransport(); else openWebSocket();
+  }
+
+  function openWebSocket() {
+    const ws = new WebSocket(wsBase() + path("ws"));
+    const current = { transport: "websocket", open: false, send: (text) => ws.send(text), close: () => ws.close(1000) };
+    link = current;
+    ws.onopen = () => { current.open = true; lastHeard = Date.now(); };
+    ws.onmessage = (event) => received(event.data);
+    ws.onclose = () => ended(current);
+  }
+
+  function openWebTransport() {
+    const hash = opts.certificateHash;
+    const pinned = hash ? { serverCertificateHashes: [{ algorithm: "sha-256", value: hexBytes(hash) }] } : {};
+    let wt;
+    try { wt = new WebTransport(wtBase() + path("wt"), pinned); } catch (e) { return fallBack(null, e); }
+    let pings = null;
+    let answered = false;
+    const current = {
+      transport: "webtransport",
+      open: false,
+      send(text) {
+        pings = pings || wt.createUnidirectionalStream().then((stream) => stream.getWriter());
+        pings.then((writer) => writer.write(frame(text))).catch(() => {});
+      },
+      close() { try { wt.close({ closeCode: 1000, reason: "" }); } catch (e) { /* closed already */ } },
+    };
+    link = current;
+    const timer = setTimeout(() => fallBack(current, new Error("no answer in time")), opts.webtransportTimeoutMs);
+    (async () => {
+      await wt.ready;
+      current.open = true;
       lastHeard = Date.now();
-      let msg;
-      try { msg = JSON.parse(event.data); } catch (e) { return; }
-      handle(msg);
-    };
-    ws.onclose = () => {
-      if (socket !== ws) return;
-      stopPing();
-      socket = null;
-      if (closed) { setState("closed"); return; }
-      schedule();
-    };
+      const { value: stream } = await wt.incomingUnidirectionalStreams.getReader().read();
+      const reader = stream.getReader();
+      const decoder = new TextDecoder();
+      let buf = new Uint8Array(0);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf = concat(buf, value);
+        while (buf.length >= 4) {
+          const len = new DataView(buf.buffer, buf.byteOffset, buf.length).getUint32(0);
+          if (buf.length < 4 + len) break;
+          const text = decoder.decode(buf.subarray(4, 4 + len));
+          buf = buf.subarray(4 + len);
+          if (!answered) { answered = true; clearTimeout(timer); }
+          received(text);
+        }
+      }
+    })().catch((e) => e).then((error) => {
+      clearTimeout(timer);
+      if (answered) ended(current); else fallBack(current, error);
+    });
+  }
+
+  // WebTransport did not get as far as the server's first message: use
+  // WebSocket now and for the rest of the session.
+  function fallBack(current, error) {
+    if (link !== current && current !== null) return;
+    if (current) current.close();
+    link = null;
+    if (closed) { setState("closed"); return; } // closed by the page, not a failure
+    remember("websocket");
+    emit("onFallback", { reason: String((error && error.message) || error || "failed") });
+    openWebSocket();
+  }
+
+  function received(text) {
+    lastHeard = Date.now();
+    let msg;
+    try { msg = JSON.parse(text); } catch (e) { return; }
+    handle(msg);
+  }
+
+  function ended(current) {
+    if (link !== current) return;
+    stopPing();
+    link = null;
+    if (closed) { setState("closed"); return; }
+    schedule();
   }
 
   function handle(msg) {
@@ -109,8 +205,10 @@ export function connect(options) {
         if (msg.reason === "room_destroyed") { closed = true; setState("room_destroyed"); }
         break;
       case "error":
-        closed = true;
         emit("onError", msg);
+        // A full node is a reason to come back later; anything else is final.
+        if (msg.code === "over_capacity") break;
+        closed = true;
         setState("failed");
         break;
     }
@@ -119,10 +217,10 @@ export function connect(options) {
   function startPing(heartbeatMs) {
     stopPing();
     pingTimer = setInterval(() => {
-      if (!socket || socket.readyState !== WebSocket.OPEN) return;
+      if (!link || !link.open) return;
       // Nothing heard for two heartbeats: the connection is half-open; drop it and reconnect.
-      if (Date.now() - lastHeard > heartbeatMs * 2 + 5000) { socket.close(); return; }
-      socket.send('{"type":"ping"}');
+      if (Date.now() - lastHeard > heartbeatMs * 2 + 5000) { link.close(); return; }
+      link.send('{"type":"ping"}');
     }, heartbeatMs);
   }
 
@@ -152,10 +250,32 @@ export function connect(options) {
       closed = true;
       if (retryTimer) clearTimeout(retryTimer);
       stopPing();
-      if (socket) socket.close(1000);
+      if (link) link.close();
       else setState("closed");
     },
     lastSeq: (room) => lastSeq.get(room),
     get state() { return state; },
+    get transport() { return link ? link.transport : null; },
   };
+}
+
+// A QUIC frame (contract §5): a 4-byte big-endian length, then UTF-8 JSON.
+function frame(text) {
+  const body = new TextEncoder().encode(text);
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+}
+
+function concat(a, b) {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function hexBytes(hex) {
+  return new Uint8Array(hex.match(/../g).map((h) => parseInt(h, 16)));
 }

@@ -65,10 +65,11 @@ pub struct Common {
     /// Viewer base URL (WebSocket); repeat for several nodes (subscribers spread round-robin)
     #[arg(long = "url", default_value = "ws://127.0.0.1:8080")]
     pub urls: Vec<String>,
-    /// Subscriber transport: websocket, quic, or mix (alternate workers use each; give --workers 2 or more)
-    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic", "mix"])]
+    /// Subscriber transport: websocket, quic, webtransport (QUIC as browsers use it), or mix (alternate
+    /// workers use websocket and quic; give --workers 2 or more)
+    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic", "webtransport", "mix"])]
     pub transport: String,
-    /// QUIC listener address (with --transport quic); repeat for several nodes
+    /// QUIC listener address (with --transport quic or webtransport); repeat for several nodes
     #[arg(long = "quic-addr", default_value = "127.0.0.1:4433")]
     pub quic_addrs: Vec<std::net::SocketAddr>,
     /// Local addresses to connect from, to pass 64k connections per address:
@@ -84,7 +85,7 @@ pub struct Common {
     /// Seed of every random choice (which subscribers churn), for repeatable runs
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The server's certificate fingerprint file (dev-cert.sha256), for --transport quic
+    /// The server's certificate fingerprint file (dev-cert.sha256), for --transport quic or webtransport
     #[arg(long, default_value = "data/dev-cert.sha256")]
     pub fingerprint_file: PathBuf,
     /// Admin base URL

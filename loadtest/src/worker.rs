@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::task::JoinHandle;
 
-use crate::ws_client::{self, Seen, Stats};
+use crate::ws_client::{self, FrameStream, Seen, Stats};
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -42,6 +42,9 @@ pub struct WorkerArgs {
     /// Subscribe over QUIC, pinning this certificate fingerprint.
     #[arg(long)]
     pub quic_fingerprint: Option<String>,
+    /// With --quic-fingerprint: subscribe as browsers do, over WebTransport (HTTP/3).
+    #[arg(long)]
+    pub webtransport: bool,
     #[arg(long, default_value = "demo")]
     pub app: String,
     #[arg(long, default_value = "loadtest")]
@@ -150,6 +153,7 @@ struct Moves {
 enum Conn {
     WebSocket(tokio::net::TcpStream, bytes::BytesMut),
     Quic(bullhorn::client::QuicStream),
+    WebTransport(Box<bullhorn::client::WtStream>),
     Raw(tokio::net::TcpStream),
 }
 
@@ -182,10 +186,11 @@ impl Fleet {
                 .map(|n| {
                     let source = source_ip(&args, n * QUIC_PER_ENDPOINT).unwrap_or([127, 0, 0, 1].into());
                     let mut endpoint = quinn::Endpoint::client(SocketAddr::new(source, 0))?;
-                    endpoint.set_default_client_config(bullhorn::client::tls::pinned_quic_config(
-                        fingerprint,
-                        bullhorn::transport::quic::tls::ALPN,
-                    ));
+                    let alpn = match args.webtransport {
+                        true => bullhorn::transport::quic::webtransport::ALPN,
+                        false => bullhorn::transport::quic::tls::ALPN,
+                    };
+                    endpoint.set_default_client_config(bullhorn::client::tls::pinned_quic_config(fingerprint, alpn));
                     Ok(endpoint)
                 })
                 .collect::<std::io::Result<Vec<_>>>()?,
@@ -284,16 +289,17 @@ impl Fleet {
                 Some(seq) => format!("{}@{seq}", self.args.room),
                 None => self.args.room.clone(),
             };
-            let rooms = [room];
-            let connect = bullhorn::client::QuicStream::connect(endpoint, addr, "localhost", &self.args.app, &rooms);
+            let (app, rooms) = (&self.args.app, [room]);
+            if self.args.webtransport {
+                let connect = bullhorn::client::WtStream::connect(endpoint, addr, "localhost", app, &rooms);
+                let mut stream = connect.await.map_err(|e| e.to_string())?;
+                self.welcomed(&mut stream, seen).await?;
+                return Ok(Conn::WebTransport(Box::new(stream)));
+            }
+            let connect = bullhorn::client::QuicStream::connect(endpoint, addr, "localhost", app, &rooms);
             let mut stream = connect.await.map_err(|e| e.to_string())?;
-            return match stream.next_frame().await {
-                Ok(Some(first)) if first.starts_with(br#"{"type":"welcome""#) => {
-                    ws_client::on_text(&first, seen, &self.stats);
-                    Ok(Conn::Quic(stream))
-                }
-                other => Err(format!("no welcome: {other:?}")),
-            };
+            self.welcomed(&mut stream, seen).await?;
+            return Ok(Conn::Quic(stream));
         }
         let path = match seen.last_seq.get() {
             Some(seq) => format!("{}@{seq}", self.args.path),
@@ -305,17 +311,30 @@ impl Fleet {
         Ok(Conn::WebSocket(stream, leftover))
     }
 
+    /// Reads the first frame, which must be the welcome.
+    async fn welcomed(&self, stream: &mut impl FrameStream, seen: &Seen) -> Result<(), String> {
+        match stream.next_frame().await {
+            Ok(Some(first)) if first.starts_with(br#"{"type":"welcome""#) => {
+                ws_client::on_text(&first, seen, &self.stats);
+                Ok(())
+            }
+            other => Err(format!("no welcome: {other:?}")),
+        }
+    }
+
     /// Reads (or, for a non-reader, holds) the connection until it ends.
     async fn serve(&self, slot: usize, conn: Conn) {
         let seen = self.seqs[slot].clone();
         let reader = slot >= self.args.non_readers;
         match conn {
             Conn::Raw(stream) => ws_client::sink(stream, self.stats.clone()).await,
-            Conn::Quic(stream) if reader => ws_client::receive_quic(stream, self.stats.clone(), seen).await,
+            Conn::Quic(stream) if reader => ws_client::receive_frames(stream, self.stats.clone(), seen).await,
+            Conn::WebTransport(stream) if reader => ws_client::receive_frames(*stream, self.stats.clone(), seen).await,
             Conn::WebSocket(stream, leftover) if reader => {
                 ws_client::receive(stream, leftover, self.stats.clone(), seen).await
             }
             Conn::Quic(stream) => hold(stream).await,
+            Conn::WebTransport(stream) => hold(stream).await,
             Conn::WebSocket(stream, _) => hold(stream).await,
         }
     }

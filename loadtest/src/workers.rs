@@ -78,7 +78,7 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
     // `mix`: even-numbered workers subscribe over WebSocket, odd ones over QUIC.
     let quic_for = |worker: usize| match common.transport.as_str() {
         _ if target.is_some() => false,
-        "quic" => true,
+        "quic" | "webtransport" => true,
         "mix" => worker % 2 == 1,
         _ => false,
     };
@@ -140,6 +140,9 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
         }
         if let Some(fingerprint) = fingerprint.as_ref().filter(|_| quic) {
             command.args(["--quic-fingerprint", fingerprint]);
+            if common.transport == "webtransport" {
+                command.arg("--webtransport");
+            }
         }
         let mut child = command
             .stdin(Stdio::piped())

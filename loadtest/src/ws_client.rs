@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf as _, BytesMut};
+use bullhorn::client::ClientError;
+use bytes::{Buf as _, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -148,9 +149,26 @@ pub async fn sink(mut stream: TcpStream, stats: Rc<RefCell<Stats>>) {
     }
 }
 
-/// Reads QUIC frames until the stream ends, recording into `stats`.
+/// A subscription that yields length-prefixed frames: native QUIC or WebTransport.
+pub trait FrameStream {
+    fn next_frame(&mut self) -> impl Future<Output = Result<Option<Bytes>, ClientError>>;
+}
+
+impl FrameStream for bullhorn::client::QuicStream {
+    fn next_frame(&mut self) -> impl Future<Output = Result<Option<Bytes>, ClientError>> {
+        bullhorn::client::QuicStream::next_frame(self)
+    }
+}
+
+impl FrameStream for bullhorn::client::WtStream {
+    fn next_frame(&mut self) -> impl Future<Output = Result<Option<Bytes>, ClientError>> {
+        bullhorn::client::WtStream::next_frame(self)
+    }
+}
+
+/// Reads frames until the stream ends, recording into `stats`.
 /// (The caller has read and observed the welcome.)
-pub async fn receive_quic(mut stream: bullhorn::client::QuicStream, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
+pub async fn receive_frames(mut stream: impl FrameStream, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
     while let Ok(Some(frame)) = stream.next_frame().await {
         on_text(&frame, &seen, &stats);
     }

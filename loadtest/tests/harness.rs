@@ -281,6 +281,22 @@ async fn a_mix_of_websocket_and_quic_subscribers_gets_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webtransport_subscribers_get_everything() {
+    let node = start(ServeArgs::default()).await;
+    let fingerprint = node.data.path().join("dev-cert.sha256");
+    let quic = node.quic.to_string();
+    let args =
+        ["--transport", "webtransport", "--quic-addr", &quic, "--fingerprint-file", fingerprint.to_str().unwrap()];
+    let load = ["--subscribers", "60", "--workers", "2", "--rate", "10", "--duration", "1"];
+    let report = run(&node, "fanout", &[&args[..], &load[..]].concat()).await;
+    assert_eq!(report["transport"], "webtransport");
+    assert_eq!(u(&report, "subscribers_connected"), 60);
+    assert_eq!(u(&report, "deliveries"), u(&report, "expected_deliveries"));
+    assert_eq!(u(&report, "deliveries"), 10 * 60);
+    assert_eq!(u(&report, "gaps"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_nodes_subscribers_move_to_the_next_node() {
     let draining = start(ServeArgs { drain_window_ms: Some(1000), ..Default::default() }).await;
     let staying = start(ServeArgs::default()).await;

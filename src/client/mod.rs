@@ -1,5 +1,5 @@
-//! `bullhorn::client`: subscribe to bullhorn rooms from Rust, over WebSocket
-//! or QUIC, with one API (feature `client`).
+//! `bullhorn::client`: subscribe to bullhorn rooms from Rust, over WebSocket,
+//! QUIC or WebTransport, with one API (feature `client`).
 //!
 //! [`Subscription`] connects, says hello, and yields [`Event`]s: the
 //! contract's messages, gaps it detected, and its own reconnects. When the
@@ -23,6 +23,7 @@
 
 mod quic;
 pub mod tls;
+mod webtransport;
 mod ws;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use rand::Rng as _;
 use serde::Deserialize;
 
 pub use quic::QuicStream;
+pub use webtransport::{WtStream, subscribe_url as webtransport_url};
 pub use ws::WsStream;
 
 /// The largest server frame a client accepts: a 64 KiB `data` and its envelope, with room to spare.
@@ -105,6 +107,9 @@ pub enum Target {
     /// (`dev-cert.sha256`), `server_name` is its TLS name (`localhost` for
     /// the development certificate).
     Quic { addr: SocketAddr, server_name: String, fingerprint: String },
+    /// The QUIC listener, as a browser reaches it (WebTransport over HTTP/3);
+    /// the same fields as [`Target::Quic`].
+    WebTransport { addr: SocketAddr, server_name: String, fingerprint: String },
 }
 
 /// What a subscription yields.
@@ -121,6 +126,7 @@ pub enum Event {
 enum Stream {
     WebSocket(WsStream),
     Quic(QuicStream),
+    WebTransport(Box<WtStream>),
 }
 
 impl Stream {
@@ -128,6 +134,7 @@ impl Stream {
         match self {
             Stream::WebSocket(s) => s.next().await,
             Stream::Quic(s) => s.next().await,
+            Stream::WebTransport(s) => s.next().await,
         }
     }
 }
@@ -247,19 +254,16 @@ impl Subscription {
         match &self.target {
             Target::WebSocket { url } => Ok(Stream::WebSocket(WsStream::connect(url, &self.app, &rooms).await?)),
             Target::Quic { addr, server_name, fingerprint } => {
-                if self.endpoint.is_none() {
-                    let local: SocketAddr =
-                        if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-                    let mut endpoint =
-                        quinn::Endpoint::client(local).map_err(|e| ClientError::Connect(e.to_string()))?;
-                    endpoint.set_default_client_config(tls::pinned_quic_config(
-                        fingerprint,
-                        crate::transport::quic::tls::ALPN,
-                    ));
-                    self.endpoint = Some(endpoint);
-                }
-                let endpoint = self.endpoint.as_ref().expect("set above");
+                let alpn = crate::transport::quic::tls::ALPN;
+                let endpoint = quic_endpoint(&mut self.endpoint, *addr, fingerprint, alpn)?;
                 Ok(Stream::Quic(QuicStream::connect(endpoint, *addr, server_name, &self.app, &rooms).await?))
+            }
+            Target::WebTransport { addr, server_name, fingerprint } => {
+                let alpn = crate::transport::quic::webtransport::ALPN;
+                let endpoint = quic_endpoint(&mut self.endpoint, *addr, fingerprint, alpn)?;
+                Ok(Stream::WebTransport(Box::new(
+                    WtStream::connect(endpoint, *addr, server_name, &self.app, &rooms).await?,
+                )))
             }
         }
     }
@@ -273,6 +277,22 @@ impl Subscription {
         tokio::time::sleep(after).await;
         Event::Reconnecting { after }
     }
+}
+
+/// The QUIC endpoint in `slot`, made at the first connect and kept for reconnects.
+fn quic_endpoint<'a>(
+    slot: &'a mut Option<quinn::Endpoint>,
+    addr: SocketAddr,
+    fingerprint: &str,
+    alpn: &[u8],
+) -> Result<&'a quinn::Endpoint, ClientError> {
+    if slot.is_none() {
+        let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let mut endpoint = quinn::Endpoint::client(local).map_err(|e| ClientError::Connect(e.to_string()))?;
+        endpoint.set_default_client_config(tls::pinned_quic_config(fingerprint, alpn));
+        *slot = Some(endpoint);
+    }
+    Ok(slot.as_ref().expect("set above"))
 }
 
 /// A delay drawn uniformly from `[0, min(max, base · 2^attempt)]`.

@@ -15,6 +15,8 @@ use crate::limits::{IpSlot, PerIp};
 pub enum Transport {
     WebSocket = 0,
     Quic = 1,
+    /// QUIC from browsers: WebTransport sessions over HTTP/3.
+    WebTransport = 2,
 }
 
 #[derive(Debug)]
@@ -23,7 +25,7 @@ pub struct Connections {
     max: usize,
     idle: Notify,
     /// `bullhorn_connections{transport}`, indexed by [`Transport`].
-    gauges: [Gauge; 2],
+    gauges: [Gauge; 3],
     per_ip: Arc<PerIp>,
 }
 
@@ -45,8 +47,8 @@ pub struct ConnectionPermit {
 }
 
 impl Connections {
-    /// `gauges`: the WebSocket and the QUIC connection gauges; `per_ip`: 0 for no per-address limit.
-    pub fn new(max: usize, per_ip: u32, gauges: [Gauge; 2]) -> Arc<Connections> {
+    /// `gauges`: the WebSocket, QUIC and WebTransport connection gauges; `per_ip`: 0 for no per-address limit.
+    pub fn new(max: usize, per_ip: u32, gauges: [Gauge; 3]) -> Arc<Connections> {
         Arc::new(Connections {
             open: AtomicUsize::new(0),
             max,
@@ -103,7 +105,11 @@ mod tests {
 
     #[tokio::test]
     async fn caps_and_reports_idle() {
-        let c = Connections::new(2, 0, [metrics::gauge!("test_ws"), metrics::gauge!("test_quic")]);
+        let c = Connections::new(
+            2,
+            0,
+            [metrics::gauge!("test_ws"), metrics::gauge!("test_quic"), metrics::gauge!("test_wt")],
+        );
         let ip = IpAddr::from([127, 0, 0, 1]);
         let a = c.try_acquire(Transport::WebSocket, ip).unwrap();
         let b = c.try_acquire(Transport::Quic, ip).unwrap();
@@ -120,7 +126,11 @@ mod tests {
 
     #[test]
     fn an_address_at_its_limit_is_refused_without_taking_a_node_slot() {
-        let c = Connections::new(10, 1, [metrics::gauge!("test_ws"), metrics::gauge!("test_quic")]);
+        let c = Connections::new(
+            10,
+            1,
+            [metrics::gauge!("test_ws"), metrics::gauge!("test_quic"), metrics::gauge!("test_wt")],
+        );
         let ip = IpAddr::from([10, 0, 0, 1]);
         let _held = c.try_acquire(Transport::WebSocket, ip).unwrap();
         assert_eq!(c.try_acquire(Transport::WebSocket, ip).unwrap_err(), Refusal::PerIp);

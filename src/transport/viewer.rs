@@ -31,7 +31,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// The demo page, told the app's first room so `/` works with no query.
+/// The demo page, told the app's first room so `/` works with no query, and
+/// how to reach the QUIC listener over WebTransport.
 async fn demo_page(State(shared): State<Arc<Shared>>, Query(query): Query<HashMap<String, String>>) -> Html<String> {
     let app = query.get("app").map_or(DEMO_APP, String::as_str);
     let first_room = shared
@@ -39,8 +40,14 @@ async fn demo_page(State(shared): State<Arc<Shared>>, Query(query): Query<HashMa
         .app(app)
         .and_then(|app| app.rooms().first().map(|room| room.id().to_string()))
         .unwrap_or_default();
-    // Room ids are [A-Za-z0-9_-]: safe inside an attribute as they are.
-    Html(DEMO_PAGE.replacen(r#"data-default-room="""#, &format!(r#"data-default-room="{first_room}""#), 1))
+    // Room ids are [A-Za-z0-9_-] and the hash is hex: safe inside attributes as they are.
+    let settings = &shared.settings;
+    let attributes = format!(
+        r#"data-default-room="{first_room}" data-webtransport-port="{}" data-certificate-hash="{}""#,
+        settings.webtransport_port,
+        settings.dev_cert_sha256.as_deref().unwrap_or_default()
+    );
+    Html(DEMO_PAGE.replacen(r#"data-default-room="""#, &attributes, 1))
 }
 
 async fn sdk() -> Response {

@@ -1,15 +1,21 @@
-//! Native subscribers over QUIC (contract §5): one client-opened
-//! bidirectional stream, length-prefixed JSON frames both ways, the same
-//! fan-out queues as WebSocket with the QUIC framing of each broadcast.
+//! Subscribers over QUIC: native apps (contract §5, ALPN `bullhorn/1`: one
+//! client-opened bidirectional stream, length-prefixed JSON frames both ways)
+//! and browsers (WebTransport over HTTP/3, ALPN `h3`), on one listener, with
+//! the same fan-out queues as WebSocket and the QUIC framing of each broadcast.
 //!
 //! * [`tls`]: certificates, the development certificate and its fingerprint.
-//! * [`connection`]: hello, admission, then one task per subscriber.
+//! * [`connection`]: a native connection's hello and admission.
+//! * [`webtransport`]: a browser session's CONNECT request and admission.
+//! * [`session`]: one task per admitted subscriber, whichever the kind.
 //!
 //! The transport is tuned for very many mostly idle connections that receive
 //! small messages and send almost nothing (see [`transport_config`]).
 
 mod connection;
+mod session;
+mod streams;
 pub mod tls;
+pub mod webtransport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,9 +32,13 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The transport settings, and why each is what it is.
 pub fn transport_config(idle_timeout: Duration) -> TransportConfig {
     let mut config = TransportConfig::default();
-    // The contract uses one client-opened bidirectional stream; allow no more.
+    // Native clients open one bidirectional stream; WebTransport clients one
+    // for the CONNECT request. Allow no more.
     config.max_concurrent_bidi_streams(VarInt::from_u32(1));
-    config.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // HTTP/3 needs the client's control and two QPACK streams; WebTransport
+    // clients add one for pings. Native clients open none, and what an
+    // unaccepted stream can hold is bounded by the receive windows below.
+    config.max_concurrent_uni_streams(VarInt::from_u32(4));
     // Clients send only a hello and pings: small receive windows bound what a
     // client can make us buffer (default 1.25 MB per stream).
     config.stream_receive_window(VarInt::from_u32(16 * 1024));
@@ -79,6 +89,24 @@ pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>) {
             incoming.refuse();
             continue;
         }
-        tokio::spawn(connection::handle(incoming, shared.clone()));
+        tokio::spawn(handshake(incoming, shared.clone()));
     }
+}
+
+/// Completes the handshake and hands the connection to its protocol.
+async fn handshake(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(error) => return tracing::debug!(%error, "quic handshake failed"),
+    };
+    if alpn(&conn).as_deref() == Some(webtransport::ALPN) {
+        webtransport::handle(conn, shared).await;
+    } else {
+        connection::handle(conn, shared).await;
+    }
+}
+
+/// The protocol the handshake settled on.
+fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?.protocol
 }

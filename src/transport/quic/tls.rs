@@ -39,14 +39,15 @@ impl Identity {
         }
     }
 
-    /// The rustls configuration for QUIC: TLS 1.3, ALPN `bullhorn/1`, ring.
+    /// The rustls configuration for QUIC: TLS 1.3, ALPN `bullhorn/1` (native)
+    /// or `h3` (WebTransport), ring.
     pub fn server_config(&self) -> anyhow::Result<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_cert_resolver(self.store.clone());
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = vec![ALPN.to_vec(), super::webtransport::ALPN.to_vec()];
         Ok(config)
     }
 }
