@@ -167,3 +167,33 @@ async fn resume_replays_what_was_missed_and_a_deleted_room_says_closing() {
     assert_eq!(webtransport_url("h", 1, "a", &["r@1".into()]).unwrap().as_str(), "https://h:1/v1/apps/a/wt?room=r%401");
     server.finish().await;
 }
+
+#[tokio::test]
+async fn a_drain_says_closing_with_a_delay_and_an_oversized_frame_closes_only_its_session() {
+    let mut server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let endpoint = quic_client(&server.fingerprint, b"h3");
+    let mut flooder = subscribe(&endpoint, &server, &["gifts"]).await;
+    let mut others = join_all((0..5).map(|_| subscribe(&endpoint, &server, &["gifts"]))).await;
+    assert_eq!(next_json(&mut flooder).await.unwrap()["type"], "welcome");
+    for sub in &mut others {
+        assert_eq!(next_json(sub).await.unwrap()["type"], "welcome");
+    }
+    // A frame over 4 KiB on the ping stream: that session is closed with 1009.
+    let mut pings = flooder.session().open_uni().await.unwrap();
+    pings.write_all(&5000u32.to_be_bytes()).await.unwrap();
+    let closed = tokio::time::timeout(HANG, flooder.session().closed()).await.expect("hung");
+    assert!(closed.to_string().contains("1009"), "{closed}");
+    server.admin.broadcast("gifts", json!({"still": "here"})).await;
+    for sub in &mut others {
+        assert_eq!(next_json(sub).await.unwrap()["data"], json!({"still": "here"}));
+    }
+    server.begin_shutdown();
+    for sub in &mut others {
+        let closing = next_json(sub).await.unwrap();
+        assert_eq!(closing["reason"], "server_draining");
+        assert!(closing["reconnect_after_ms"].is_u64(), "{closing}");
+        assert_eq!(next_json(sub).await, None);
+    }
+    server.finish().await;
+}
