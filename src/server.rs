@@ -44,7 +44,6 @@ pub struct Server {
     cert_stores: Vec<Arc<CertStore>>,
     /// Registered at bind: a SIGHUP before `run` must not end the process.
     sighup: tokio::signal::unix::Signal,
-    dev_cert_fingerprint: Option<String>,
     drain_timeout: Duration,
 }
 
@@ -78,7 +77,6 @@ impl Server {
         let admin =
             listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
         let identity = transport::quic::tls::Identity::load_or_generate(config.listen.tls.as_ref(), &config.data_dir)?;
-        let dev_cert_fingerprint = identity.dev_fingerprint.clone();
         let quic = transport::quic::bind(config.listen.quic, identity.server_config()?, config.websocket.idle_timeout)?;
         // wss shares the QUIC certificate (one host name for viewers); the admin listener has its own.
         let viewer_tls = match config.listen.viewer_tls {
@@ -106,7 +104,7 @@ impl Server {
                 Some(port) => port,
                 None => quic.local_addr().context("QUIC listener address")?.port(),
             },
-            dev_cert_sha256: dev_cert_fingerprint.clone(),
+            dev_cert_sha256: identity.dev_fingerprint.clone(),
         };
         let gauges = [
             metrics.ws_connections.clone(),
@@ -132,7 +130,6 @@ impl Server {
             admin_tls,
             cert_stores,
             sighup,
-            dev_cert_fingerprint,
             drain_timeout: config.drain.timeout,
         })
     }
@@ -161,7 +158,7 @@ impl Server {
 
     /// Hex SHA-256 of the self-signed development certificate, when there is one.
     pub fn dev_cert_fingerprint(&self) -> Option<&str> {
-        self.dev_cert_fingerprint.as_deref()
+        self.shared.settings.dev_cert_sha256.as_deref()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

@@ -18,7 +18,7 @@ pub mod wire;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use metrics::{counter, gauge};
+use metrics::{Counter, Gauge, counter, gauge};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -63,6 +63,37 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[error("the before-broadcast callback failed: {0}")]
 pub struct CallbackFailed(pub String);
 
+/// One app's callback metrics, registered once.
+struct CallbackMetrics {
+    before_ok: Counter,
+    /// `result="failed_open"` or `"failed_closed"`, as the app is configured.
+    before_failed: Counter,
+    after_ok: Counter,
+    after_retried: Counter,
+    overflow: Counter,
+    queue_depth: Gauge,
+}
+
+impl CallbackMetrics {
+    fn new(app: &str, fail_closed: bool) -> CallbackMetrics {
+        let calls = |kind: &'static str, result: &'static str| counter!(crate::metrics::CALLBACKS, "app" => app.to_owned(), "kind" => kind, "result" => result);
+        let metrics = CallbackMetrics {
+            before_ok: calls("before", "ok"),
+            before_failed: calls("before", if fail_closed { "failed_closed" } else { "failed_open" }),
+            after_ok: calls("after", "ok"),
+            after_retried: calls("after", "retried"),
+            overflow: counter!(crate::metrics::CALLBACK_OVERFLOW, "app" => app.to_owned()),
+            queue_depth: gauge!(crate::metrics::CALLBACK_QUEUE, "app" => app.to_owned()),
+        };
+        // Exported from the start, so dashboards and alerts see zeros rather than nothing.
+        metrics.before_ok.increment(0);
+        metrics.after_ok.increment(0);
+        metrics.overflow.increment(0);
+        metrics.queue_depth.set(0.0);
+        metrics
+    }
+}
+
 pub struct Callbacks {
     app: Arc<str>,
     /// `SdkAppid` in the query: the app's Tencent SDKAppID, or its id.
@@ -72,6 +103,7 @@ pub struct Callbacks {
     after_send: mpsc::Sender<Value>,
     /// Taken by the worker when the server starts.
     after_receive: Mutex<Option<mpsc::Receiver<Value>>>,
+    metrics: CallbackMetrics,
 }
 
 impl std::fmt::Debug for Callbacks {
@@ -85,13 +117,8 @@ impl Callbacks {
     pub fn new(app: &str, sdkappid: Option<u64>, config: CallbackConfig) -> Callbacks {
         let (after_send, after_receive) = mpsc::channel(config.after_queue.max(1));
         let http = reqwest::Client::builder().timeout(config.timeout).build().expect("a client with a timeout");
-        // Exported from the start, so dashboards and alerts see zeros rather than nothing.
-        counter!(crate::metrics::CALLBACK_OVERFLOW, "app" => app.to_owned()).increment(0);
-        gauge!(crate::metrics::CALLBACK_QUEUE, "app" => app.to_owned()).set(0.0);
-        for kind in ["before", "after"] {
-            counter!(crate::metrics::CALLBACKS, "app" => app.to_owned(), "kind" => kind, "result" => "ok").increment(0);
-        }
         Callbacks {
+            metrics: CallbackMetrics::new(app, config.fail_closed),
             app: Arc::from(app),
             sdkappid: sdkappid.map_or_else(|| app.to_owned(), |id| id.to_string()),
             config,
@@ -116,14 +143,12 @@ impl Callbacks {
         let verdict = answer.and_then(|bytes| wire::verdict(&bytes, message.data).map_err(|e| e.to_string()));
         match verdict {
             Ok(verdict) => {
-                counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "before", "result" => "ok")
-                    .increment(1);
+                self.metrics.before_ok.increment(1);
                 Ok(verdict)
             }
             Err(error) => {
+                self.metrics.before_failed.increment(1);
                 let result = if self.config.fail_closed { "failed_closed" } else { "failed_open" };
-                counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "before", "result" => result)
-                    .increment(1);
                 tracing::warn!(app = %self.app, %error, result, "before-broadcast callback failed");
                 if self.config.fail_closed { Err(CallbackFailed(error)) } else { Ok(Verdict::Allow) }
             }
@@ -133,7 +158,7 @@ impl Callbacks {
     /// Queues an after-broadcast event; counts it if the queue is full.
     pub fn after(&self, body: Value) {
         if self.after_send.try_send(body).is_err() {
-            counter!(crate::metrics::CALLBACK_OVERFLOW, "app" => self.app.to_string()).increment(1);
+            self.metrics.overflow.increment(1);
             tracing::warn!(app = %self.app, "after-broadcast callback queue full: event not queued");
         }
         self.record_depth();
@@ -157,13 +182,11 @@ impl Callbacks {
         loop {
             match self.post(wire::AFTER_COMMAND, body).await {
                 Ok(_) => {
-                    counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "after", "result" => "ok")
-                        .increment(1);
+                    self.metrics.after_ok.increment(1);
                     return;
                 }
                 Err(error) => {
-                    counter!(crate::metrics::CALLBACKS, "app" => self.app.to_string(), "kind" => "after", "result" => "retried")
-                        .increment(1);
+                    self.metrics.after_retried.increment(1);
                     tracing::debug!(app = %self.app, %error, "after-broadcast callback failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -174,7 +197,7 @@ impl Callbacks {
 
     fn record_depth(&self) {
         let depth = self.after_send.max_capacity() - self.after_send.capacity();
-        gauge!(crate::metrics::CALLBACK_QUEUE, "app" => self.app.to_string()).set(depth as f64);
+        self.metrics.queue_depth.set(depth as f64);
     }
 
     /// One request: Tencent's query, the JSON body; the answer's bytes when it is a 2xx.

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod frames;
 mod quic;
 pub mod tls;
 mod webtransport;

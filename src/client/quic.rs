@@ -4,16 +4,16 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use super::frames::FrameBuffer;
 use super::{ClientError, Message};
-use crate::protocol::quic::{self, Decoder};
+use crate::protocol::quic;
 
 /// An open subscription over QUIC: the connection and its one stream.
 pub struct QuicStream {
     conn: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    decoder: Decoder,
-    frames: std::collections::VecDeque<Bytes>,
+    frames: FrameBuffer,
 }
 
 impl QuicStream {
@@ -30,13 +30,7 @@ impl QuicStream {
         let (mut send, recv) = conn.open_bi().await?;
         let hello = serde_json::json!({"type": "hello", "app": app, "rooms": rooms}).to_string();
         send.write_all(&quic::frame(hello.as_bytes())).await.map_err(|e| ClientError::Io(e.to_string()))?;
-        Ok(QuicStream {
-            conn,
-            send,
-            recv,
-            decoder: Decoder::with_limit(super::MAX_SERVER_FRAME),
-            frames: Default::default(),
-        })
+        Ok(QuicStream { conn, send, recv, frames: FrameBuffer::new() })
     }
 
     /// The next message; `None` once the server ended the stream.
@@ -50,7 +44,7 @@ impl QuicStream {
     /// The next raw JSON frame (what the load harness reads without parsing).
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, ClientError> {
         loop {
-            if let Some(frame) = self.frames.pop_front() {
+            if let Some(frame) = self.frames.pop() {
                 return Ok(Some(frame));
             }
             let Some(chunk) =
@@ -58,10 +52,7 @@ impl QuicStream {
             else {
                 return Ok(None);
             };
-            let frames = &mut self.frames;
-            self.decoder
-                .decode(&chunk.bytes, |frame| frames.push_back(Bytes::copy_from_slice(frame)))
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.frames.push(&chunk.bytes)?;
         }
     }
 

@@ -2,22 +2,21 @@
 //! to `/v1/apps/{app}/wt?room=…`, the server's unidirectional stream of
 //! frames, and a stream of our own for pings.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use web_transport_quinn::{RecvStream, SendStream, Session};
 
+use super::frames::FrameBuffer;
 use super::{ClientError, Message};
-use crate::protocol::quic::{self, Decoder};
+use crate::protocol::quic;
 
 /// An open WebTransport subscription.
 pub struct WtStream {
     session: Session,
     recv: RecvStream,
     pings: Option<SendStream>,
-    decoder: Decoder,
-    frames: VecDeque<Bytes>,
+    frames: FrameBuffer,
 }
 
 impl WtStream {
@@ -35,13 +34,7 @@ impl WtStream {
         let conn = endpoint.connect(addr, server_name).map_err(|e| ClientError::Connect(e.to_string()))?.await?;
         let session = Session::connect(conn, url).await.map_err(|e| ClientError::Connect(e.to_string()))?;
         let recv = session.accept_uni().await.map_err(|e| ClientError::Io(e.to_string()))?;
-        Ok(WtStream {
-            session,
-            recv,
-            pings: None,
-            decoder: Decoder::with_limit(super::MAX_SERVER_FRAME),
-            frames: VecDeque::new(),
-        })
+        Ok(WtStream { session, recv, pings: None, frames: FrameBuffer::new() })
     }
 
     /// The next message; `None` once the server ended its stream.
@@ -55,7 +48,7 @@ impl WtStream {
     /// The next raw JSON frame (what the load harness reads without parsing).
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, ClientError> {
         loop {
-            if let Some(frame) = self.frames.pop_front() {
+            if let Some(frame) = self.frames.pop() {
                 return Ok(Some(frame));
             }
             let Some(chunk) =
@@ -63,10 +56,7 @@ impl WtStream {
             else {
                 return Ok(None);
             };
-            let frames = &mut self.frames;
-            self.decoder
-                .decode(&chunk.bytes, |frame| frames.push_back(Bytes::copy_from_slice(frame)))
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            self.frames.push(&chunk.bytes)?;
         }
     }
 

@@ -34,6 +34,20 @@ pub fn acquire(shared: &Shared, transport: Transport, peer: IpAddr) -> Result<Co
     })
 }
 
+/// What admits a QUIC or WebTransport subscriber: its app and rooms, then a
+/// connection slot (the rooms are checked first: a refusal spends no slot).
+pub fn admit<'a>(
+    shared: &Shared,
+    transport: Transport,
+    peer: IpAddr,
+    app_id: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(Vec<Membership>, ConnectionPermit), ApiError> {
+    let memberships = resolve(shared, app_id, names)?;
+    let permit = acquire(shared, transport, peer)?;
+    Ok((memberships, permit))
+}
+
 /// One room of a connection, in slot order: one allocation for all of them.
 pub struct Membership {
     pub room: Arc<Room>,

@@ -46,9 +46,7 @@ pub(super) async fn handle(conn: Connection, shared: Arc<Shared>) {
 
 fn admit(shared: &Shared, hello: &[u8], peer: IpAddr) -> Result<(Vec<Membership>, ConnectionPermit), ApiError> {
     let hello = parse_hello(hello).map_err(ApiError::invalid_request)?;
-    let memberships = session::resolve(shared, &hello.app, hello.rooms.iter().map(String::as_str))?;
-    let permit = session::acquire(shared, Transport::Quic, peer)?;
-    Ok((memberships, permit))
+    session::admit(shared, Transport::Quic, peer, &hello.app, hello.rooms.iter().map(String::as_str))
 }
 
 /// Reads until the first whole frame; `None` if the stream ended first.

@@ -20,12 +20,11 @@ use web_transport_quinn::{Request, SendStream, Session};
 use super::HELLO_TIMEOUT;
 use super::session::{CLOSE_DEADLINE, QuicSession, refuse};
 use super::streams::{FrameSink, FrameSource, Peer, READ_CHUNK};
-use crate::api_error::ApiError;
 use crate::protocol::close::ws_code;
 use crate::protocol::quic::Decoder;
 use crate::state::Shared;
-use crate::transport::capacity::{ConnectionPermit, Transport};
-use crate::transport::session::{self, Membership};
+use crate::transport::capacity::Transport;
+use crate::transport::session;
 
 /// The HTTP/3 ALPN WebTransport negotiates.
 pub const ALPN: &[u8] = b"h3";
@@ -49,7 +48,7 @@ pub(super) async fn handle(conn: quinn::Connection, shared: Arc<Shared>) {
         request.url.query_pairs().filter(|(key, _)| key == "room").map(|(_, value)| value.into_owned()).collect();
     let Ok(session) = request.ok().await else { return };
     let Ok(mut send) = session.open_uni().await else { return };
-    match admit(&shared, &app, &rooms, peer) {
+    match session::admit(&shared, Transport::WebTransport, peer, &app, rooms.iter().map(String::as_str)) {
         Ok((memberships, permit)) => {
             let deliveries = shared.metrics.webtransport_deliveries.clone();
             let recv = PingStream { session: session.clone(), recv: None };
@@ -66,17 +65,6 @@ pub(super) async fn handle(conn: quinn::Connection, shared: Arc<Shared>) {
 fn app_of(path: &str) -> Option<&str> {
     let app = path.strip_prefix("/v1/apps/")?.strip_suffix("/wt")?;
     (!app.is_empty() && !app.contains('/')).then_some(app)
-}
-
-fn admit(
-    shared: &Shared,
-    app: &str,
-    rooms: &[String],
-    peer: std::net::IpAddr,
-) -> Result<(Vec<Membership>, ConnectionPermit), ApiError> {
-    let memberships = session::resolve(shared, app, rooms.iter().map(String::as_str))?;
-    let permit = session::acquire(shared, Transport::WebTransport, peer)?;
-    Ok((memberships, permit))
 }
 
 /// The client's ping stream, accepted when it first sends.
