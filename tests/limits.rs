@@ -1,5 +1,5 @@
 //! The flood limits against a real server and real sockets: the node's
-//! connection cap, the per-address cap, the handshake timeout (slowloris),
+//! connection cap (WebSocket and QUIC), the per-address cap, the handshake timeout (slowloris),
 //! and the admin API's rate limits per room and per app.
 
 mod common;
@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 
 use bullhorn::cli::ServeArgs;
-use common::{HANG, Subscriber, TestServer, metric};
+use common::{HANG, QuicSubscriber, Subscriber, TestServer, metric, quic_client};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -165,5 +165,47 @@ async fn an_apps_admin_requests_are_rate_limited_and_strangers_cannot_spend_them
     assert!(limited, "no 429 in 50 requests at once against 5 a second");
     let metrics = server.admin.metrics().await;
     assert!(metric(&metrics, r#"bullhorn_rate_limited_total{limit="admin"}"#).unwrap() >= 1.0);
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn quic_is_refused_at_the_connection_limit_too_and_gets_in_once_a_slot_frees() {
+    let server = TestServer::start_with(ServeArgs { max_connections: Some(2), ..Default::default() }).await;
+    server.admin.create_room("gifts").await;
+    let endpoint = quic_client(&server.fingerprint, b"bullhorn/1");
+    let _ws = welcomed(&server).await;
+    let mut quic = QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
+    assert_eq!(quic.next_json().await.unwrap()["type"], "welcome");
+
+    // The node is full: the QUIC handshake itself is refused, before any TLS work.
+    let refused = tokio::time::timeout(HANG, endpoint.connect(server.quic, "localhost").unwrap()).await.expect("hung");
+    match refused {
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(close.error_code, quinn::TransportErrorCode::CONNECTION_REFUSED);
+        }
+        other => panic!("expected CONNECTION_REFUSED, got {:?}", other.map(|_| "a connection")),
+    }
+    let metrics = server.admin.metrics().await;
+    assert_eq!(metric(&metrics, r#"bullhorn_rejected_connections_total{reason="over_capacity"}"#), Some(1.0));
+
+    quic.conn.close(0u32.into(), b"bye");
+    // The slot is back once the server has seen the close.
+    let deadline = tokio::time::Instant::now() + HANG;
+    loop {
+        match tokio::time::timeout(HANG, endpoint.connect(server.quic, "localhost").unwrap()).await.expect("hung") {
+            Ok(conn) => {
+                let (mut send, recv) = conn.open_bi().await.unwrap();
+                let hello = json!({"type": "hello", "app": "demo", "rooms": ["gifts"]}).to_string();
+                send.write_all(&bullhorn::protocol::quic::frame(hello.as_bytes())).await.unwrap();
+                let mut again = QuicSubscriber { conn, send, recv };
+                assert_eq!(again.next_json().await.unwrap()["type"], "welcome");
+                break;
+            }
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(error) => panic!("the slot never came back: {error}"),
+        }
+    }
     server.finish().await;
 }
