@@ -1,6 +1,7 @@
 //! The flood limits against a real server and real sockets: the node's
 //! connection cap (WebSocket and QUIC), the per-address cap, the handshake timeout (slowloris),
-//! and the admin API's rate limits per room and per app.
+//! the rooms one connection may name, and the admin API's rate limits per
+//! room and per app.
 
 mod common;
 
@@ -15,9 +16,16 @@ use tokio::net::TcpStream;
 
 /// A WebSocket upgrade request written by hand; returns the whole answer (the server closes after a refusal).
 async fn refused_upgrade(viewer: SocketAddr) -> String {
+    refused_upgrade_to(viewer, "room=gifts").await
+}
+
+/// The same for a query of our choosing.
+async fn refused_upgrade_to(viewer: SocketAddr, query: &str) -> String {
     let mut stream = TcpStream::connect(viewer).await.unwrap();
-    let request = "GET /v1/apps/demo/ws?room=gifts HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let request = format!(
+        "GET /v1/apps/demo/ws?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     tokio::time::timeout(HANG, stream.read_to_string(&mut answer)).await.expect("answer hung").unwrap();
@@ -207,5 +215,21 @@ async fn quic_is_refused_at_the_connection_limit_too_and_gets_in_once_a_slot_fre
             Err(error) => panic!("the slot never came back: {error}"),
         }
     }
+    server.finish().await;
+}
+
+#[tokio::test]
+async fn one_connection_names_at_most_the_apps_room_cap_and_each_room_once() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let six = (1..=6).map(|n| format!("room=r{n}")).collect::<Vec<_>>().join("&");
+    let answer = refused_upgrade_to(server.viewer, &six).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains(r#""code":"invalid_request""#) && answer.contains("at most 5 rooms"), "{answer}");
+    let answer = refused_upgrade_to(server.viewer, "room=gifts&room=gifts@3").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("named twice"), "{answer}");
+    // The listener goes on serving after the refusals.
+    let _fine = welcomed(&server).await;
     server.finish().await;
 }
