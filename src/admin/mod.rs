@@ -43,5 +43,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn_with_state(body::OverLimit::new(body_limit), body::drain_oversized))
         .with_state(shared)
 }
