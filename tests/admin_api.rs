@@ -164,46 +164,32 @@ async fn health_and_metrics_need_no_key() {
     server.finish().await;
 }
 
-/// Writes one raw HTTP/1.1 request and reads one whole answer: its status line and body.
-async fn raw_exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> (String, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    stream.write_all(request).await.unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(common::HANG, stream.read(&mut buf)).await.expect("answer hung").unwrap();
-        assert!(n > 0, "the connection closed after {:?}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut answer = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = answer.parse(&seen) {
-            let length = answer.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length")).unwrap();
-            let length: usize = std::str::from_utf8(length.value).unwrap().parse().unwrap();
-            if seen.len() >= head + length {
-                let status = format!("{}", answer.code.unwrap());
-                return (status, String::from_utf8_lossy(&seen[head..head + length]).into_owned());
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn an_oversized_body_is_answered_413_on_a_connection_that_stays_open() {
+    use axum::body::Body;
+    use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
     let server = TestServer::start().await;
     server.admin.create_room("gifts").await;
-    let addr = server.admin.base.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // One connection by hand (hyper's own client), so the test sees whether it survives the refusal.
+    let stream = tokio::net::TcpStream::connect(server.admin.base.trim_start_matches("http://")).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
     let body = json!({"data": "x".repeat(512 * 1024)}).to_string();
-    let request = format!(
-        "POST /v1/apps/demo/rooms/gifts/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let (status, answer) = raw_exchange(&mut stream, request.as_bytes()).await;
-    assert_eq!(status, "413", "{answer}");
+    let oversized = hyper::Request::post("/v1/apps/demo/rooms/gifts/broadcast")
+        .header(HOST, "x")
+        .header(AUTHORIZATION, format!("Bearer {KEY}"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let answer = sender.send_request(oversized).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer = axum::body::to_bytes(Body::new(answer.into_body()), usize::MAX).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
     assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
     // The whole body was read, so the same connection serves the next request.
-    let (status, _) = raw_exchange(&mut stream, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert_eq!(status, "200");
+    sender.ready().await.expect("the connection stayed open");
+    let health = hyper::Request::get("/healthz").header(HOST, "x").body(Body::empty()).unwrap();
+    assert_eq!(sender.send_request(health).await.unwrap().status(), StatusCode::OK);
     server.finish().await;
 }

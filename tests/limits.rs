@@ -14,17 +14,12 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// A WebSocket upgrade request written by hand; returns the whole answer (the server closes after a refusal).
-async fn refused_upgrade(viewer: SocketAddr) -> String {
-    refused_upgrade_to(viewer, "room=gifts").await
-}
-
-/// The same for a query of our choosing.
-async fn refused_upgrade_to(viewer: SocketAddr, query: &str) -> String {
+/// A WebSocket upgrade request for `query`, written by hand; returns the whole answer (the server closes after a refusal).
+async fn refused_upgrade(viewer: SocketAddr, query: &str) -> String {
     let mut stream = TcpStream::connect(viewer).await.unwrap();
     let request = format!(
         "GET /v1/apps/demo/ws?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
@@ -43,7 +38,7 @@ async fn the_node_refuses_past_its_connection_limit_before_the_upgrade() {
     let server = TestServer::start_with(ServeArgs { max_connections: Some(2), ..Default::default() }).await;
     server.admin.create_room("gifts").await;
     let (_a, _b) = (welcomed(&server).await, welcomed(&server).await);
-    let answer = refused_upgrade(server.viewer).await;
+    let answer = refused_upgrade(server.viewer, "room=gifts").await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 5"), "{answer}");
     assert!(answer.contains(r#""code":"over_capacity""#), "{answer}");
@@ -58,7 +53,7 @@ async fn one_address_gets_only_its_share_and_its_slots_back_on_close() {
     let server = TestServer::start_with(args).await;
     server.admin.create_room("gifts").await;
     let (first, _second) = (welcomed(&server).await, welcomed(&server).await);
-    let answer = refused_upgrade(server.viewer).await;
+    let answer = refused_upgrade(server.viewer, "room=gifts").await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("too many connections from your address"), "{answer}");
     let metrics = server.admin.metrics().await;
@@ -186,8 +181,7 @@ async fn quic_is_refused_at_the_connection_limit_too_and_gets_in_once_a_slot_fre
     assert_eq!(quic.next_json().await.unwrap()["type"], "welcome");
 
     // The node is full: the QUIC handshake itself is refused, before any TLS work.
-    let refused = tokio::time::timeout(HANG, endpoint.connect(server.quic, "localhost").unwrap()).await.expect("hung");
-    match refused {
+    match QuicSubscriber::try_connect(&endpoint, server.quic, &["gifts"]).await {
         Err(quinn::ConnectionError::ConnectionClosed(close)) => {
             assert_eq!(close.error_code, quinn::TransportErrorCode::CONNECTION_REFUSED);
         }
@@ -199,22 +193,14 @@ async fn quic_is_refused_at_the_connection_limit_too_and_gets_in_once_a_slot_fre
     quic.conn.close(0u32.into(), b"bye");
     // The slot is back once the server has seen the close.
     let deadline = tokio::time::Instant::now() + HANG;
-    loop {
-        match tokio::time::timeout(HANG, endpoint.connect(server.quic, "localhost").unwrap()).await.expect("hung") {
-            Ok(conn) => {
-                let (mut send, recv) = conn.open_bi().await.unwrap();
-                let hello = json!({"type": "hello", "app": "demo", "rooms": ["gifts"]}).to_string();
-                send.write_all(&bullhorn::protocol::quic::frame(hello.as_bytes())).await.unwrap();
-                let mut again = QuicSubscriber { conn, send, recv };
-                assert_eq!(again.next_json().await.unwrap()["type"], "welcome");
-                break;
-            }
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await
-            }
-            Err(error) => panic!("the slot never came back: {error}"),
+    let mut again = loop {
+        match QuicSubscriber::try_connect(&endpoint, server.quic, &["gifts"]).await {
+            Ok(again) => break again,
+            Err(error) => assert!(tokio::time::Instant::now() < deadline, "the slot never came back: {error}"),
         }
-    }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(again.next_json().await.unwrap()["type"], "welcome");
     server.finish().await;
 }
 
@@ -223,10 +209,10 @@ async fn one_connection_names_at_most_the_apps_room_cap_and_each_room_once() {
     let server = TestServer::start().await;
     server.admin.create_room("gifts").await;
     let six = (1..=6).map(|n| format!("room=r{n}")).collect::<Vec<_>>().join("&");
-    let answer = refused_upgrade_to(server.viewer, &six).await;
+    let answer = refused_upgrade(server.viewer, &six).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains(r#""code":"invalid_request""#) && answer.contains("at most 5 rooms"), "{answer}");
-    let answer = refused_upgrade_to(server.viewer, "room=gifts&room=gifts@3").await;
+    let answer = refused_upgrade(server.viewer, "room=gifts&room=gifts@3").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("named twice"), "{answer}");
     // The listener goes on serving after the refusals.

@@ -43,14 +43,15 @@ const DRAIN_FOR: Duration = Duration::from_secs(5);
 /// What [`drain_oversized`] hands a handler in place of a body it has read
 /// and thrown away: one byte over the limit, made once and shared.
 #[derive(Clone)]
-pub struct OverLimit {
-    limit: usize,
-    body: Bytes,
-}
+pub struct OverLimit(Bytes);
 
 impl OverLimit {
     pub fn new(limit: usize) -> OverLimit {
-        OverLimit { limit, body: Bytes::from(vec![0; limit + 1]) }
+        OverLimit(Bytes::from(vec![0; limit + 1]))
+    }
+
+    fn limit(&self) -> usize {
+        self.0.len() - 1
     }
 }
 
@@ -63,13 +64,13 @@ impl OverLimit {
 /// answer 200 with `ActionStatus: FAIL`).
 pub async fn drain_oversized(State(over): State<OverLimit>, request: Request, next: Next) -> Response {
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let Some(declared) = declared.filter(|&n| n > over.limit as u64 && n <= DRAIN_AT_MOST) else {
+    let Some(declared) = declared.filter(|&n| n > over.limit() as u64 && n <= DRAIN_AT_MOST) else {
         return next.run(request).await;
     };
     let (parts, body) = request.into_parts();
     let mut chunks = body.into_data_stream();
     // A sender that stalls keeps its slot only this long; then it gets the answer it would have got anyway.
     let _ = tokio::time::timeout(DRAIN_FOR, async { while let Some(Ok(_)) = chunks.next().await {} }).await;
-    tracing::debug!(declared, limit = over.limit, "oversized admin body read and dropped");
-    next.run(Request::from_parts(parts, Body::from(over.body))).await
+    tracing::debug!(declared, limit = over.limit(), "oversized admin body read and dropped");
+    next.run(Request::from_parts(parts, Body::from(over.0))).await
 }

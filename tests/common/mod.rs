@@ -300,19 +300,33 @@ pub struct QuicSubscriber {
 impl QuicSubscriber {
     /// Connects and sends the hello for `rooms` of app `demo`.
     pub async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr, rooms: &[&str]) -> QuicSubscriber {
+        Self::try_connect(endpoint, addr, rooms).await.expect("quic connect")
+    }
+
+    /// The same, or why the server refused the connection.
+    pub async fn try_connect(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        rooms: &[&str],
+    ) -> Result<QuicSubscriber, quinn::ConnectionError> {
         let hello = json!({"type": "hello", "app": "demo", "rooms": rooms}).to_string();
-        Self::raw_hello(endpoint, addr, hello.as_bytes()).await
+        Self::try_raw_hello(endpoint, addr, hello.as_bytes()).await
     }
 
     /// Connects and sends `hello` as the first frame, whatever it holds.
     pub async fn raw_hello(endpoint: &quinn::Endpoint, addr: SocketAddr, hello: &[u8]) -> QuicSubscriber {
-        let conn = tokio::time::timeout(HANG, endpoint.connect(addr, "localhost").unwrap())
-            .await
-            .expect("hung")
-            .expect("quic connect");
-        let (mut send, recv) = conn.open_bi().await.unwrap();
+        Self::try_raw_hello(endpoint, addr, hello).await.expect("quic connect")
+    }
+
+    async fn try_raw_hello(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        hello: &[u8],
+    ) -> Result<QuicSubscriber, quinn::ConnectionError> {
+        let conn = tokio::time::timeout(HANG, endpoint.connect(addr, "localhost").unwrap()).await.expect("hung")?;
+        let (mut send, recv) = conn.open_bi().await?;
         send.write_all(&bullhorn::protocol::quic::frame(hello)).await.unwrap();
-        QuicSubscriber { conn, send, recv }
+        Ok(QuicSubscriber { conn, send, recv })
     }
 
     /// The next frame as JSON, or `None` when the stream ended.
