@@ -1,5 +1,6 @@
 //! The flood limits against a real server and real sockets: the node's
 //! connection cap (WebSocket and QUIC), the per-address cap, the handshake timeout (slowloris),
+//! the accept rate's queue,
 //! the rooms one connection may name, and the admin API's rate limits per
 //! room and per app.
 
@@ -104,6 +105,31 @@ async fn a_slowloris_client_is_dropped_at_the_handshake_timeout_while_others_con
     server.admin.broadcast("gifts", json!("still served")).await;
     assert_eq!(normal.next_json().await["data"], "still served");
     server.finish().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_accept_rate_wait_their_turn_and_a_drain_answers_the_waiting_at_once() {
+    // One connection a second: the first goes straight in, the others get turns 1, 2, 3, ... s away.
+    let mut server = TestServer::start_with(ServeArgs { accept_rate: Some(1), ..Default::default() }).await;
+    server.admin.create_room("gifts").await;
+    let _first = welcomed(&server).await;
+    let _second = welcomed(&server).await; // waited for its turn, then served: not refused, not reset
+
+    // Sixty more: the last one's turn is a minute away, twice the hang guard.
+    const WAITING: usize = 60;
+    let viewer = server.viewer;
+    let waiting: Vec<_> =
+        (0..WAITING).map(|_| tokio::spawn(async move { refused_upgrade(viewer, "room=gifts").await })).collect();
+    let deadline = tokio::time::Instant::now() + HANG;
+    while metric(&server.admin.metrics().await, "bullhorn_accept_throttled_total") < Some((WAITING + 1) as f64) {
+        assert!(tokio::time::Instant::now() < deadline, "the connections were never all accepted to wait");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.begin_shutdown();
+    for answer in waiting {
+        let answer = answer.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "a waiting client is told to come back, not dropped: {answer}");
+    }
 }
 
 #[tokio::test]

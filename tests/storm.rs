@@ -62,10 +62,11 @@ async fn a_50k_reconnect_storm_against_accept_rate_limited_nodes_ends_with_every
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "the harness failed: {}", String::from_utf8_lossy(&output.stderr));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the harness failed: {said}");
     let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     let count = |value: &Value, field: &str| value[field].as_u64().unwrap_or_else(|| panic!("{field} in {value}"));
-    assert_eq!(count(&report, "subscribers_connected"), SUBSCRIBERS, "{report}");
+    assert_eq!(count(&report, "subscribers_connected"), SUBSCRIBERS, "{report}\nthe harness said: {said}");
     let storm = &report["storm"];
     assert_eq!((count(storm, "reconnected"), count(storm, "reconnect_errors")), (SUBSCRIBERS, 0), "{storm}");
     assert_eq!(count(storm, "server_online_after"), SUBSCRIBERS, "everyone is back, counted cluster-wide");

@@ -135,6 +135,11 @@ pub struct FanoutArgs {
     pub duration: u64,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    /// Every reader stops reading for this many ms after its first broadcast,
+    /// then reads on: a viewer whose network stalls (past its queue, the server
+    /// drops and says `lagged`)
+    #[arg(long, default_value_t = 0)]
+    pub stall_ms: u64,
     /// Also measure `ceiling` (same frame, same number of sockets) after the run,
     /// and report deliveries per second as a ratio against it
     #[arg(long)]

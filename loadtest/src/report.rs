@@ -92,6 +92,8 @@ pub struct StormResult {
     pub time_to_all_reconnected_ms: u64,
     /// Subscribers online at the server after the storm.
     pub server_online_after: u64,
+    /// What the first failed reconnect said, to tell a refusal from a timeout.
+    pub first_reconnect_error: Option<String>,
 }
 
 /// Where the run happened: the harness shares this machine with the server.
@@ -260,6 +262,9 @@ impl Report {
                 "  storm            {} back in {} ms, {} errors, server online after {}; gaps across the resume: {}",
                 st.reconnected, st.time_to_all_reconnected_ms, st.reconnect_errors, st.server_online_after, self.gaps
             );
+            if let Some(error) = &st.first_reconnect_error {
+                eprintln!("  first reconnect error: {error}");
+            }
         }
         if let Some(c) = &self.ceiling {
             eprintln!(

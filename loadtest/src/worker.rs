@@ -64,6 +64,9 @@ pub struct WorkerArgs {
     /// Readers closed and replaced per second once all are connected.
     #[arg(long, default_value_t = 0.0)]
     pub churn_per_sec: f64,
+    /// Readers stop reading for this many ms after their first broadcast, once.
+    #[arg(long, default_value_t = 0)]
+    pub stall_ms: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Plain TCP sinks for `ceiling`: connect, read and discard, count bytes.
@@ -96,6 +99,7 @@ pub enum WorkerEvent {
         errors: usize,
         /// From the first close until the last reader was connected again.
         millis: u64,
+        first_error: Option<String>,
     },
     Done {
         deliveries: u64,
@@ -199,7 +203,7 @@ impl Fleet {
         Ok(Rc::new(Fleet {
             stats: Rc::new(RefCell::new(Stats::new(args.per_seq))),
             slots: RefCell::new((0..args.count).map(|_| None).collect()),
-            seqs: (0..args.count).map(|_| Rc::new(Seen::default())).collect(),
+            seqs: (0..args.count).map(|_| Rc::new(Seen::stalling(args.stall_ms))).collect(),
             moves: Moves::default(),
             args,
             endpoints,
@@ -255,18 +259,22 @@ impl Fleet {
             let mut backoff = Duration::from_millis(100);
             let conn = loop {
                 match self.connect(slot, hop).await {
-                    Ok(conn) => break Some(conn),
+                    Ok(conn) => break Ok(conn),
                     Err(_) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                     }
-                    Err(_) => break None,
+                    Err(error) => break Err(error),
                 }
             };
             moves.away.set(moves.away.get() - 1);
-            let Some(conn) = conn else {
-                moves.lost.set(moves.lost.get() + 1);
-                return;
+            let conn = match conn {
+                Ok(conn) => conn,
+                Err(error) => {
+                    moves.lost.set(moves.lost.get() + 1);
+                    self.first_error.borrow_mut().get_or_insert(error);
+                    return;
+                }
             };
             moves.back.set(moves.back.get() + 1);
             moves.last_back.set(Some(std::time::Instant::now()));
@@ -442,6 +450,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
             "storm" => {
                 let readers = fleet.args.non_readers..fleet.args.count;
                 let (attempts, connected, errors) = (fleet.attempts.get(), fleet.connected.get(), fleet.errors.get());
+                fleet.first_error.take(); // the storm's own first error is wanted
                 let started = std::time::Instant::now();
                 for slot in readers.clone() {
                     fleet.close_slot(slot);
@@ -454,6 +463,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                     reconnected: fleet.connected.get() - connected,
                     errors: fleet.errors.get() - errors,
                     millis: started.elapsed().as_millis() as u64,
+                    first_error: fleet.first_error.borrow().clone(),
                 });
             }
             "drain-wait" => {
@@ -476,6 +486,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                     reconnected: moves.back.get(),
                     errors: moves.lost.get() + moves.away.get(),
                     millis,
+                    first_error: fleet.first_error.borrow().clone(),
                 });
             }
             "stop" => break,

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::Common;
-use crate::report::{Latency, Report};
+use crate::report::{Latency, Report, StormResult};
 use crate::worker::WorkerEvent;
 
 pub struct Worker {
@@ -29,6 +29,8 @@ pub struct Plan {
     pub non_readers: usize,
     pub per_seq: bool,
     pub churn_per_sec: f64,
+    /// Readers stop reading this long after their first broadcast (`--stall-ms`).
+    pub stall_ms: u64,
     /// Plain TCP sinks (`ceiling`).
     pub raw: bool,
     /// Follow a draining node's `closing` to the next address (`storm --drain`).
@@ -128,6 +130,7 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
             .args(["--first-index", &plan.first_index.to_string()])
             .args(["--non-readers", &plan.non_readers.to_string()])
             .args(["--churn-per-sec", &plan.churn_per_sec.to_string()])
+            .args(["--stall-ms", &plan.stall_ms.to_string()])
             .args(["--seed", &common.seed.to_string()]);
         if plan.per_seq {
             command.arg("--per-seq");
@@ -211,31 +214,33 @@ pub async fn pause(workers: &mut [Worker]) -> anyhow::Result<(usize, u64)> {
 }
 
 /// Drops and reconnects every reader at once, in every worker at once;
-/// returns the readers back, the failures, and the slowest worker's time.
-pub async fn storm(workers: &mut [Worker]) -> anyhow::Result<(usize, usize, u64)> {
+/// returns the readers back, the failures, and the slowest worker's time
+/// (the server's `online` is left for the caller).
+pub async fn storm(workers: &mut [Worker]) -> anyhow::Result<StormResult> {
     moved(workers, "storm").await
 }
 
 /// Waits until every subscriber a draining node sent away is connected to the
 /// next node; returns those back, those lost, and the slowest worker's time.
-pub async fn drain_wait(workers: &mut [Worker]) -> anyhow::Result<(usize, usize, u64)> {
+pub async fn drain_wait(workers: &mut [Worker]) -> anyhow::Result<StormResult> {
     moved(workers, "drain-wait").await
 }
 
-async fn moved(workers: &mut [Worker], command: &str) -> anyhow::Result<(usize, usize, u64)> {
+async fn moved(workers: &mut [Worker], command: &str) -> anyhow::Result<StormResult> {
     send(workers, command).await?;
-    let (mut back, mut errors, mut millis) = (0, 0, 0);
+    let mut storm = StormResult::default();
     for worker in workers.iter_mut() {
         match next_event(worker).await? {
-            WorkerEvent::Stormed { reconnected, errors: e, millis: m } => {
-                back += reconnected;
-                errors += e;
-                millis = millis.max(m);
+            WorkerEvent::Stormed { reconnected, errors, millis, first_error } => {
+                storm.reconnected += reconnected;
+                storm.reconnect_errors += errors;
+                storm.time_to_all_reconnected_ms = storm.time_to_all_reconnected_ms.max(millis);
+                storm.first_reconnect_error = storm.first_reconnect_error.or(first_error);
             }
             other => bail!("unexpected worker event {other:?}"),
         }
     }
-    Ok((back, errors, millis))
+    Ok(storm)
 }
 
 /// What the workers received, merged.

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bullhorn::client::ClientError;
 use bytes::{Buf as _, Bytes, BytesMut};
@@ -57,23 +57,26 @@ pub async fn connect(
     host: &str,
     path: &str,
 ) -> std::io::Result<(TcpStream, BytesMut)> {
+    // Each failure says at which step, to tell a refused connect from a reset upgrade.
+    let step =
+        |step: &'static str| move |error: std::io::Error| std::io::Error::new(error.kind(), format!("{step}: {error}"));
     let mut stream = match source {
         Some(ip) => {
             let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-            socket.bind(SocketAddr::new(ip, 0))?;
-            socket.connect(addr).await?
+            socket.bind(SocketAddr::new(ip, 0)).map_err(step("bind"))?;
+            socket.connect(addr).await.map_err(step("connect"))?
         }
-        None => TcpStream::connect(addr).await?,
+        None => TcpStream::connect(addr).await.map_err(step("connect"))?,
     };
     stream.set_nodelay(true)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(request.as_bytes()).await.map_err(step("sending the upgrade"))?;
     let mut buf = BytesMut::with_capacity(1024);
     loop {
-        if stream.read_buf(&mut buf).await? == 0 {
+        if stream.read_buf(&mut buf).await.map_err(step("reading the upgrade's answer"))? == 0 {
             return Err(std::io::Error::other("closed during the handshake"));
         }
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -86,7 +89,7 @@ pub async fn connect(
             // Connected means welcomed: the server has joined us to the room
             // once its first frame (the `welcome`) is here.
             while parse_header(&buf).is_none_or(|(_, header, len)| buf.len() < header + len) {
-                if stream.read_buf(&mut buf).await? == 0 {
+                if stream.read_buf(&mut buf).await.map_err(step("reading the welcome"))? == 0 {
                     return Err(std::io::Error::other("closed before the welcome"));
                 }
             }
@@ -105,18 +108,35 @@ pub async fn connect(
 pub struct Seen {
     pub last_seq: Cell<Option<u64>>,
     pub reconnect_after_ms: Cell<Option<u64>>,
+    /// A stall still to come (`--stall-ms`): after the first broadcast, stop reading this long.
+    stall: Cell<Option<Duration>>,
+}
+
+impl Seen {
+    /// A subscriber that stalls for `ms` after its first broadcast (0: never).
+    pub fn stalling(ms: u64) -> Seen {
+        Seen { stall: Cell::new((ms > 0).then(|| Duration::from_millis(ms))), ..Seen::default() }
+    }
+
+    /// Called after a broadcast was read: the one stall, if it is still to come.
+    async fn stall_once(&self) {
+        if let Some(pause) = self.stall.take() {
+            tokio::time::sleep(pause).await;
+        }
+    }
 }
 
 /// Reads frames until the connection ends, recording into `stats` and `seen`.
 pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
     loop {
+        let mut broadcast = false;
         while let Some((opcode, header, len)) = parse_header(&buf) {
             if buf.len() < header + len {
                 break;
             }
             let payload = &buf[header..header + len];
             match opcode {
-                0x1 => on_text(payload, &seen, &stats),
+                0x1 => broadcast |= on_text(payload, &seen, &stats),
                 0x8 => return,
                 0x9 => {
                     let mut pong = vec![0x8A, 0x80 | len as u8, 0, 0, 0, 0];
@@ -128,6 +148,9 @@ pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell
                 _ => {}
             }
             buf.advance(header + len);
+        }
+        if broadcast {
+            seen.stall_once().await;
         }
         buf.reserve(4096);
         match stream.read_buf(&mut buf).await {
@@ -170,7 +193,9 @@ impl FrameStream for bullhorn::client::WtStream {
 /// (The caller has read and observed the welcome.)
 pub async fn receive_frames(mut stream: impl FrameStream, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
     while let Ok(Some(frame)) = stream.next_frame().await {
-        on_text(&frame, &seen, &stats);
+        if on_text(&frame, &seen, &stats) {
+            seen.stall_once().await;
+        }
     }
 }
 
@@ -187,7 +212,8 @@ fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     }
 }
 
-pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) {
+/// Records one text message; true when it was a broadcast.
+pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) -> bool {
     let last_seq = &seen.last_seq;
     let now = now_us();
     let mut stats = stats.borrow_mut();
@@ -216,7 +242,9 @@ pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) {
                 entry.1 = entry.1.max(latency);
             }
         }
-    } else if text.starts_with(br#"{"type":"welcome""#) {
+        return true;
+    }
+    if text.starts_with(br#"{"type":"welcome""#) {
         last_seq.set(number_after(text, br#""seq":"#));
     } else if text.starts_with(br#"{"type":"lagged""#) {
         // A `lagged` stands exactly where the messages it counts would have been.
@@ -226,6 +254,7 @@ pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) {
     } else if text.starts_with(br#"{"type":"closing""#) {
         seen.reconnect_after_ms.set(number_after(text, br#""reconnect_after_ms":"#));
     }
+    false
 }
 
 /// The unsigned integer right after `key` in `text`.

@@ -132,12 +132,28 @@ async fn fanout_delivers_everything_and_reports_every_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_server_drops_the_report_counts_it_exactly() {
-    // One queued broadcast per subscriber and many in flight: the server must drop.
+    // Readers that stall for a second behind a one-message queue: that second's
+    // broadcasts (12 MB each at full pace) overflow what the kernel's socket
+    // buffers hold (4 MB sent, 128 KiB received), so the server must drop, and
+    // it says so before the reader reads on.
     let node = start(ServeArgs { queue_max_messages: Some(1), ..Default::default() }).await;
     let report = run(
         &node,
         "fanout",
-        &["--subscribers", "100", "--workers", "1", "--rate", "400", "--duration", "1", "--payload", "2000"],
+        &[
+            "--subscribers",
+            "20",
+            "--workers",
+            "1",
+            "--rate",
+            "200",
+            "--duration",
+            "1",
+            "--payload",
+            "60000",
+            "--stall-ms",
+            "1000",
+        ],
     )
     .await;
     let metrics = reqwest::get(format!("http://{}/metrics", node.admin)).await.unwrap().text().await.unwrap();

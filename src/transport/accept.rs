@@ -12,6 +12,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -34,18 +35,27 @@ pub const MAX_HEAD: usize = 8 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub IpAddr);
 
-/// Accepts until the drain begins, at most `--accept-rate` connections a
-/// second (shared with QUIC): beyond it the loop waits and a storm queues in
-/// the kernel's backlog instead of starting more handshakes than the node can
-/// finish. With `tls`, every connection is a TLS one (wss, https).
+/// Accepts until the drain begins. Over `--accept-rate` (shared with QUIC),
+/// a connection is still accepted at once but waits its turn before its
+/// handshake starts: turns are handed out in order, `1/rate` apart, so a
+/// reconnect storm queues here instead of starting more handshakes than the
+/// node can finish. It queues here rather than in the kernel's listen
+/// backlog because the kernel does not keep that queue: a connection whose
+/// final ACK finds the backlog full is dropped after a few SYN-ACK retries,
+/// and its client gets a reset (docs/benchmarks.md §13). Waiters hold a file
+/// each, so only as many wait as the node has room for; past that the
+/// backlog holds the rest. With `tls`, every connection is a TLS one.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, tls: Option<TlsAcceptor>) {
     let draining = shared.drain.started();
     tokio::pin!(draining);
+    let waiting = Arc::new(AtomicUsize::new(0));
     loop {
-        if let Some(wait) = shared.accept_rate.as_ref().and_then(|bucket| bucket.try_take(Instant::now()).err()) {
-            shared.metrics.accept_throttled.increment(1);
-            tokio::time::sleep(wait).await;
-            continue;
+        let waiters = waiting.load(Ordering::Acquire);
+        if waiters > 0 && shared.connections.open() + waiters >= shared.connections.max() {
+            tokio::select! {
+                () = &mut draining => return,
+                () = tokio::time::sleep(Duration::from_millis(10)) => continue,
+            }
         }
         let accepted = tokio::select! {
             () = &mut draining => return,
@@ -54,11 +64,25 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let (shared, router) = (shared.clone(), router.clone());
-                match &tls {
-                    None => tokio::spawn(handle(stream, peer.ip(), shared, router, None)),
-                    Some(acceptor) => tokio::spawn(handle_tls(acceptor.clone(), stream, peer.ip(), shared, router)),
-                };
+                let turn = shared.accept_rate.as_ref().map_or(Duration::ZERO, |bucket| bucket.reserve(Instant::now()));
+                let waiter = (!turn.is_zero()).then(|| {
+                    shared.metrics.accept_throttled.increment(1);
+                    Waiter::new(&waiting)
+                });
+                let (shared, router, tls) = (shared.clone(), router.clone(), tls.clone());
+                tokio::spawn(async move {
+                    if let Some(_waiter) = waiter {
+                        // A drain ends the wait: the client hears `server_draining` now.
+                        tokio::select! {
+                            () = tokio::time::sleep(turn) => {}
+                            () = shared.drain.started() => {}
+                        }
+                    }
+                    match tls {
+                        None => handle(stream, peer.ip(), shared, router, None).await,
+                        Some(acceptor) => handle_tls(acceptor, stream, peer.ip(), shared, router).await,
+                    }
+                });
             }
             Err(error) => {
                 // Out of file descriptors or similar: back off instead of spinning.
@@ -66,6 +90,22 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// An accepted connection waiting for its turn; counted while it waits.
+struct Waiter(Arc<AtomicUsize>);
+
+impl Waiter {
+    fn new(waiting: &Arc<AtomicUsize>) -> Waiter {
+        waiting.fetch_add(1, Ordering::AcqRel);
+        Waiter(waiting.clone())
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

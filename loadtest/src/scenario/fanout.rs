@@ -23,7 +23,8 @@ async fn phase(
     let admin = Arc::new(Admin::new(common));
     admin.ensure_room().await?;
     let mut server = ServerWatch::start(common);
-    let mut workers = workers::spawn(common, plans).await?;
+    let plans: Vec<Plan> = plans.iter().map(|plan| Plan { stall_ms: args.stall_ms, ..plan.clone() }).collect();
+    let mut workers = workers::spawn(common, &plans).await?;
     workers::wait_connected(&mut workers, report).await?;
     server.connected(report);
     // A cluster sums `online` from reports each node sends every second: let it

@@ -14,7 +14,6 @@ use std::time::Duration;
 use super::{SETTLE, ServerWatch, broadcast_at_rate, new_report};
 use crate::StormArgs;
 use crate::admin::Admin;
-use crate::report::StormResult;
 use crate::workers;
 
 pub async fn storm(args: StormArgs) -> anyhow::Result<()> {
@@ -35,7 +34,7 @@ pub async fn storm(args: StormArgs) -> anyhow::Result<()> {
     let broadcaster =
         tokio::spawn(broadcast_at_rate(admin.clone(), args.rate, total, args.payload, Default::default()));
     tokio::time::sleep(Duration::from_secs(args.before)).await;
-    let (reconnected, errors, millis) = if args.drain {
+    let mut storm = if args.drain {
         if let Some(pid) = common.server_pid {
             // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
             if unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) } != 0 {
@@ -55,11 +54,7 @@ pub async fn storm(args: StormArgs) -> anyhow::Result<()> {
     // Every subscriber is owed every broadcast: those sent while it was away come back by resume.
     // (After a drain to another node, what is owed is that node's: the sum of its `online`.)
     report.expected_deliveries = if args.drain { expected } else { accepted * report.subscribers_connected as u64 };
-    report.storm = Some(StormResult {
-        reconnected,
-        reconnect_errors: errors,
-        time_to_all_reconnected_ms: millis,
-        server_online_after: online,
-    });
+    storm.server_online_after = online;
+    report.storm = Some(storm);
     super::finish(common, report, Some(&received))
 }
