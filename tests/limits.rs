@@ -113,22 +113,38 @@ async fn connections_over_the_accept_rate_wait_their_turn_and_a_drain_answers_th
     let mut server = TestServer::start_with(ServeArgs { accept_rate: Some(1), ..Default::default() }).await;
     server.admin.create_room("gifts").await;
     let _first = welcomed(&server).await;
-    let _second = welcomed(&server).await; // waited for its turn, then served: not refused, not reset
+    let _second = welcomed(&server).await; // it may have waited for its turn, then was served: not refused, not reset
+    let throttled = || async { metric(&server.admin.metrics().await, "bullhorn_accept_throttled_total").unwrap() };
+    let waited_until = |count: f64, what: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + HANG;
+        while throttled().await < count {
+            assert!(tokio::time::Instant::now() < deadline, "{what} never took a turn");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
 
     // Sixty more: the last one's turn is a minute away, twice the hang guard.
     const WAITING: usize = 60;
+    let before = throttled().await;
     let viewer = server.viewer;
     let waiting: Vec<_> =
         (0..WAITING).map(|_| tokio::spawn(async move { refused_upgrade(viewer, "room=gifts").await })).collect();
-    let deadline = tokio::time::Instant::now() + HANG;
-    while metric(&server.admin.metrics().await, "bullhorn_accept_throttled_total") < Some((WAITING + 1) as f64) {
-        assert!(tokio::time::Instant::now() < deadline, "the connections were never all accepted to wait");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    waited_until(before + WAITING as f64, "every WebSocket connection").await;
+    // A QUIC handshake takes its turn from the same queue: behind all sixty.
+    let endpoint = quic_client(&server.fingerprint, b"bullhorn/1");
+    let quic = tokio::spawn(async move { QuicSubscriber::try_connect(&endpoint, server.quic, &["gifts"]).await.err() });
+    waited_until(before + WAITING as f64 + 1.0, "the QUIC connection").await;
+
     server.begin_shutdown();
     for answer in waiting {
         let answer = answer.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 503"), "a waiting client is told to come back, not dropped: {answer}");
+    }
+    match quic.await.unwrap() {
+        Some(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(close.error_code, quinn::TransportErrorCode::CONNECTION_REFUSED);
+        }
+        other => panic!("a waiting QUIC client is refused at the drain, got {other:?}"),
     }
 }
 

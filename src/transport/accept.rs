@@ -64,7 +64,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let turn = shared.accept_rate.as_ref().map_or(Duration::ZERO, |bucket| bucket.reserve(Instant::now()));
+                // A full node answers 503 at once, spending no turn.
+                let turn = match &shared.accept_rate {
+                    Some(bucket) if shared.connections.open() < shared.connections.max() => {
+                        bucket.reserve(Instant::now())
+                    }
+                    _ => Duration::ZERO,
+                };
                 let waiter = (!turn.is_zero()).then(|| {
                     shared.metrics.accept_throttled.increment(1);
                     Waiter::new(&waiting)

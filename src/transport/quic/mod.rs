@@ -75,22 +75,35 @@ pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>) {
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
-        // Over `--accept-rate`, handshakes wait their turn; quinn holds the
-        // waiting Initials (bounded by its incoming buffer) as the kernel's
-        // backlog does for TCP, and clients retransmit meanwhile.
-        if let Some(bucket) = &shared.accept_rate {
-            while let Err(wait) = bucket.try_take(Instant::now()) {
+        let Some(incoming) = unless_full(incoming, &shared) else { continue };
+        // Over `--accept-rate`, the handshake waits its turn, in one queue
+        // with the TCP connections' (transport/accept.rs): quinn holds the
+        // Initial (bounded by its incoming buffer) and the client retransmits.
+        let turn = shared.accept_rate.as_ref().map_or(Duration::ZERO, |bucket| bucket.reserve(Instant::now()));
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if !turn.is_zero() {
                 shared.metrics.accept_throttled.increment(1);
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    () = tokio::time::sleep(turn) => {}
+                    () = shared.drain.started() => return incoming.refuse(),
+                }
             }
-        }
-        if shared.connections.open() >= shared.connections.max() {
-            shared.metrics.rejected_over_capacity.increment(1);
-            incoming.refuse();
-            continue;
-        }
-        tokio::spawn(handshake(incoming, shared.clone()));
+            let Some(incoming) = unless_full(incoming, &shared) else { return };
+            handshake(incoming, shared).await;
+        });
     }
+}
+
+/// `incoming`, unless the node is full: then it is refused (CONNECTION_REFUSED,
+/// before any handshake work) and counted.
+fn unless_full(incoming: quinn::Incoming, shared: &Shared) -> Option<quinn::Incoming> {
+    if shared.connections.open() < shared.connections.max() {
+        return Some(incoming);
+    }
+    shared.metrics.rejected_over_capacity.increment(1);
+    incoming.refuse();
+    None
 }
 
 /// Completes the handshake and hands the connection to its protocol.
