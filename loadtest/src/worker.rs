@@ -189,7 +189,8 @@ impl Fleet {
             Some(fingerprint) => (0..args.count.div_ceil(QUIC_PER_ENDPOINT).max(1))
                 .map(|n| {
                     let source = source_ip(&args, n * QUIC_PER_ENDPOINT).unwrap_or([127, 0, 0, 1].into());
-                    let mut endpoint = quinn::Endpoint::client(SocketAddr::new(source, 0))?;
+                    // Buffers as large as the server's: thousands of handshakes land at once.
+                    let mut endpoint = bullhorn::transport::quic::udp::client_endpoint(SocketAddr::new(source, 0))?;
                     let alpn = match args.webtransport {
                         true => bullhorn::transport::quic::webtransport::ALPN,
                         false => bullhorn::transport::quic::tls::ALPN,

@@ -15,6 +15,7 @@ mod connection;
 mod session;
 mod streams;
 pub mod tls;
+pub mod udp;
 pub mod webtransport;
 
 use std::net::SocketAddr;
@@ -62,7 +63,11 @@ pub fn bind(addr: SocketAddr, tls: rustls::ServerConfig, idle_timeout: Duration)
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(idle_timeout)));
     server.migration(false);
-    Endpoint::server(server, addr).with_context(|| format!("cannot listen on {addr} (QUIC)"))
+    let (socket, receive, send) = udp::bind(addr).with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
+    tracing::info!(receive, send, "QUIC socket buffers (bytes, as the kernel reports them)");
+    let runtime = quinn::default_runtime().context("QUIC needs the tokio runtime")?;
+    Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
+        .with_context(|| format!("cannot listen on {addr} (QUIC)"))
 }
 
 /// Accepts until the drain begins.
