@@ -1,8 +1,7 @@
 //! The flood limits against a real server and real sockets: the node's
-//! connection cap (WebSocket and QUIC), the per-address cap, the handshake timeout (slowloris),
-//! the accept rate's queue,
-//! the rooms one connection may name, and the admin API's rate limits per
-//! room and per app.
+//! connection cap (WebSocket and QUIC), the per-address cap, the handshake
+//! timeout (slowloris), the accept rate's queue, the rooms one connection may
+//! name, and the admin API's rate limits per room and per app.
 
 mod common;
 
@@ -26,6 +25,16 @@ async fn refused_upgrade(viewer: SocketAddr, query: &str) -> String {
     let mut answer = String::new();
     tokio::time::timeout(HANG, stream.read_to_string(&mut answer)).await.expect("answer hung").unwrap();
     answer
+}
+
+/// Asserts that the server refused the QUIC handshake (CONNECTION_REFUSED, before any TLS work).
+fn assert_refused(attempt: Result<QuicSubscriber, quinn::ConnectionError>, why: &str) {
+    match attempt {
+        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
+            assert_eq!(close.error_code, quinn::TransportErrorCode::CONNECTION_REFUSED, "{why}");
+        }
+        other => panic!("{why}: expected CONNECTION_REFUSED, got {:?}", other.map(|_| "a connection")),
+    }
 }
 
 async fn welcomed(server: &TestServer) -> Subscriber {
@@ -132,7 +141,7 @@ async fn connections_over_the_accept_rate_wait_their_turn_and_a_drain_answers_th
     waited_until(before + WAITING as f64, "every WebSocket connection").await;
     // A QUIC handshake takes its turn from the same queue: behind all sixty.
     let endpoint = quic_client(&server.fingerprint, b"bullhorn/1");
-    let quic = tokio::spawn(async move { QuicSubscriber::try_connect(&endpoint, server.quic, &["gifts"]).await.err() });
+    let quic = tokio::spawn(async move { QuicSubscriber::try_connect(&endpoint, server.quic, &["gifts"]).await });
     waited_until(before + WAITING as f64 + 1.0, "the QUIC connection").await;
 
     server.begin_shutdown();
@@ -140,12 +149,7 @@ async fn connections_over_the_accept_rate_wait_their_turn_and_a_drain_answers_th
         let answer = answer.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 503"), "a waiting client is told to come back, not dropped: {answer}");
     }
-    match quic.await.unwrap() {
-        Some(quinn::ConnectionError::ConnectionClosed(close)) => {
-            assert_eq!(close.error_code, quinn::TransportErrorCode::CONNECTION_REFUSED);
-        }
-        other => panic!("a waiting QUIC client is refused at the drain, got {other:?}"),
-    }
+    assert_refused(quic.await.unwrap(), "a waiting QUIC client is refused at the drain");
 }
 
 #[tokio::test]
@@ -222,13 +226,7 @@ async fn quic_is_refused_at_the_connection_limit_too_and_gets_in_once_a_slot_fre
     let mut quic = QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
     assert_eq!(quic.next_json().await.unwrap()["type"], "welcome");
 
-    // The node is full: the QUIC handshake itself is refused, before any TLS work.
-    match QuicSubscriber::try_connect(&endpoint, server.quic, &["gifts"]).await {
-        Err(quinn::ConnectionError::ConnectionClosed(close)) => {
-            assert_eq!(close.error_code, quinn::TransportErrorCode::CONNECTION_REFUSED);
-        }
-        other => panic!("expected CONNECTION_REFUSED, got {:?}", other.map(|_| "a connection")),
-    }
+    assert_refused(QuicSubscriber::try_connect(&endpoint, server.quic, &["gifts"]).await, "the node is full");
     let metrics = server.admin.metrics().await;
     assert_eq!(metric(&metrics, r#"bullhorn_rejected_connections_total{reason="over_capacity"}"#), Some(1.0));
 

@@ -136,6 +136,7 @@ struct Fleet {
     open: Cell<usize>,
     connected: Cell<usize>,
     errors: Cell<usize>,
+    /// The first error since it was last reported (each event reports its own).
     first_error: RefCell<Option<String>>,
     /// Connections tried and settled (connected or failed), replacements included.
     attempts: Cell<usize>,
@@ -190,7 +191,7 @@ impl Fleet {
                 .map(|n| {
                     let source = source_ip(&args, n * QUIC_PER_ENDPOINT).unwrap_or([127, 0, 0, 1].into());
                     // Buffers as large as the server's: thousands of handshakes land at once.
-                    let mut endpoint = bullhorn::transport::quic::udp::client_endpoint(SocketAddr::new(source, 0))?;
+                    let (mut endpoint, _) = bullhorn::transport::quic::udp::endpoint(SocketAddr::new(source, 0), None)?;
                     let alpn = match args.webtransport {
                         true => bullhorn::transport::quic::webtransport::ALPN,
                         false => bullhorn::transport::quic::tls::ALPN,
@@ -434,7 +435,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     emit(&WorkerEvent::Connected {
         connected: fleet.connected.get(),
         errors: fleet.errors.get(),
-        first_error: fleet.first_error.borrow().clone(),
+        first_error: fleet.first_error.take(),
     });
 
     let (paused, churned) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(0)));
@@ -451,7 +452,6 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
             "storm" => {
                 let readers = fleet.args.non_readers..fleet.args.count;
                 let (attempts, connected, errors) = (fleet.attempts.get(), fleet.connected.get(), fleet.errors.get());
-                fleet.first_error.take(); // the storm's own first error is wanted
                 let started = std::time::Instant::now();
                 for slot in readers.clone() {
                     fleet.close_slot(slot);
@@ -464,7 +464,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                     reconnected: fleet.connected.get() - connected,
                     errors: fleet.errors.get() - errors,
                     millis: started.elapsed().as_millis() as u64,
-                    first_error: fleet.first_error.borrow().clone(),
+                    first_error: fleet.first_error.take(),
                 });
             }
             "drain-wait" => {
@@ -487,7 +487,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
                     reconnected: moves.back.get(),
                     errors: moves.lost.get() + moves.away.get(),
                     millis,
-                    first_error: fleet.first_error.borrow().clone(),
+                    first_error: fleet.first_error.take(),
                 });
             }
             "stop" => break,

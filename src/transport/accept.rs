@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::prefixed::Prefixed;
 use super::socket::ViewerStream;
+use super::turn::Turn;
 use super::ws;
 use crate::state::Shared;
 
@@ -51,7 +52,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
     let waiting = Arc::new(AtomicUsize::new(0));
     loop {
         let waiters = waiting.load(Ordering::Acquire);
-        if waiters > 0 && shared.connections.open() + waiters >= shared.connections.max() {
+        if waiters > 0 && waiters >= shared.connections.free() {
             tokio::select! {
                 () = &mut draining => return,
                 () = tokio::time::sleep(Duration::from_millis(10)) => continue,
@@ -64,26 +65,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                // A full node answers 503 at once, spending no turn.
-                let turn = match &shared.accept_rate {
-                    Some(bucket) if shared.connections.open() < shared.connections.max() => {
-                        bucket.reserve(Instant::now())
-                    }
-                    _ => Duration::ZERO,
-                };
-                let waiter = (!turn.is_zero()).then(|| {
-                    shared.metrics.accept_throttled.increment(1);
-                    Waiter::new(&waiting)
-                });
+                let turn = Turn::take(&shared);
+                let waiter = (!turn.is_now()).then(|| Waiter::new(&waiting));
                 let (shared, router, tls) = (shared.clone(), router.clone(), tls.clone());
                 tokio::spawn(async move {
-                    if let Some(_waiter) = waiter {
-                        // A drain ends the wait: the client hears `server_draining` now.
-                        tokio::select! {
-                            () = tokio::time::sleep(turn) => {}
-                            () = shared.drain.started() => {}
-                        }
-                    }
+                    // Come the turn or a drain, the request is read and answered
+                    // (during a drain: 503 with `Retry-After`).
+                    turn.come(&shared).await;
+                    drop(waiter);
                     match tls {
                         None => handle(stream, peer.ip(), shared, router, None).await,
                         Some(acceptor) => handle_tls(acceptor, stream, peer.ip(), shared, router).await,

@@ -66,6 +66,15 @@ impl Connections {
         self.open.load(Ordering::Acquire)
     }
 
+    /// Slots not taken: how many more connections the node may hold now.
+    pub fn free(&self) -> usize {
+        self.max.saturating_sub(self.open())
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.free() == 0
+    }
+
     /// Takes a slot for a connection from `peer`, or says which cap refused it.
     pub fn try_acquire(self: &Arc<Self>, transport: Transport, peer: IpAddr) -> Result<ConnectionPermit, Refusal> {
         let address = self.per_ip.try_acquire(peer).ok_or(Refusal::PerIp)?;

@@ -20,11 +20,12 @@ pub mod webtransport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
 
+use super::turn::Turn;
 use crate::state::Shared;
 
 /// How long a client has to open its stream and send its hello.
@@ -63,11 +64,10 @@ pub fn bind(addr: SocketAddr, tls: rustls::ServerConfig, idle_timeout: Duration)
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(idle_timeout)));
     server.migration(false);
-    let (socket, receive, send) = udp::bind(addr).with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
-    tracing::info!(receive, send, "QUIC socket buffers (bytes, as the kernel reports them)");
-    let runtime = quinn::default_runtime().context("QUIC needs the tokio runtime")?;
-    Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, runtime)
-        .with_context(|| format!("cannot listen on {addr} (QUIC)"))
+    let (endpoint, buffers) =
+        udp::endpoint(addr, Some(server)).with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
+    tracing::info!(buffers.receive, buffers.send, "QUIC socket buffers (bytes, as the kernel reports them)");
+    Ok(endpoint)
 }
 
 /// Accepts until the drain begins.
@@ -80,19 +80,13 @@ pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>) {
             incoming = endpoint.accept() => incoming,
         };
         let Some(incoming) = incoming else { return };
-        let Some(incoming) = unless_full(incoming, &shared) else { continue };
-        // Over `--accept-rate`, the handshake waits its turn, in one queue
-        // with the TCP connections' (transport/accept.rs): quinn holds the
-        // Initial (bounded by its incoming buffer) and the client retransmits.
-        let turn = shared.accept_rate.as_ref().map_or(Duration::ZERO, |bucket| bucket.reserve(Instant::now()));
+        // While the handshake waits its turn, quinn holds the Initial (bounded
+        // by its incoming buffer) and the client retransmits.
+        let turn = Turn::take(&shared);
         let shared = shared.clone();
         tokio::spawn(async move {
-            if !turn.is_zero() {
-                shared.metrics.accept_throttled.increment(1);
-                tokio::select! {
-                    () = tokio::time::sleep(turn) => {}
-                    () = shared.drain.started() => return incoming.refuse(),
-                }
+            if !turn.come(&shared).await {
+                return incoming.refuse();
             }
             let Some(incoming) = unless_full(incoming, &shared) else { return };
             handshake(incoming, shared).await;
@@ -103,7 +97,7 @@ pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>) {
 /// `incoming`, unless the node is full: then it is refused (CONNECTION_REFUSED,
 /// before any handshake work) and counted.
 fn unless_full(incoming: quinn::Incoming, shared: &Shared) -> Option<quinn::Incoming> {
-    if shared.connections.open() < shared.connections.max() {
+    if !shared.connections.is_full() {
         return Some(incoming);
     }
     shared.metrics.rejected_over_capacity.increment(1);
