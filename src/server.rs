@@ -26,6 +26,7 @@ use crate::state::{Settings, Shared};
 use crate::tls::CertStore;
 use crate::tls::listener::TlsListener;
 use crate::transport::capacity::Connections;
+use crate::transport::quic::reset::ResetSecret;
 use crate::{admin, tls, transport};
 
 /// Pending connections the kernel may hold per listener (reconnect storms).
@@ -77,7 +78,13 @@ impl Server {
         let admin =
             listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
         let identity = transport::quic::tls::Identity::load_or_generate(config.listen.tls.as_ref(), &config.data_dir)?;
-        let quic = transport::quic::bind(config.listen.quic, identity.server_config()?, config.websocket.idle_timeout)?;
+        let reset_secret = reset_secret(&config.data_dir, cluster.as_deref()).await?;
+        let quic = transport::quic::bind(
+            config.listen.quic,
+            identity.server_config()?,
+            &reset_secret,
+            config.websocket.idle_timeout,
+        )?;
         // wss shares the QUIC certificate (one host name for viewers); the admin listener has its own.
         let viewer_tls = match config.listen.viewer_tls {
             true => Some(tls::tcp_server_config(identity.store.clone())?),
@@ -244,6 +251,18 @@ impl Server {
         println!("bullhorn: stopped");
         Ok(())
     }
+}
+
+/// The QUIC reset secret: the data dir's (made on a first start), or in a
+/// cluster the one every node agreed on, then kept in the data dir too.
+async fn reset_secret(data_dir: &std::path::Path, cluster: Option<&Cluster>) -> anyhow::Result<ResetSecret> {
+    let local = ResetSecret::load_or_create(data_dir)?;
+    let Some(cluster) = cluster else { return Ok(local) };
+    let agreed = cluster.agree_reset_secret(&local).await?;
+    if agreed != local {
+        agreed.store(data_dir)?;
+    }
+    Ok(agreed)
 }
 
 /// Configured apps plus the embedded `demo` app, with its key resolved.

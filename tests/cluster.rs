@@ -307,3 +307,31 @@ async fn a_seq_missing_from_the_stream_reaches_members_as_lagged_before_the_next
     let metrics = nodes[0].admin.metrics().await;
     assert_eq!(metric(&metrics, "bullhorn_cluster_missed_broadcasts_total"), Some(1.0));
 }
+
+/// Contract §11 across a cluster: every node holds the same QUIC reset key,
+/// so a node that takes over a dead node's address resets that node's
+/// clients at their next packet, and they reconnect at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_one_reset_key_so_any_node_resets_a_dead_nodes_quic_clients() {
+    let nats = NatsServer::start().await;
+    let (mut nodes, dirs) = nodes(2, &[nats.url()]).await;
+    let key = |dir: &tempfile::TempDir| std::fs::read_to_string(dir.path().join("quic-reset-key")).unwrap();
+    assert_eq!(key(&dirs[0]), key(&dirs[1]), "one key for the cluster");
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+    let fingerprint = std::fs::read_to_string(dirs[0].path().join("dev-cert.sha256")).unwrap();
+    let endpoint = common::quic_client(fingerprint.trim(), b"bullhorn/1");
+    let mut sub = common::QuicSubscriber::connect(&endpoint, nodes[0].quic, &["gifts"]).await;
+    assert_eq!(sub.next_json().await.unwrap()["type"], "welcome");
+
+    let quic = nodes[0].quic.to_string();
+    nodes[0].signal(9);
+    nodes[0].wait().await;
+    // A new node, with a data dir of its own, on the dead node's QUIC address.
+    let fresh = tempfile::tempdir().unwrap();
+    let _heir = ChildServer::start(fresh.path(), &["--cluster-nats", &nats.url(), "--quic-addr", &quic]).await;
+    assert_eq!(key(&fresh), key(&dirs[1]), "a joining node adopts the cluster's key");
+    sub.send_raw(&bullhorn::protocol::quic::frame(br#"{"type":"ping"}"#)).await;
+    let closed = tokio::time::timeout(HANG, sub.conn.closed()).await.expect("never reset");
+    assert_eq!(closed, quinn::ConnectionError::Reset);
+}

@@ -64,13 +64,20 @@ export interface ConnectOptions {
   /** First backoff cap in ms (default 500), doubling up to maxBackoffMs (default 30000). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Ping after this long without a word from the server (default 10000): a restarted server answers with a reset. */
+  pingAfterMs?: number;
+  /** Reconnect after this long without a word, pongs included (default 30000). */
+  silentTimeoutMs?: number;
   onMessage?: (message: Broadcast) => void;
   onLagged?: (lagged: Lagged) => void;
   onState?: (state: State) => void;
   onClosing?: (closing: Closing) => void;
   onReconnect?: (next: { delayMs: number; attempt: number }) => void;
   onError?: (error: ServerError) => void;
-  /** WebTransport failed or timed out: this connection, and the session's next ones, use WebSocket. */
+  /**
+   * WebTransport failed or timed out: this connection uses WebSocket, and so do the session's next
+   * ones unless WebTransport had worked on this page before (a server restarting, not UDP blocked).
+   */
   onFallback?: (info: { reason: string }) => void;
 }
 

@@ -12,9 +12,9 @@
 // the browser session. Reconnects by itself with full-jitter exponential
 // backoff, or after the delay the server asked for (`closing.reconnect_after_ms`);
 // resumes every room after the last seq it saw (`room@seq`), so nothing sent
-// while it was away is lost while the server still holds it; pings to find
-// half-open connections; reports every gap it sees (announced by the server or
-// not) through onLagged.
+// while it was away is lost while the server still holds it; pings a quiet
+// server and replaces a silent connection; reports every gap it sees
+// (announced by the server or not) through onLagged.
 // The server serves /sdk/bullhorn.global.js from this file with `export` removed.
 
 export const VERSION = "2";
@@ -26,6 +26,7 @@ export function connect(options) {
   const opts = Object.assign({
     app: "demo", rooms: [], minBackoffMs: 500, maxBackoffMs: 30000,
     transport: "auto", webtransportPort: 4433, webtransportTimeoutMs: 3000,
+    pingAfterMs: 10000, silentTimeoutMs: 30000,
   }, options);
   const lastSeq = new Map();
   let link = null; // the connection in use: { transport, open, send(text), close() }
@@ -35,6 +36,8 @@ export function connect(options) {
   let pingTimer = null;
   let serverDelay = null;
   let lastHeard = 0;
+  let lastPing = 0;
+  let webtransportWorked = false;
   let state = "";
 
   function emit(name, value) {
@@ -137,7 +140,7 @@ export function connect(options) {
           if (buf.length < 4 + len) break;
           const text = decoder.decode(buf.subarray(4, 4 + len));
           buf = buf.subarray(4 + len);
-          if (!answered) { answered = true; clearTimeout(timer); }
+          if (!answered) { answered = true; webtransportWorked = true; clearTimeout(timer); }
           received(text);
         }
       }
@@ -148,13 +151,15 @@ export function connect(options) {
   }
 
   // WebTransport did not get as far as the server's first message: use
-  // WebSocket now and for the rest of the session.
+  // WebSocket now and, unless WebTransport has worked on this page before
+  // (then the server was more likely down or restarting than UDP blocked),
+  // for the rest of the session.
   function fallBack(current, error) {
     if (link !== current && current !== null) return;
     if (current) current.close();
     link = null;
     if (closed) { setState("closed"); return; } // closed by the page, not a failure
-    remember("websocket");
+    if (!webtransportWorked) remember("websocket");
     emit("onFallback", { reason: String((error && error.message) || error || "failed") });
     openWebSocket();
   }
@@ -181,7 +186,7 @@ export function connect(options) {
         serverDelay = null;
         // The server's word: the seq we resume after, or an earlier one if the room restarted.
         for (const r of msg.rooms || []) lastSeq.set(r.room, r.seq);
-        startPing(msg.heartbeat_ms || 25000);
+        startPing();
         setState("open");
         break;
       case "broadcast": {
@@ -214,14 +219,22 @@ export function connect(options) {
     }
   }
 
-  function startPing(heartbeatMs) {
+  // Liveness (contract section 11): after pingAfterMs without a word from the
+  // server, ping; a restarted server answers a connection it no longer knows
+  // with a reset, so the page comes back within seconds. After
+  // silentTimeoutMs without a word, pongs included, the connection is dead.
+  function startPing() {
     stopPing();
+    lastPing = Date.now();
     pingTimer = setInterval(() => {
       if (!link || !link.open) return;
-      // Nothing heard for two heartbeats: the connection is half-open; drop it and reconnect.
-      if (Date.now() - lastHeard > heartbeatMs * 2 + 5000) { link.close(); return; }
-      link.send('{"type":"ping"}');
-    }, heartbeatMs);
+      const now = Date.now();
+      if (now - lastHeard >= opts.silentTimeoutMs) { const dead = link; dead.close(); ended(dead); return; }
+      if (now - Math.max(lastHeard, lastPing) >= opts.pingAfterMs) {
+        lastPing = now;
+        link.send('{"type":"ping"}');
+      }
+    }, Math.max(100, Math.min(1000, opts.pingAfterMs / 4)));
   }
 
   function stopPing() {

@@ -138,7 +138,25 @@ impl Stream {
             Stream::WebTransport(s) => s.next().await,
         }
     }
+
+    async fn ping(&mut self) -> Result<(), ClientError> {
+        match self {
+            Stream::WebSocket(s) => s.ping().await,
+            Stream::Quic(s) => s.ping().await,
+            Stream::WebTransport(s) => s.ping().await,
+        }
+    }
 }
+
+/// After this long without a word from the server the client pings (contract
+/// §11). A restarted node answers the ping of a connection it no longer
+/// knows with a stateless reset, so this bounds how long a client stays on a
+/// dead connection when the node comes back; it costs one small message each
+/// way per quiet interval.
+pub const PING_AFTER_SILENCE: Duration = Duration::from_secs(10);
+/// After this long without a word, pings included, the connection is taken
+/// for dead and replaced (the contract allows at most 35 s).
+pub const GIVE_UP_AFTER_SILENCE: Duration = Duration::from_secs(30);
 
 /// A subscription that survives disconnects (see the module docs).
 pub struct Subscription {
@@ -151,9 +169,17 @@ pub struct Subscription {
     attempt: u32,
     server_delay: Option<Duration>,
     gave_up: bool,
+    /// When the server was last heard from, and when we last pinged it.
+    last_heard: tokio::time::Instant,
+    last_ping: tokio::time::Instant,
     /// Backoff bounds: the first retry waits up to `min_backoff`, doubling up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Silence rules: ping after `ping_after` without a word from the server
+    /// (and again each `ping_after` while it stays silent), reconnect after
+    /// `give_up_after` ([`PING_AFTER_SILENCE`], [`GIVE_UP_AFTER_SILENCE`]).
+    pub ping_after: Duration,
+    pub give_up_after: Duration,
 }
 
 impl Subscription {
@@ -169,8 +195,12 @@ impl Subscription {
             attempt: 0,
             server_delay: None,
             gave_up: false,
+            last_heard: tokio::time::Instant::now(),
+            last_ping: tokio::time::Instant::now(),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            ping_after: PING_AFTER_SILENCE,
+            give_up_after: GIVE_UP_AFTER_SILENCE,
         }
     }
 
@@ -180,7 +210,8 @@ impl Subscription {
     }
 
     /// The next event. `None` only once the room is gone (`room_destroyed`)
-    /// or the server refused the subscription with an `error`.
+    /// or the server refused the subscription with an `error`. Pongs answer
+    /// the subscription's own pings and are not yielded.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             if self.gave_up {
@@ -188,7 +219,11 @@ impl Subscription {
             }
             let Some(stream) = self.stream.as_mut() else {
                 match self.connect().await {
-                    Ok(stream) => self.stream = Some(stream),
+                    Ok(stream) => {
+                        self.stream = Some(stream);
+                        self.last_heard = tokio::time::Instant::now();
+                        self.last_ping = self.last_heard;
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "subscription connect failed");
                         return Some(self.schedule_retry().await);
@@ -196,8 +231,32 @@ impl Subscription {
                 }
                 continue;
             };
-            match stream.next().await {
-                Ok(Some(message)) => return Some(self.observe(message)),
+            let ping_at = self.last_heard.max(self.last_ping) + self.ping_after;
+            let give_up_at = self.last_heard + self.give_up_after;
+            // Reads are cancel-safe on every transport: a timer that wins loses no frame.
+            let read = tokio::select! {
+                read = stream.next() => read,
+                () = tokio::time::sleep_until(ping_at.min(give_up_at)) => {
+                    if tokio::time::Instant::now() >= give_up_at {
+                        tracing::debug!(silent = ?self.give_up_after, "the server went silent; reconnecting");
+                        self.stream = None;
+                        return Some(self.schedule_retry().await);
+                    }
+                    self.last_ping = tokio::time::Instant::now();
+                    match tokio::time::timeout_at(give_up_at, stream.ping()).await {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(_)) | Err(_) => Err(ClientError::Io("the ping could not be sent".into())),
+                    }
+                }
+            };
+            match read {
+                Ok(Some(message)) => {
+                    self.last_heard = tokio::time::Instant::now();
+                    if message == Message::Pong {
+                        continue;
+                    }
+                    return Some(self.observe(message));
+                }
                 Ok(None) | Err(_) => {
                     self.stream = None;
                     return Some(self.schedule_retry().await);
@@ -338,6 +397,15 @@ mod tests {
         // A restarted room: the server's welcome seq replaces ours.
         sub.observe(Message::parse(br#"{"type":"welcome","rooms":[{"room":"g","seq":1}],"heartbeat_ms":1}"#).unwrap());
         assert_eq!(sub.last_seq("g"), Some(1));
+    }
+
+    #[test]
+    fn the_silence_rules_keep_the_contracts_bounds() {
+        // Contract §11: a silent connection is left within 35 s, and a client
+        // pings often enough to draw a restarted node's reset well within 15 s.
+        assert!(GIVE_UP_AFTER_SILENCE <= Duration::from_secs(35));
+        assert!(PING_AFTER_SILENCE < Duration::from_secs(15));
+        assert!(PING_AFTER_SILENCE < GIVE_UP_AFTER_SILENCE / 2, "at least two pings before giving up");
     }
 
     #[test]

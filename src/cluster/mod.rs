@@ -16,6 +16,7 @@ pub mod feed;
 pub mod names;
 pub mod presence;
 pub mod rooms;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::future::Future;

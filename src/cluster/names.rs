@@ -5,6 +5,11 @@
 /// The KV bucket holding each app's room list under the app's id.
 pub const ROOMS_BUCKET: &str = "bullhorn_rooms";
 
+/// The KV bucket holding what every node must share, such as the QUIC reset secret.
+pub const SECRETS_BUCKET: &str = "bullhorn_secrets";
+/// The QUIC reset secret's key in [`SECRETS_BUCKET`].
+pub const QUIC_RESET_KEY: &str = "quic-reset";
+
 /// Where every node publishes its per-room counts; the node id is the last token.
 pub const PRESENCE_PREFIX: &str = "bullhorn.presence.";
 

@@ -68,7 +68,8 @@ pub fn demo_key(data_dir: &Path, from_env: Option<String>) -> std::io::Result<(S
     Ok((key, KeySource::Generated(path)))
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// Writes `contents` and a newline to `path`, readable by the owner only (0600), synced.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -249,7 +249,10 @@ impl ChildServer {
 
     pub fn command(data_dir: &Path, extra: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_bullhorn"));
-        cmd.args(["serve", "--quic-addr", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        cmd.args(["serve", "--data-dir"]).arg(data_dir);
+        if !extra.contains(&"--quic-addr") {
+            cmd.args(["--quic-addr", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--viewer-addr") {
             cmd.args(["--viewer-addr", "127.0.0.1:0"]);
         }

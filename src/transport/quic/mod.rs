@@ -7,11 +7,13 @@
 //! * [`connection`]: a native connection's hello and admission.
 //! * [`webtransport`]: a browser session's CONNECT request and admission.
 //! * [`session`]: one task per admitted subscriber, whichever the kind.
+//! * [`reset`]: the endpoint's identity across restarts (stateless resets).
 //!
 //! The transport is tuned for very many mostly idle connections that receive
 //! small messages and send almost nothing (see [`transport_config`]).
 
 mod connection;
+pub mod reset;
 mod session;
 mod streams;
 pub mod tls;
@@ -58,14 +60,19 @@ pub fn transport_config(idle_timeout: Duration) -> TransportConfig {
     config
 }
 
-/// Binds the QUIC listener.
-pub fn bind(addr: SocketAddr, tls: rustls::ServerConfig, idle_timeout: Duration) -> anyhow::Result<Endpoint> {
+/// Binds the QUIC listener, with the reset identity `secret` (see [`reset`]).
+pub fn bind(
+    addr: SocketAddr,
+    tls: rustls::ServerConfig,
+    secret: &reset::ResetSecret,
+    idle_timeout: Duration,
+) -> anyhow::Result<Endpoint> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("TLS 1.3 is required for QUIC")?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(idle_timeout)));
     server.migration(false);
-    let (endpoint, buffers) =
-        udp::endpoint(addr, Some(server)).with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
+    let (endpoint, buffers) = udp::endpoint(addr, secret.endpoint_config(), Some(server))
+        .with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
     tracing::info!(buffers.receive, buffers.send, "QUIC socket buffers (bytes, as the kernel reports them)");
     Ok(endpoint)
 }

@@ -27,10 +27,14 @@ pub struct Buffers {
 
 /// A QUIC endpoint (a server when `server` is given) on a UDP socket bound to
 /// `addr` with buffers as large as the kernel allows up to [`BUFFER_BYTES`].
-pub fn endpoint(addr: SocketAddr, server: Option<quinn::ServerConfig>) -> std::io::Result<(quinn::Endpoint, Buffers)> {
+pub fn endpoint(
+    addr: SocketAddr,
+    config: quinn::EndpointConfig,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<(quinn::Endpoint, Buffers)> {
     let (socket, buffers) = bind(addr)?;
     let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("QUIC needs the tokio runtime"))?;
-    Ok((quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?, buffers))
+    Ok((quinn::Endpoint::new(config, server, socket, runtime)?, buffers))
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<(std::net::UdpSocket, Buffers)> {
