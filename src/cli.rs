@@ -77,9 +77,12 @@ pub struct ServeArgs {
     /// Join a cluster through NATS: nats://host:port[,…]
     #[arg(long, env = "BULLHORN_CLUSTER_NATS")]
     pub cluster_nats: Option<String>,
-    /// Presence shards per room [default: worker threads]
+    /// Data-plane shard threads, each owning its subscribers' sockets and one presence shard of every room [default: the cores allowed]
     #[arg(long, env = "BULLHORN_SHARDS")]
     pub shards: Option<usize>,
+    /// Pin each shard thread to one of the cores allowed
+    #[arg(long, env = "BULLHORN_PIN_SHARDS")]
+    pub pin_shards: bool,
     /// Broadcasts a subscriber may have queued before drops begin [default: 512]
     #[arg(long, env = "BULLHORN_QUEUE_MAX_MESSAGES")]
     pub queue_max_messages: Option<usize>,

@@ -60,8 +60,10 @@ pub struct ListenConfig {
 
 #[derive(Debug, Clone)]
 pub struct FanoutConfig {
-    /// Presence shards per room; `None` means one per worker thread.
+    /// Data-plane shard threads (and presence shards per room); `None` means one per core allowed.
     pub shards: Option<usize>,
+    /// Pin each shard thread to a core.
+    pub pin_shards: bool,
     pub queue: QueueLimits,
     pub resume: ResumeLimits,
 }
@@ -168,6 +170,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileFanout {
     shards: Option<usize>,
+    pin_shards: Option<bool>,
     queue_max_messages: Option<usize>,
     queue_max_bytes: Option<usize>,
     slow_consumer_after_ms: Option<u64>,
@@ -280,6 +283,7 @@ impl Config {
             cluster_nats: args.cluster_nats.clone().or(file.cluster_nats),
             fanout: FanoutConfig {
                 shards: args.shards.or(file.fanout.shards),
+                pin_shards: args.pin_shards || file.fanout.pin_shards.unwrap_or(false),
                 queue: QueueLimits {
                     max_messages: args.queue_max_messages.or(file.fanout.queue_max_messages).unwrap_or(512),
                     max_bytes: args.queue_max_bytes.or(file.fanout.queue_max_bytes).unwrap_or(1 << 20),

@@ -38,6 +38,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dataplane;
 pub mod fanout;
 pub mod ids;
 pub mod limits;

@@ -15,14 +15,15 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::cluster::Cluster;
 use crate::config::{Config, DEFAULT_MAX_ROOMS, DEMO_APP};
+use crate::dataplane::Dataplane;
 use crate::metrics::{self, Metrics};
 use crate::protocol::close::CloseReason;
 use crate::registry::keys::{self, KeySource};
 use crate::registry::store::Store;
 use crate::registry::{AppSpec, Registry};
-use crate::room::RoomConfig;
+use crate::room::{LaneDriver, RoomConfig};
 use crate::shutdown::Drain;
-use crate::state::{Settings, Shared};
+use crate::state::{Planes, Settings, Shared};
 use crate::tls::CertStore;
 use crate::tls::listener::TlsListener;
 use crate::transport::capacity::Connections;
@@ -64,10 +65,16 @@ impl Server {
         // In a cluster the rooms live in NATS; the data dir keeps only keys and certificates.
         let store = cluster.is_none().then_some(store);
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
+        let dataplane = Dataplane::start(shards, config.fanout.pin_shards).context("cannot start the shard threads")?;
         let registry = Registry::load(
             store,
             specs,
-            RoomConfig { shards, resume: config.fanout.resume, broadcasts_per_sec: config.limits.broadcasts_per_room },
+            RoomConfig {
+                shards,
+                resume: config.fanout.resume,
+                broadcasts_per_sec: config.limits.broadcasts_per_room,
+                lanes: LaneDriver::Shards(dataplane.clone()),
+            },
             metrics.clone(),
         )
         .context("cannot load the room registry")?;
@@ -125,7 +132,7 @@ impl Server {
             Connections::new(max_connections, config.limits.max_connections_per_ip, gauges),
             settings,
             prometheus,
-            cluster,
+            Planes { cluster, dataplane },
         ));
         tracing::info!(shards, max_connections, "node ready");
         Ok(Server {
@@ -235,6 +242,8 @@ impl Server {
         if tokio::time::timeout(drain_timeout, shared.connections.wait_idle()).await.is_err() {
             tracing::warn!(left = shared.connections.open(), "drain timed out; closing the rest");
         }
+        // What a drain left on the shards (the timed out) is dropped with them.
+        shared.dataplane.stop();
         if let Err(error) = shared.registry.persist().await {
             tracing::error!(%error, "could not write the room registry on shutdown");
         }

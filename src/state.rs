@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cluster::Cluster;
 use crate::config::LimitsConfig;
+use crate::dataplane::Dataplane;
 use crate::fanout::QueueLimits;
 use crate::limits::{self, TokenBucket};
 use crate::metrics::Metrics;
@@ -44,7 +45,16 @@ pub struct Shared {
     pub cluster: Option<Arc<Cluster>>,
     /// `--accept-rate`, one bucket for the viewer and QUIC accept loops.
     pub accept_rate: Option<TokenBucket>,
+    /// The shard threads that own WebSocket subscribers' sockets.
+    pub dataplane: Arc<Dataplane>,
     next_connection_id: AtomicU64,
+}
+
+/// What a broadcast crosses after its room: the cluster between nodes (none
+/// on a single node), then the data plane to the sockets.
+pub struct Planes {
+    pub cluster: Option<Arc<Cluster>>,
+    pub dataplane: Arc<Dataplane>,
 }
 
 impl Shared {
@@ -55,9 +65,10 @@ impl Shared {
         connections: Arc<Connections>,
         settings: Settings,
         prometheus: PrometheusHandle,
-        cluster: Option<Arc<Cluster>>,
+        Planes { cluster, dataplane }: Planes,
     ) -> Shared {
         Shared {
+            dataplane,
             accept_rate: limits::per_second(settings.limits.accept_rate),
             registry,
             metrics,

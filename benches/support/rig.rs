@@ -50,7 +50,11 @@ impl Rig {
             Features::Off => ResumeLimits { messages: 0, ..ResumeLimits::default() },
             Features::On => ResumeLimits::default(),
         };
-        let room = Arc::new(Room::new(spec, RoomConfig { shards, resume, broadcasts_per_sec: 0 }, Metrics::new()));
+        let room = Arc::new(Room::new(
+            spec,
+            RoomConfig { shards, resume, broadcasts_per_sec: 0, lanes: Default::default() },
+            Metrics::new(),
+        ));
         let subscribers: Vec<Arc<Subscriber>> = (0..subscribers as u64)
             .map(|id| {
                 let framing = if id % 2 == 0 { Framing::WebSocket } else { Framing::Quic };

@@ -150,7 +150,7 @@ impl Registry {
                         created_at: stored.created_at,
                         seq: stored.seq,
                     },
-                    room_config,
+                    room_config.clone(),
                     metrics.clone(),
                 );
                 rooms.insert(room.id().clone(), Arc::new(room));
@@ -227,7 +227,7 @@ impl Registry {
                 created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 seq: 0,
             };
-            let created = Arc::new(Room::new(spec, self.room_config, self.metrics.clone()));
+            let created = Arc::new(Room::new(spec, self.room_config.clone(), self.metrics.clone()));
             rooms.insert(created.id().clone(), created.clone());
             created
         };
@@ -262,7 +262,7 @@ impl Registry {
         if rooms.contains_key(&spec.id) {
             return None;
         }
-        let room = Arc::new(Room::new(spec, self.room_config, self.metrics.clone()));
+        let room = Arc::new(Room::new(spec, self.room_config.clone(), self.metrics.clone()));
         rooms.insert(room.id().clone(), room.clone());
         Some(room)
     }
@@ -356,7 +356,7 @@ mod tests {
         Registry::load(
             Some(Store::open(dir).unwrap()),
             vec![spec],
-            RoomConfig { shards: 2, resume: Default::default(), broadcasts_per_sec: 0 },
+            RoomConfig { shards: 2, resume: Default::default(), broadcasts_per_sec: 0, lanes: Default::default() },
             Metrics::new(),
         )
         .unwrap()

@@ -52,6 +52,7 @@ pub struct Room {
     broadcast_limit: Option<TokenBucket>,
     broadcasts: Counter,
     metrics: Metrics,
+    lane_driver: LaneDriver,
 }
 
 /// What the sequencer guards.
@@ -63,13 +64,41 @@ struct Sequencer {
 }
 
 /// How every room of this node is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RoomConfig {
     /// Presence shards (and lanes) per room.
     pub shards: usize,
     pub resume: ResumeLimits,
     /// Broadcasts accepted per second; 0: no limit.
     pub broadcasts_per_sec: u32,
+    /// Who drains the lanes a publish filled.
+    pub lanes: LaneDriver,
+}
+
+/// Who drains a room's lanes once a publish has filled them.
+#[derive(Clone, Default)]
+pub enum LaneDriver {
+    /// The publisher itself (and tokio tasks for large rooms): rooms without
+    /// a data plane, as in unit tests and benches.
+    #[default]
+    Inline,
+    /// The data plane's shard threads: lane *i* is drained by shard *i*, the
+    /// thread that owns the sockets of presence shard *i*'s members.
+    Shards(Arc<dyn DrainLanes>),
+}
+
+impl std::fmt::Debug for LaneDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LaneDriver::Inline => "Inline",
+            LaneDriver::Shards(_) => "Shards",
+        })
+    }
+}
+
+/// Asks the thread of shard `shard` to drain that lane of `room`.
+pub trait DrainLanes: Send + Sync {
+    fn drain(&self, shard: usize, room: Arc<Room>);
 }
 
 /// What a room is made from.
@@ -109,6 +138,7 @@ impl Room {
             destroyed: AtomicBool::new(false),
             broadcast_limit: limits::per_second(config.broadcasts_per_sec),
             metrics,
+            lane_driver: config.lanes,
         }
     }
 
@@ -240,9 +270,13 @@ impl Room {
         }
     }
 
-    /// Drains the lanes this publisher is responsible for: inline for small
-    /// rooms, one task per shard for large ones (the last shard inline).
+    /// Drains the lanes this publisher is responsible for: on their shard
+    /// threads when there is a data plane; else inline for small rooms, one
+    /// task per shard for large ones (the last shard inline).
     fn drive(self: &Arc<Self>, lanes: &[usize], online: usize) {
+        if let LaneDriver::Shards(shards) = &self.lane_driver {
+            return lanes.iter().for_each(|&index| shards.drain(index, Arc::clone(self)));
+        }
         let parallel = online >= PARALLEL_FANOUT_MIN && tokio::runtime::Handle::try_current().is_ok();
         match lanes.split_last() {
             Some((last, rest)) if parallel => {

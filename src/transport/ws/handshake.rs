@@ -9,10 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use super::connection::WsConnection;
+use super::connection::hand_over;
 use super::upgrade::{Admitted, admit, switching_protocols};
 use crate::api_error::ApiError;
 use crate::state::Shared;
@@ -68,9 +67,7 @@ pub async fn accept<S: ViewerStream>(
             if stream.write_all(&switching_protocols(&accept)).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
-            let early_input = Bytes::copy_from_slice(early_input);
-            let socket = stream.into_socket();
-            tokio::spawn(WsConnection::new(socket, early_input, memberships, shared, permit).run());
+            hand_over(stream, early_input.to_vec(), memberships, &shared, permit);
         }
         Err(error) => refuse(stream, &error).await,
     }

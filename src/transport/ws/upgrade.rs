@@ -11,12 +11,11 @@ use axum::extract::{Extension, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use super::connection::WsConnection;
+use super::connection::hand_over;
 use crate::api_error::ApiError;
 use crate::state::Shared;
 use crate::transport::accept::PeerAddr;
@@ -96,8 +95,7 @@ pub async fn subscribe(
     response
 }
 
-/// Starts the connection in a task of its own, so its long-lived future holds
-/// nothing of the upgrade's short one.
+/// Hands the upgraded connection to its shard.
 fn start<S: ViewerStream>(
     parts: hyper::upgrade::Parts<TokioIo<Prefixed<S>>>,
     memberships: Vec<Membership>,
@@ -107,8 +105,7 @@ fn start<S: ViewerStream>(
     let (unread, stream) = parts.io.into_inner().into_parts();
     let mut early_input = unread.to_vec();
     early_input.extend_from_slice(&parts.read_buf);
-    let connection = WsConnection::new(stream.into_socket(), Bytes::from(early_input), memberships, shared, permit);
-    tokio::spawn(connection.run());
+    hand_over(stream, early_input, memberships, &shared, permit);
 }
 
 /// Everything that must hold before the upgrade.

@@ -1,0 +1,133 @@
+//! The data plane: per-core shard threads that own their subscribers'
+//! sockets and deliver to them directly (docs/architecture.md, "The data
+//! plane on shard threads").
+//!
+//! * [`shard`]: one thread's event loop: socket events, its inbox, its lane
+//!   of every room, its connections' deadlines.
+//! * [`inbox`]: how other threads reach a shard, and the waker a shard-owned
+//!   connection's queue parks (a push on the shard's own thread costs no
+//!   syscall).
+//! * [`ws`]: a WebSocket subscriber's state machine.
+//! * [`socket`]: the non-blocking socket under it, plain or TLS.
+//!
+//! Invariants: shard *i* is the only thread that touches its connections'
+//! sockets and the only drainer of lane *i* of every room; a subscriber owned
+//! by shard *i* is a member of presence shard *i* of each of its rooms (both
+//! are its connection id modulo the shard count).
+
+pub mod inbox;
+pub mod shard;
+pub mod socket;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::Counter;
+
+use crate::fanout::Subscriber;
+use crate::room::{DrainLanes, Room};
+use crate::transport::capacity::ConnectionPermit;
+use crate::transport::session::Membership;
+pub use socket::{AnySocket, ShardSocket};
+
+/// A subscriber handed from the control plane to its shard, joined already
+/// (its welcome queued), with everything its connection needs.
+pub struct Adoption {
+    pub socket: AnySocket,
+    /// Bytes the handshake read past the upgrade request.
+    pub early_input: Vec<u8>,
+    pub subscriber: Arc<Subscriber>,
+    pub memberships: Vec<Membership>,
+    pub idle_timeout: Duration,
+    pub deliveries: Counter,
+    pub permit: ConnectionPermit,
+}
+
+/// The shard threads of a node.
+pub struct Dataplane {
+    inboxes: Vec<Arc<inbox::Inbox>>,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane").field("shards", &self.inboxes.len()).finish()
+    }
+}
+
+impl Dataplane {
+    /// Starts `shards` threads (at least one), pinned one per allowed core
+    /// when `pin` is set.
+    pub fn start(shards: usize, pin: bool) -> std::io::Result<Arc<Dataplane>> {
+        let cores = if pin { allowed_cores() } else { Vec::new() };
+        let mut inboxes = Vec::new();
+        for index in 0..shards.max(1) {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), shard::WAKE)?;
+            let inbox = Arc::new(inbox::Inbox::new(waker));
+            let shard = shard::Shard { index, poll, inbox: inbox.clone() };
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            std::thread::Builder::new().name(format!("bullhorn-shard-{index}")).spawn(move || {
+                if let Some(core) = core {
+                    pin_to(core);
+                }
+                shard.run();
+            })?;
+            inboxes.push(inbox);
+        }
+        Ok(Arc::new(Dataplane { inboxes }))
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// The shard that owns subscriber `id` (and whose presence shards it joins).
+    pub fn shard_of(&self, id: u64) -> usize {
+        (id % self.inboxes.len() as u64) as usize
+    }
+
+    /// Hands a joined subscriber's connection to its shard.
+    pub fn adopt(&self, adoption: Adoption) {
+        let shard = self.shard_of(adoption.subscriber.id());
+        self.inboxes[shard].post(|pending| pending.adopt.push(adoption));
+    }
+
+    /// Stops every shard; their connections are dropped (after a drain, none are left).
+    pub fn stop(&self) {
+        for inbox in &self.inboxes {
+            inbox.post(|pending| pending.stop = true);
+        }
+    }
+}
+
+impl DrainLanes for Dataplane {
+    fn drain(&self, shard: usize, room: Arc<Room>) {
+        self.inboxes[shard].post(|pending| pending.drains.push(room));
+    }
+}
+
+/// The cores this process may run on.
+fn allowed_cores() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, and sched_getaffinity
+    // writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+    }
+}
+
+/// Pins the calling thread to `core`; a refusal leaves it unpinned.
+fn pin_to(core: usize) {
+    // SAFETY: as above; the set names one core.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(core, "cannot pin a shard thread to its core");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! One WebSocket subscriber on a shard: an explicit state machine with a
+//! handler per event (readable, woken or writable, deadline), driven by the
+//! shard's event loop and by nothing else.
+//!
+//! It holds no task, no timer and no read buffer: reads go through the
+//! shard's buffer, writes are vectored straight from the shared frames
+//! (`fanout::writer`), and the only deadlines (the last frames' 2 s, then 2 s
+//! of linger) are entries in the shard's heap. Every handler returns whether
+//! the connection lives on; a finished one is dropped by the shard, which
+//! leaves its rooms and releases its connection slot.
+//!
+//! Sans-I/O over [`ShardSocket`], so tests drive it with any split of reads,
+//! short writes at any byte and a close at any point.
+
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use metrics::Counter;
+
+use super::socket::ShardSocket;
+use crate::fanout::Subscriber;
+use crate::fanout::outbox::Outbox;
+use crate::fanout::writer::write_some;
+use crate::protocol::close::ws_code;
+use crate::protocol::messages::{self, ClientMessage};
+use crate::protocol::ws::{self, ClientEvent, Decoder};
+use crate::transport::capacity::ConnectionPermit;
+use crate::transport::session::{self, Membership};
+
+/// `{"type":"pong"}` as one text frame, shared by every connection.
+static PONG_FRAME: &[u8] = b"\x81\x0f{\"type\":\"pong\"}";
+
+/// How long the final frames may take to leave, and then the peer to close.
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Whether the connection lives on after a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    Open,
+    Over,
+}
+
+/// Where the connection is in its close sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Not closing.
+    No,
+    /// The close frame is queued; its bytes must leave by the deadline.
+    Flushing,
+    /// Half-closed; waiting for the peer to close until the deadline.
+    Lingering,
+}
+
+pub struct WsConn<S> {
+    socket: S,
+    subscriber: Arc<Subscriber>,
+    memberships: Vec<Membership>,
+    out: Outbox,
+    decoder: Decoder,
+    last_heard: Instant,
+    closing: Closing,
+    /// When the current close stage must be over.
+    pub deadline: Option<Instant>,
+    idle_timeout: Duration,
+    deliveries: Counter,
+    _permit: Option<ConnectionPermit>,
+}
+
+impl<S: ShardSocket> WsConn<S> {
+    pub fn new(
+        socket: S,
+        subscriber: Arc<Subscriber>,
+        memberships: Vec<Membership>,
+        idle_timeout: Duration,
+        deliveries: Counter,
+        permit: Option<ConnectionPermit>,
+    ) -> WsConn<S> {
+        WsConn {
+            socket,
+            subscriber,
+            memberships,
+            out: Outbox::default(),
+            decoder: Decoder::new(),
+            last_heard: Instant::now(),
+            closing: Closing::No,
+            deadline: None,
+            idle_timeout,
+            deliveries,
+            _permit: permit,
+        }
+    }
+
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
+
+    /// Bytes the handshake read past the upgrade request.
+    pub fn early_input(&mut self, mut input: Vec<u8>, now: Instant) {
+        if let Some(code) = handle_input(&mut self.decoder, &mut input, &self.subscriber) {
+            self.close_with(code, now);
+        }
+    }
+
+    /// The socket is readable: read until it would block (edge-triggered).
+    pub fn on_readable(&mut self, buf: &mut [u8], now: Instant) -> Life {
+        loop {
+            match self.socket.read(buf) {
+                Ok(0) => return Life::Over,
+                Ok(n) if self.closing == Closing::Lingering => {
+                    let _ = n; // the peer's last words: discarded
+                }
+                Ok(n) => {
+                    self.last_heard = now;
+                    if let Some(code) = handle_input(&mut self.decoder, &mut buf[..n], &self.subscriber)
+                        && self.closing == Closing::No
+                    {
+                        self.close_with(code, now);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.socket.has_pending_input() {
+                        return Life::Open;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Life::Over,
+            }
+        }
+    }
+
+    /// Something was queued, the socket is writable, or the heartbeat woke
+    /// it: write what can go, then park the queue's waker (`cx`).
+    pub fn on_woken(&mut self, cx: &mut Context<'_>, now: Instant) -> Life {
+        loop {
+            if self.out.is_empty()
+                && self.closing == Closing::No
+                && let Some(reason) = self.out.refill(&self.subscriber)
+                && self.out.is_empty()
+            {
+                // The closing message goes out once the backlog has (a slow
+                // consumer's backlog is dropped by `refill`).
+                self.out.frames.push_back(ws::text_frame(&messages::closing(reason)));
+                self.close_with(reason.ws_close_code(), now);
+            }
+            // TLS may hold records of frames already taken; they leave before anything else.
+            let written = if self.socket.has_pending_output() {
+                self.socket.flush_pending().map(|()| 0)
+            } else if !self.out.is_empty() {
+                let socket = &mut self.socket;
+                write_some(&mut self.out.frames, |slices| socket.write_vectored(slices))
+            } else {
+                return self.park(cx, now);
+            };
+            match written {
+                Ok(bytes) => self.out.sent(&self.subscriber, bytes, &self.deliveries),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Life::Open, // WRITABLE comes
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Life::Over,
+            }
+        }
+    }
+
+    /// Nothing left to write: half-close if closing, else wait for the queue.
+    fn park(&mut self, cx: &mut Context<'_>, now: Instant) -> Life {
+        match self.closing {
+            Closing::Flushing => {
+                self.socket.shutdown();
+                self.closing = Closing::Lingering;
+                self.deadline = Some(now + CLOSE_DEADLINE);
+                Life::Open
+            }
+            Closing::Lingering => Life::Open,
+            Closing::No if now.duration_since(self.last_heard) >= self.idle_timeout => Life::Over,
+            Closing::No => match self.subscriber.poll_woken(cx) {
+                Poll::Ready(()) => self.on_woken(cx, now),
+                Poll::Pending => Life::Open,
+            },
+        }
+    }
+
+    /// The deadline passed: the last frames did not leave in time, or the
+    /// peer did not close after ours.
+    pub fn on_deadline(&mut self, now: Instant) -> Life {
+        match self.deadline {
+            Some(deadline) if now >= deadline => Life::Over,
+            _ => Life::Open,
+        }
+    }
+
+    /// Queues the close frame after whatever is in flight; starts its deadline.
+    fn close_with(&mut self, code: u16, now: Instant) {
+        self.out.frames.push_back(ws::close_frame(code, close_text(code)));
+        self.closing = Closing::Flushing;
+        self.deadline = Some(now + CLOSE_DEADLINE);
+    }
+}
+
+impl<S> Drop for WsConn<S> {
+    fn drop(&mut self) {
+        session::leave(&self.memberships);
+    }
+}
+
+fn close_text(code: u16) -> &'static str {
+    match code {
+        ws_code::TOO_BIG => "frame too big",
+        ws_code::PROTOCOL_ERROR => "protocol error",
+        ws_code::INVALID_PAYLOAD => "invalid utf-8",
+        ws_code::GOING_AWAY => "server_draining",
+        ws_code::ROOM_DESTROYED => "room_destroyed",
+        ws_code::SLOW_CONSUMER => "slow_consumer",
+        _ => "",
+    }
+}
+
+/// Decodes client bytes; returns the close code to answer with, if any.
+fn handle_input(decoder: &mut Decoder, input: &mut [u8], subscriber: &Subscriber) -> Option<u16> {
+    let mut close = None;
+    let decoded = decoder.decode(input, |event| match event {
+        ClientEvent::Text(text) => {
+            if messages::parse_client(text) == ClientMessage::Ping {
+                subscriber.push_control(Bytes::from_static(PONG_FRAME));
+            }
+        }
+        ClientEvent::Ping(payload) => subscriber.push_control(ws::frame(ws::opcode::PONG, payload)),
+        ClientEvent::Binary(_) | ClientEvent::Pong => {}
+        ClientEvent::Close(_) => close = close.or(Some(ws_code::NORMAL)),
+    });
+    match decoded {
+        Ok(()) => close,
+        Err(error) => {
+            tracing::debug!(%error, "closing on bad client input");
+            Some(error.close_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
