@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::config::{Config, DEFAULT_MAX_ROOMS, DEMO_APP};
 use crate::dataplane::Dataplane;
@@ -65,7 +66,9 @@ impl Server {
         // In a cluster the rooms live in NATS; the data dir keeps only keys and certificates.
         let store = cluster.is_none().then_some(store);
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
-        let dataplane = Dataplane::start(shards, config.fanout.pin_shards).context("cannot start the shard threads")?;
+        let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
+        let dataplane = Dataplane::start(shards, config.fanout.pin_shards, max_connections)
+            .context("cannot start the shard threads")?;
         let registry = Registry::load(
             store,
             specs,
@@ -79,7 +82,6 @@ impl Server {
         )
         .context("cannot load the room registry")?;
 
-        let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
         let viewer = listen(config.listen.viewer)
             .with_context(|| format!("cannot listen on {} (viewer)", config.listen.viewer))?;
         let admin =
@@ -126,13 +128,13 @@ impl Server {
             metrics.webtransport_connections.clone(),
         ];
         let shared = Arc::new(Shared::new(
-            registry,
+            Arc::new(registry),
             metrics,
             Drain::new(config.drain.window),
             Connections::new(max_connections, config.limits.max_connections_per_ip, gauges),
             settings,
             prometheus,
-            Planes { cluster, dataplane },
+            Planes { broker: cluster.map_or(Broker::Local, Broker::Nats), dataplane },
         ));
         tracing::info!(shards, max_connections, "node ready");
         Ok(Server {
@@ -188,7 +190,8 @@ impl Server {
         let admin_stopped = async move {
             let _ = admin_stop.await;
         };
-        let admin_router = admin::router(shared.clone());
+        // Tencent-style calls authenticate by UserSig, not by the bearer key.
+        let admin_router = admin::router(shared.clone(), crate::tencent::routes());
         let admin_task = match admin_tls {
             None => tokio::spawn(axum::serve(admin, admin_router).with_graceful_shutdown(admin_stopped).into_future()),
             Some(config) => {
@@ -206,7 +209,7 @@ impl Server {
         let callback_workers: Vec<_> =
             shared.registry.apps().filter_map(|app| app.callbacks()?.spawn_worker()).collect();
         let reloads = tokio::spawn(tls::reload_on_sighup(sighup, cert_stores, shared.metrics.clone()));
-        let cluster_tasks = shared.cluster.as_ref().map(|cluster| cluster.spawn(&shared)).unwrap_or_default();
+        let cluster_tasks = shared.broker.spawn(&shared.registry, &shared.metrics);
         let upkeep = tokio::spawn({
             let prometheus = shared.prometheus.clone();
             async move {

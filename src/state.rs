@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::cluster::Cluster;
+use crate::broker::Broker;
 use crate::config::LimitsConfig;
 use crate::dataplane::Dataplane;
 use crate::fanout::QueueLimits;
@@ -35,14 +35,14 @@ pub struct Settings {
 
 #[derive(Debug)]
 pub struct Shared {
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub metrics: Metrics,
     pub drain: Drain,
     pub connections: Arc<Connections>,
     pub settings: Settings,
     pub prometheus: PrometheusHandle,
-    /// Set when this node is part of a cluster over NATS.
-    pub cluster: Option<Arc<Cluster>>,
+    /// Who numbers broadcasts and keeps the room list: this node, or the cluster.
+    pub broker: Broker,
     /// `--accept-rate`, one bucket for the viewer and QUIC accept loops.
     pub accept_rate: Option<TokenBucket>,
     /// The shard threads that own WebSocket subscribers' sockets.
@@ -50,22 +50,22 @@ pub struct Shared {
     next_connection_id: AtomicU64,
 }
 
-/// What a broadcast crosses after its room: the cluster between nodes (none
-/// on a single node), then the data plane to the sockets.
+/// What a broadcast crosses: the broker that numbers it (this node, or the
+/// cluster), then the data plane to the sockets.
 pub struct Planes {
-    pub cluster: Option<Arc<Cluster>>,
+    pub broker: Broker,
     pub dataplane: Arc<Dataplane>,
 }
 
 impl Shared {
     pub fn new(
-        registry: Registry,
+        registry: Arc<Registry>,
         metrics: Metrics,
         drain: Drain,
         connections: Arc<Connections>,
         settings: Settings,
         prometheus: PrometheusHandle,
-        Planes { cluster, dataplane }: Planes,
+        Planes { broker, dataplane }: Planes,
     ) -> Shared {
         Shared {
             dataplane,
@@ -76,17 +76,14 @@ impl Shared {
             connections,
             settings,
             prometheus,
-            cluster,
+            broker,
             next_connection_id: AtomicU64::new(1),
         }
     }
 
     /// Members of `room` online now: on this node, or on every live node in a cluster.
     pub fn online(&self, room: &Room) -> usize {
-        match &self.cluster {
-            Some(cluster) => cluster.online(room.app(), room),
-            None => room.online(),
-        }
+        self.broker.online(room)
     }
 
     /// A process-unique connection id; it also picks the presence shard.

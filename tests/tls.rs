@@ -215,7 +215,7 @@ async fn wss_and_https_serve_with_files_and_a_sighup_swaps_certificates_without_
     let refused = tls_connect(&old_ca.client(), viewer).await.expect_err("the old certificate is gone");
     assert!(refused.to_string().contains("UnknownIssuer"), "{refused}");
     // QUIC serves the same files, reloaded too.
-    let fingerprint = bullhorn::transport::quic::tls::hex_sha256(&new_leaf);
+    let fingerprint = bullhorn::protocol::quic::certificate_fingerprint(&new_leaf);
     let endpoint = quic_client(&fingerprint, bullhorn::transport::quic::tls::ALPN);
     let mut native = QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
     assert_eq!(native.next_json().await.unwrap()["type"], "welcome");

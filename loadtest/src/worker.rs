@@ -191,14 +191,11 @@ impl Fleet {
                 .map(|n| {
                     let source = source_ip(&args, n * QUIC_PER_ENDPOINT).unwrap_or([127, 0, 0, 1].into());
                     // Buffers as large as the server's: thousands of handshakes land at once.
-                    let (mut endpoint, _) = bullhorn::transport::quic::udp::endpoint(
-                        SocketAddr::new(source, 0),
-                        quinn::EndpointConfig::default(),
-                        None,
-                    )?;
+                    let (mut endpoint, _) =
+                        bullhorn::udp::endpoint(SocketAddr::new(source, 0), quinn::EndpointConfig::default(), None)?;
                     let alpn = match args.webtransport {
-                        true => bullhorn::transport::quic::webtransport::ALPN,
-                        false => bullhorn::transport::quic::tls::ALPN,
+                        true => bullhorn::protocol::quic::WEBTRANSPORT_ALPN,
+                        false => bullhorn::protocol::quic::ALPN,
                     };
                     endpoint.set_default_client_config(bullhorn::client::tls::pinned_quic_config(fingerprint, alpn));
                     Ok(endpoint)

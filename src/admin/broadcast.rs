@@ -19,9 +19,9 @@ use serde_json::value::RawValue;
 use super::body;
 use crate::api_error::ApiError;
 use crate::callbacks::wire::{self, Message, Verdict};
-use crate::cluster::feed::Outgoing;
-use crate::fanout::{ConflateKey, Delivery, Priority};
+use crate::fanout::Priority;
 use crate::limits;
+use crate::room::Outgoing;
 use crate::room::{Room, now_ms};
 use crate::state::Shared;
 
@@ -116,7 +116,7 @@ pub struct Origin<'a> {
     pub random: Option<u64>,
 }
 
-/// Hands a validated broadcast to its room, or to the cluster, after the
+/// Hands a validated broadcast to the broker (this node, or the cluster), after the
 /// room's rate limit and the app's before-broadcast callback; queues the
 /// after-broadcast callback. What every admin API that broadcasts goes through.
 pub async fn publish(
@@ -159,23 +159,9 @@ pub async fn publish(
             Err(failed) => return Err(ApiError::callback_unavailable(failed.to_string())),
         }
     }
-    let accepted = match &shared.cluster {
-        Some(cluster) => {
-            let accepted = cluster.publish(room, outgoing).await.map_err(|error| {
-                tracing::warn!(%error, "broadcast refused: cluster unavailable");
-                ApiError::cluster_unavailable(error.to_string())
-            })?;
-            Accepted { seq: accepted.seq, online: shared.online(room), duplicate: accepted.duplicate, dropped: false }
-        }
-        None => {
-            let delivery = Delivery {
-                priority: outgoing.priority,
-                conflate: outgoing.conflate.map_or(ConflateKey::NONE, ConflateKey::of),
-            };
-            let published = room.publish(outgoing.data, delivery, outgoing.idempotency_key);
-            Accepted { seq: published.seq, online: published.online, duplicate: published.duplicate, dropped: false }
-        }
-    };
+    let published = shared.broker.publish(room, outgoing).await?;
+    let accepted =
+        Accepted { seq: published.seq, online: published.online, duplicate: published.duplicate, dropped: false };
     if let Some(callbacks) = callbacks.filter(|c| c.wants_after())
         && !accepted.duplicate
     {

@@ -19,7 +19,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.drain.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
-    } else if shared.cluster.as_ref().is_some_and(|cluster| !cluster.is_connected()) {
+    } else if !shared.broker.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "cluster_unavailable"}))).into_response()
     } else {
         Json(json!({"status": "ready"})).into_response()

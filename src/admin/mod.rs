@@ -27,15 +27,18 @@ use crate::state::Shared;
 /// Room-creation and broadcast bodies carry `data` plus a small envelope.
 const BODY_ENVELOPE_BYTES: usize = 16 * 1024;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The admin listener's router: the native API, `others` (APIs that answer on
+/// this listener and authenticate their own way, such as the Tencent-style
+/// calls), health, metrics and the console.
+pub fn router(shared: Arc<Shared>, others: Router<Arc<Shared>>) -> Router {
     let body_limit = shared.settings.max_payload_bytes + BODY_ENVELOPE_BYTES;
     Router::new()
         .route("/v1/apps/{app}/rooms", post(rooms::create).get(rooms::list))
         .route("/v1/apps/{app}/rooms/{room}", get(rooms::show).delete(rooms::delete))
         .route("/v1/apps/{app}/rooms/{room}/broadcast", post(broadcast::broadcast))
         .route_layer(from_fn_with_state(shared.clone(), auth::require_admin_key))
-        // Authenticated by UserSig, not by the bearer key.
-        .merge(crate::tencent::routes())
+        // Not behind the bearer key: they authenticate their own way.
+        .merge(others)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -13,9 +13,8 @@ use serde_json::{Value, json};
 
 use super::body;
 use crate::api_error::ApiError;
-use crate::cluster::ClusterError;
 use crate::ids::is_valid_id;
-use crate::registry::{App, RegistryError};
+use crate::registry::App;
 use crate::room::Room;
 use crate::state::Shared;
 
@@ -85,18 +84,12 @@ pub async fn create_room(
     room: &str,
     name: Option<String>,
 ) -> Result<Arc<Room>, ApiError> {
-    match &shared.cluster {
-        Some(cluster) => cluster.create_room(shared, app, room, name).await.map_err(cluster_error),
-        None => shared.registry.create_room(app, room, name).await.map_err(registry_error),
-    }
+    shared.broker.create_room(&shared.registry, app, room, name).await
 }
 
 /// Deletes a room and closes its members, here or cluster-wide.
 pub async fn delete_room(shared: &Arc<Shared>, app: &App, room: &str) -> Result<(), ApiError> {
-    match &shared.cluster {
-        Some(cluster) => cluster.delete_room(shared, app, room).await.map_err(cluster_error),
-        None => shared.registry.delete_room(app, room).await.map_err(registry_error),
-    }
+    shared.broker.delete_room(&shared.registry, app, room).await
 }
 
 pub async fn list(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -121,28 +114,6 @@ pub async fn delete(
     let app = app(&shared, &app_id)?;
     delete_room(&shared, app, &room_id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn cluster_error(error: ClusterError) -> ApiError {
-    match error {
-        ClusterError::Registry(error) => registry_error(error),
-        ClusterError::Unavailable(message) => {
-            tracing::warn!(%message, "admin write refused: cluster unavailable");
-            ApiError::cluster_unavailable(message)
-        }
-    }
-}
-
-fn registry_error(error: RegistryError) -> ApiError {
-    match error {
-        RegistryError::RoomExists(room) => ApiError::room_exists(&room),
-        RegistryError::RoomLimit(max) => ApiError::room_limit(max),
-        RegistryError::RoomNotFound(room) => ApiError::room_not_found(&room),
-        RegistryError::Storage(e) => {
-            tracing::error!(error = %e, "room registry write failed");
-            ApiError::internal("the room registry could not be written; nothing was changed")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -314,12 +314,12 @@ impl Subscription {
         match &self.target {
             Target::WebSocket { url } => Ok(Stream::WebSocket(WsStream::connect(url, &self.app, &rooms).await?)),
             Target::Quic { addr, server_name, fingerprint } => {
-                let alpn = crate::transport::quic::tls::ALPN;
+                let alpn = crate::protocol::quic::ALPN;
                 let endpoint = quic_endpoint(&mut self.endpoint, *addr, fingerprint, alpn)?;
                 Ok(Stream::Quic(QuicStream::connect(endpoint, *addr, server_name, &self.app, &rooms).await?))
             }
             Target::WebTransport { addr, server_name, fingerprint } => {
-                let alpn = crate::transport::quic::webtransport::ALPN;
+                let alpn = crate::protocol::quic::WEBTRANSPORT_ALPN;
                 let endpoint = quic_endpoint(&mut self.endpoint, *addr, fingerprint, alpn)?;
                 Ok(Stream::WebTransport(Box::new(
                     WtStream::connect(endpoint, *addr, server_name, &self.app, &rooms).await?,

@@ -36,7 +36,7 @@ impl ServerCertVerifier for PinnedCert {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if crate::transport::quic::tls::hex_sha256(end_entity) == self.fingerprint {
+        if crate::protocol::quic::certificate_fingerprint(end_entity) == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General("the server certificate does not match the pinned fingerprint".into()))

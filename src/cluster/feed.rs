@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 
 use super::{Cluster, ClusterError, RETRY_AFTER, names};
 use crate::fanout::{ConflateKey, Delivery, Priority};
-use crate::room::{Room, now_ms};
+use crate::room::{Outgoing, Room, now_ms};
 
 /// How long a stream keeps broadcasts: a node cut off from NATS for less
 /// than this catches up on everything it missed when it returns.
@@ -33,15 +33,6 @@ const MAX_STREAM_BYTES: i64 = 64 * 1024 * 1024;
 const TS: &str = "Bullhorn-Ts";
 const PRIORITY: &str = "Bullhorn-Priority";
 const CONFLATE: &str = "Bullhorn-Conflate";
-
-/// What the admin asked for, as it travels to every node.
-#[derive(Debug, Clone, Copy)]
-pub struct Outgoing<'a> {
-    pub data: &'a str,
-    pub priority: Priority,
-    pub conflate: Option<&'a str>,
-    pub idempotency_key: Option<&'a str>,
-}
 
 /// The stream's answer to a publish.
 #[derive(Debug, Clone, Copy)]

@@ -29,7 +29,7 @@ use async_nats::jetstream::{self, kv};
 use tokio::task::AbortHandle;
 
 use crate::metrics::Metrics;
-use crate::state::Shared;
+use crate::registry::Registry;
 use presence::Presence;
 
 /// Every NATS request a node makes waits at most this long.
@@ -188,11 +188,11 @@ impl Cluster {
     }
 
     /// Starts what runs for the node's lifetime: the room watcher and presence.
-    pub fn spawn(self: &Arc<Self>, shared: &Arc<Shared>) -> Vec<AbortHandle> {
+    pub fn spawn(self: &Arc<Self>, registry: &Arc<Registry>, metrics: &Metrics) -> Vec<AbortHandle> {
         vec![
-            tokio::spawn(rooms::watch(self.clone(), shared.clone())).abort_handle(),
-            tokio::spawn(presence::publish(self.clone(), shared.clone())).abort_handle(),
-            tokio::spawn(presence::listen(self.clone(), shared.metrics.clone())).abort_handle(),
+            tokio::spawn(rooms::watch(self.clone(), registry.clone())).abort_handle(),
+            tokio::spawn(presence::publish(self.clone(), registry.clone())).abort_handle(),
+            tokio::spawn(presence::listen(self.clone(), metrics.clone())).abort_handle(),
         ]
     }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Cluster, RETRY_AFTER, names};
 use crate::metrics::Metrics;
-use crate::state::Shared;
+use crate::registry::Registry;
 
 /// How often a node reports its counts.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -75,7 +75,7 @@ impl Presence {
 
 /// Publishes this node's counts every second, and at once when its rooms
 /// change, for its lifetime.
-pub(super) async fn publish(cluster: Arc<Cluster>, shared: Arc<Shared>) {
+pub(super) async fn publish(cluster: Arc<Cluster>, registry: Arc<Registry>) {
     let subject = names::presence_subject(&cluster.node);
     let mut every = tokio::time::interval(REPORT_EVERY);
     loop {
@@ -87,7 +87,7 @@ pub(super) async fn publish(cluster: Arc<Cluster>, shared: Arc<Shared>) {
             continue;
         }
         let mut report = Report::default();
-        for app in shared.registry.apps() {
+        for app in registry.apps() {
             for room in app.rooms() {
                 report.rooms.push((app.id().to_string(), room.id().to_string(), room.online() as u64));
             }

@@ -18,9 +18,8 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::{Cluster, ClusterError, RETRY_AFTER, feed, names};
-use crate::registry::{App, RegistryError};
+use crate::registry::{App, Registry, RegistryError};
 use crate::room::{Room, RoomSpec};
-use crate::state::Shared;
 
 /// The longest a create waits for every live node to serve the new room.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -90,7 +89,7 @@ impl Cluster {
     /// Creates a room cluster-wide, within the app's cap.
     pub async fn create_room(
         &self,
-        shared: &Shared,
+        registry: &Registry,
         app: &App,
         room: &str,
         name: Option<String>,
@@ -113,7 +112,7 @@ impl Cluster {
             feed::create_stream(self, app.id(), room).await?;
             list.push(listed.clone());
             if let Some(revision) = write(self, app.id(), &list, revision).await? {
-                self.mirror(shared, app, &list, revision).await?;
+                self.mirror(registry, app, &list, revision).await?;
                 self.settle(app.id(), room).await;
                 return app
                     .room(room)
@@ -123,7 +122,7 @@ impl Cluster {
     }
 
     /// Deletes a room cluster-wide; every node closes its members.
-    pub async fn delete_room(&self, shared: &Shared, app: &App, room: &str) -> Result<(), ClusterError> {
+    pub async fn delete_room(&self, registry: &Registry, app: &App, room: &str) -> Result<(), ClusterError> {
         self.require_connection()?;
         loop {
             let (mut list, revision) = read(self, app.id()).await?;
@@ -133,7 +132,7 @@ impl Cluster {
                 return Err(RegistryError::RoomNotFound(room.to_owned()).into());
             }
             if let Some(revision) = write(self, app.id(), &list, revision).await? {
-                self.mirror(shared, app, &list, revision).await?;
+                self.mirror(registry, app, &list, revision).await?;
                 feed::delete_stream(self, app.id(), room).await;
                 return Ok(());
             }
@@ -156,7 +155,13 @@ impl Cluster {
     /// Makes this node's rooms of `app` what `list` (at `revision`) says.
     /// Older revisions than one already mirrored are ignored, so the watcher
     /// and a local write never undo each other.
-    async fn mirror(&self, shared: &Shared, app: &App, list: &[ListedRoom], revision: u64) -> Result<(), ClusterError> {
+    async fn mirror(
+        &self,
+        registry: &Registry,
+        app: &App,
+        list: &[ListedRoom],
+        revision: u64,
+    ) -> Result<(), ClusterError> {
         let mut mirrored = self.mirrored.lock().await;
         if mirrored.get(&**app.id()).is_some_and(|&seen| seen >= revision) {
             return Ok(());
@@ -173,14 +178,14 @@ impl Cluster {
                 created_at: listed.created_at.clone(),
                 seq,
             };
-            if let Some(room) = shared.registry.mirror_room(app, spec) {
+            if let Some(room) = registry.mirror_room(app, spec) {
                 self.start_feed(room);
             }
         }
         for room in app.rooms() {
             if !list.iter().any(|listed| *listed.room == **room.id()) {
                 self.stop_feed(app.id(), room.id());
-                shared.registry.forget_room(app, room.id());
+                registry.forget_room(app, room.id());
             }
         }
         mirrored.insert(app.id().to_string(), revision);
@@ -206,27 +211,27 @@ impl Cluster {
 /// Mirrors every app's room list, now and on every change, for the node's
 /// lifetime. A broken watch (NATS restarting) is opened again; it starts with
 /// each key's current list, so nothing missed meanwhile stays missed.
-pub(super) async fn watch(cluster: Arc<Cluster>, shared: Arc<Shared>) {
+pub(super) async fn watch(cluster: Arc<Cluster>, registry: Arc<Registry>) {
     loop {
-        if let Err(error) = super::until_reconnected(&cluster.connections, watch_once(&cluster, &shared)).await {
+        if let Err(error) = super::until_reconnected(&cluster.connections, watch_once(&cluster, &registry)).await {
             tracing::debug!(%error, "room watch ended; opening it again");
         }
         tokio::time::sleep(RETRY_AFTER).await;
     }
 }
 
-async fn watch_once(cluster: &Cluster, shared: &Shared) -> Result<(), async_nats::Error> {
+async fn watch_once(cluster: &Cluster, registry: &Registry) -> Result<(), async_nats::Error> {
     let mut entries = cluster.rooms.watch_with_history(">").await?;
     while let Some(entry) = entries.next().await {
         let entry = entry?;
-        let Some(app) = shared.registry.app(&entry.key) else {
+        let Some(app) = registry.app(&entry.key) else {
             continue;
         };
         let list = match entry.operation {
             kv::Operation::Put => parse(&entry.value),
             kv::Operation::Delete | kv::Operation::Purge => Vec::new(),
         };
-        cluster.mirror(shared, app, &list, entry.revision).await?;
+        cluster.mirror(registry, app, &list, entry.revision).await?;
     }
     Ok(())
 }

@@ -57,15 +57,17 @@ impl std::fmt::Debug for Dataplane {
 
 impl Dataplane {
     /// Starts `shards` threads (at least one), pinned one per allowed core
-    /// when `pin` is set.
-    pub fn start(shards: usize, pin: bool) -> std::io::Result<Arc<Dataplane>> {
+    /// when `pin` is set, for at most `max_connections` in all.
+    pub fn start(shards: usize, pin: bool, max_connections: usize) -> std::io::Result<Arc<Dataplane>> {
+        let shards = shards.max(1);
         let cores = if pin { allowed_cores() } else { Vec::new() };
         let mut inboxes = Vec::new();
-        for index in 0..shards.max(1) {
+        for index in 0..shards {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), shard::WAKE)?;
             let inbox = Arc::new(inbox::Inbox::new(waker));
-            let shard = shard::Shard { index, poll, inbox: inbox.clone() };
+            let capacity = max_connections.div_ceil(shards);
+            let shard = shard::Shard { index, poll, inbox: inbox.clone(), capacity };
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             std::thread::Builder::new().name(format!("bullhorn-shard-{index}")).spawn(move || {
                 if let Some(core) = core {

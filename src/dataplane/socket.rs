@@ -37,12 +37,30 @@ impl ShardSocket for TcpStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        io::Write::write_vectored(self, bufs)
+        send_vectored(self, bufs)
     }
 
     fn shutdown(&mut self) {
         let _ = TcpStream::shutdown(self, std::net::Shutdown::Write);
     }
+}
+
+/// `sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL)` rather than `writev`: the same
+/// segments, without the file layer's dispatch a `writev` on a socket goes
+/// through (`vfs_writev`, `fdget_pos`, `sock_write_iter`: a tenth of the
+/// server's CPU per delivery in a profile of the 5/s fan-out).
+fn send_vectored(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees
+    // it); the header points at `bufs` for the duration of the call only, and
+    // names no address, control data or flags for the kernel to write.
+    let sent = unsafe {
+        let mut header: libc::msghdr = std::mem::zeroed();
+        header.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        header.msg_iovlen = bufs.len() as _;
+        libc::sendmsg(tcp.as_raw_fd(), &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
 }
 
 /// A TLS subscriber: the TCP socket and its rustls connection.

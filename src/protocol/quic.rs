@@ -1,7 +1,19 @@
 //! QUIC stream framing (contract §5): a 4-byte unsigned big-endian length, then
-//! that many bytes of UTF-8 JSON, in both directions.
+//! that many bytes of UTF-8 JSON, in both directions; the listener's ALPNs;
+//! and the certificate fingerprint clients pin (hex SHA-256).
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+/// ALPN of the native subscriber protocol (contract §5).
+pub const ALPN: &[u8] = b"bullhorn/1";
+/// ALPN of HTTP/3, which WebTransport sessions negotiate on the same listener.
+pub const WEBTRANSPORT_ALPN: &[u8] = b"h3";
+
+/// Lower-case hex of the SHA-256 of a certificate's DER: what the server
+/// writes to `dev-cert.sha256` and clients pin.
+pub fn certificate_fingerprint(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Bytes of the length prefix.
 pub const PREFIX_LEN: usize = 4;

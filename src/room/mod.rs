@@ -111,6 +111,17 @@ pub struct RoomSpec {
     pub seq: u64,
 }
 
+/// A broadcast as the admin asked for it, before it is numbered: what a
+/// broker publishes (here, or to every node of a cluster).
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The admin's `data`, valid JSON text.
+    pub data: &'a str,
+    pub priority: crate::fanout::Priority,
+    pub conflate: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+}
+
 /// The answer to an accepted broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {

@@ -9,10 +9,10 @@ use serde_json::{Map, Value, json};
 use super::reply::{TimError, code};
 use crate::admin::broadcast::{self, Accepted, Origin};
 use crate::admin::rooms;
-use crate::cluster::feed::Outgoing;
 use crate::fanout::Priority;
 use crate::ids::is_valid_id;
 use crate::registry::App;
+use crate::room::Outgoing;
 use crate::room::Room;
 use crate::state::Shared;
 

@@ -12,7 +12,6 @@
 
 pub mod certs;
 pub mod listener;
-pub mod socket;
 
 use std::sync::Arc;
 

@@ -11,6 +11,8 @@
 //! small parse per connection.
 
 use std::net::IpAddr;
+
+use crate::transport::peer::PeerAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -31,10 +33,6 @@ use crate::state::Shared;
 
 /// The longest request head accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
-
-/// The client's address, for the routes reached through hyper.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub IpAddr);
 
 /// Accepts until the drain begins. Over `--accept-rate` (shared with QUIC),
 /// a connection is still accepted at once but waits its turn before its

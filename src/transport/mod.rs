@@ -3,12 +3,14 @@
 //! * [`accept`]: the viewer listener's accept loop and WebSocket fast path.
 //! * [`capacity`]: the per-node connection cap and the open-connection count.
 //! * [`turn`]: `--accept-rate`'s queue of handshakes, shared by TCP and QUIC.
-//! * [`socket`]: the byte stream under a WebSocket subscriber, plain or TLS.
-//! * [`ws`]: the WebSocket subscribe endpoint: upgrade, then one task per connection.
+//! * [`socket`]: a viewer stream leaving tokio for its data-plane shard, plain or TLS.
+//! * [`peer`]: the client's address as the viewer listener's routes see it.
+//! * [`ws`]: the WebSocket subscribe endpoint: upgrade, then the hand-over to a shard.
 //! * [`viewer`]: the public HTTP router (demo page, browser SDK, WebSocket).
 
 pub mod accept;
 pub mod capacity;
+pub mod peer;
 pub mod prefixed;
 pub mod quic;
 pub mod session;

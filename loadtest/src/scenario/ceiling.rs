@@ -35,7 +35,7 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
 fn frame(size: usize) -> bytes::Bytes {
     let data = payload(size).to_string();
     let ts_ms = crate::ws_client::now_us() / 1000;
-    bullhorn::fanout::Frames::encode("loadtest", 1000, ts_ms, &data).websocket
+    bullhorn::protocol::Frames::encode("loadtest", 1000, ts_ms, &data).websocket
 }
 
 /// Opens `common.subscribers` sockets from the workers to a local listener,

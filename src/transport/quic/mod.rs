@@ -17,7 +17,6 @@ pub mod reset;
 mod session;
 mod streams;
 pub mod tls;
-pub mod udp;
 pub mod webtransport;
 
 use std::net::SocketAddr;
@@ -29,6 +28,7 @@ use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
 
 use super::turn::Turn;
 use crate::state::Shared;
+use crate::udp;
 
 /// How long a client has to open its stream and send its hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

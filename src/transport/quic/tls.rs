@@ -17,8 +17,7 @@ use crate::registry::keys::write_private;
 use crate::tls::CertStore;
 use crate::tls::certs::CertFiles;
 
-/// ALPN of the native subscriber protocol (contract §5).
-pub const ALPN: &[u8] = b"bullhorn/1";
+pub use crate::protocol::quic::ALPN;
 /// The fingerprint file in the data dir.
 pub const FINGERPRINT_FILE: &str = "dev-cert.sha256";
 
@@ -74,7 +73,7 @@ fn generate(data_dir: &Path) -> anyhow::Result<Identity> {
         Some(kept) => kept,
         None => new_dev_cert(&path)?,
     };
-    let fingerprint = hex_sha256(&der);
+    let fingerprint = crate::protocol::quic::certificate_fingerprint(&der);
     let path: PathBuf = data_dir.join(FINGERPRINT_FILE);
     std::fs::write(&path, format!("{fingerprint}\n")).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Identity { store: CertStore::fixed("viewer and QUIC", vec![der], key)?, dev_fingerprint: Some(fingerprint) })
@@ -106,11 +105,6 @@ fn new_dev_cert(path: &Path) -> anyhow::Result<(CertificateDer<'static>, Private
     let kept = format!("expires: {}\n{}{}", params.not_after.unix_timestamp(), cert.pem(), key.serialize_pem());
     write_private(path, kept.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
-}
-
-/// Lower-case hex of the SHA-256 of `bytes`.
-pub fn hex_sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

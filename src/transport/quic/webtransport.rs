@@ -27,7 +27,7 @@ use crate::transport::capacity::Transport;
 use crate::transport::session;
 
 /// The HTTP/3 ALPN WebTransport negotiates.
-pub const ALPN: &[u8] = b"h3";
+pub use crate::protocol::quic::WEBTRANSPORT_ALPN as ALPN;
 
 /// Takes an `h3` connection through its CONNECT request.
 pub(super) async fn handle(conn: quinn::Connection, shared: Arc<Shared>) {

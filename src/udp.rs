@@ -1,4 +1,7 @@
-//! The UDP socket under a QUIC endpoint, with buffers sized for a storm.
+//! The UDP socket under a QUIC endpoint, with buffers sized for a storm: for
+//! the QUIC listener and for clients alike (the load harness binds its
+//! endpoints here), so it sits beside the protocol, not inside the server's
+//! transport.
 //!
 //! quinn binds with the kernel's default buffers (`net.core.rmem_default`,
 //! 208 KiB on most systems). Thousands of clients reconnecting at once send

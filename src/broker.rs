@@ -1,0 +1,130 @@
+//! Who numbers broadcasts and keeps the room list: this node alone, or the
+//! cluster through NATS (contract §7). The admin API, the Tencent-style calls
+//! and the health checks go through [`Broker`] and never ask which one it is;
+//! the difference lives here and in `cluster/`.
+//!
+//! Either way the result reaches local subscribers the same way: the room's
+//! lanes and the data plane's shards.
+
+use std::sync::Arc;
+
+use tokio::task::AbortHandle;
+
+use crate::api_error::ApiError;
+use crate::cluster::{Cluster, ClusterError};
+use crate::fanout::{ConflateKey, Delivery};
+use crate::metrics::Metrics;
+use crate::registry::{App, Registry, RegistryError};
+use crate::room::{Outgoing, Room};
+
+/// The node's broker.
+#[derive(Debug)]
+pub enum Broker {
+    /// One node: the registry (and its data dir) is the truth, the room's
+    /// sequencer numbers each broadcast.
+    Local,
+    /// A cluster: rooms live in a NATS KV bucket, each room's stream numbers
+    /// its broadcasts, every node delivers what its feed brings.
+    Nats(Arc<Cluster>),
+}
+
+/// What a publish answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub seq: u64,
+    /// Members online when it was accepted (on every live node in a cluster).
+    pub online: usize,
+    /// The idempotency key was seen: nothing new was sent.
+    pub duplicate: bool,
+}
+
+impl Broker {
+    /// True while writes can be taken (a cluster needs NATS): `/readyz` follows it.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Broker::Local => true,
+            Broker::Nats(cluster) => cluster.is_connected(),
+        }
+    }
+
+    /// Members of `room` online now: here, or on every live node.
+    pub fn online(&self, room: &Room) -> usize {
+        match self {
+            Broker::Local => room.online(),
+            Broker::Nats(cluster) => cluster.online(room.app(), room),
+        }
+    }
+
+    /// Creates a room, atomically against the app's cap.
+    pub async fn create_room(
+        &self,
+        registry: &Registry,
+        app: &App,
+        room: &str,
+        name: Option<String>,
+    ) -> Result<Arc<Room>, ApiError> {
+        match self {
+            Broker::Local => registry.create_room(app, room, name).await.map_err(registry_error),
+            Broker::Nats(cluster) => cluster.create_room(registry, app, room, name).await.map_err(cluster_error),
+        }
+    }
+
+    /// Deletes a room; its members are told `room_destroyed` (on every node).
+    pub async fn delete_room(&self, registry: &Registry, app: &App, room: &str) -> Result<(), ApiError> {
+        match self {
+            Broker::Local => registry.delete_room(app, room).await.map_err(registry_error),
+            Broker::Nats(cluster) => cluster.delete_room(registry, app, room).await.map_err(cluster_error),
+        }
+    }
+
+    /// Numbers and sends one broadcast.
+    pub async fn publish(&self, room: &Arc<Room>, outgoing: Outgoing<'_>) -> Result<Published, ApiError> {
+        match self {
+            Broker::Local => {
+                let delivery = Delivery {
+                    priority: outgoing.priority,
+                    conflate: outgoing.conflate.map_or(ConflateKey::NONE, ConflateKey::of),
+                };
+                let published = room.publish(outgoing.data, delivery, outgoing.idempotency_key);
+                Ok(Published { seq: published.seq, online: published.online, duplicate: published.duplicate })
+            }
+            Broker::Nats(cluster) => {
+                let accepted = cluster.publish(room, outgoing).await.map_err(|error| {
+                    tracing::warn!(%error, "broadcast refused: cluster unavailable");
+                    ApiError::cluster_unavailable(error.to_string())
+                })?;
+                Ok(Published { seq: accepted.seq, online: self.online(room), duplicate: accepted.duplicate })
+            }
+        }
+    }
+
+    /// Starts what runs for the node's lifetime (a cluster's room watcher and presence).
+    pub fn spawn(&self, registry: &Arc<Registry>, metrics: &Metrics) -> Vec<AbortHandle> {
+        match self {
+            Broker::Local => Vec::new(),
+            Broker::Nats(cluster) => cluster.spawn(registry, metrics),
+        }
+    }
+}
+
+fn cluster_error(error: ClusterError) -> ApiError {
+    match error {
+        ClusterError::Registry(error) => registry_error(error),
+        ClusterError::Unavailable(message) => {
+            tracing::warn!(%message, "admin write refused: cluster unavailable");
+            ApiError::cluster_unavailable(message)
+        }
+    }
+}
+
+fn registry_error(error: RegistryError) -> ApiError {
+    match error {
+        RegistryError::RoomExists(room) => ApiError::room_exists(&room),
+        RegistryError::RoomLimit(max) => ApiError::room_limit(max),
+        RegistryError::RoomNotFound(room) => ApiError::room_not_found(&room),
+        RegistryError::Storage(e) => {
+            tracing::error!(error = %e, "room registry write failed");
+            ApiError::internal("the room registry could not be written; nothing was changed")
+        }
+    }
+}
