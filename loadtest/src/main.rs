@@ -222,6 +222,11 @@ pub struct CeilingArgs {
     /// Seconds of writing
     #[arg(long, default_value_t = 5)]
     pub duration: u64,
+    /// Write in rounds, one frame to every socket each this many ms, as a
+    /// broadcast would, instead of back to back (the readers then sleep
+    /// between rounds, as they do at a scenario's rate)
+    #[arg(long)]
+    pub interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args, Serialize)]

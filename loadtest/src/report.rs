@@ -81,6 +81,12 @@ pub struct CeilingResult {
     pub would_block: u64,
     pub writes_per_sec: f64,
     pub bytes_read: u64,
+    /// CPU the writer thread used per write, kernel included (µs).
+    pub cpu_per_write_us: f64,
+    /// With `--interval-ms`: the pause between rounds, and how long one
+    /// round (a frame to every socket) took to write, median over the rounds.
+    pub interval_ms: Option<u64>,
+    pub round_us_median: Option<u64>,
 }
 
 /// `storm`: every subscriber dropped and reconnected at once, resuming.
@@ -268,9 +274,12 @@ impl Report {
         }
         if let Some(c) = &self.ceiling {
             eprintln!(
-                "  ceiling          {:.0} writes/s of {} bytes over {} sockets ({} would-block)",
-                c.writes_per_sec, c.frame_bytes, c.sockets, c.would_block
+                "  ceiling          {:.0} writes/s of {} bytes over {} sockets ({} would-block), {:.2} µs CPU per write",
+                c.writes_per_sec, c.frame_bytes, c.sockets, c.would_block, c.cpu_per_write_us
             );
+            if let (Some(interval), Some(round)) = (c.interval_ms, c.round_us_median) {
+                eprintln!("  ceiling rounds   one every {interval} ms, each written in {round} µs (median)");
+            }
         }
         if let Some(ratio) = self.ceiling_ratio {
             eprintln!("  vs ceiling       {ratio:.2}× the machine's one-write-per-delivery rate");

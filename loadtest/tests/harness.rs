@@ -265,6 +265,21 @@ async fn ceiling_writes_one_frame_per_write_and_fanout_reports_its_ratio() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_ceiling_writes_whole_rounds_and_reports_their_time_and_cpu() {
+    let node = start(ServeArgs::default()).await;
+    let args = ["--subscribers", "50", "--workers", "1", "--duration", "1", "--interval-ms", "250"];
+    let report = run(&node, "ceiling", &args).await;
+    let ceiling = &report["ceiling"];
+    let (writes, rounds) = (u(ceiling, "writes"), u(ceiling, "writes") / 50);
+    assert_eq!(writes % 50, 0, "every round reaches every socket once: {writes}");
+    assert!((4..=5).contains(&rounds), "one round each 250 ms for 1 s: {rounds}");
+    assert_eq!(u(ceiling, "interval_ms"), 250);
+    assert!(u(ceiling, "round_us_median") > 0);
+    assert!(ceiling["cpu_per_write_us"].as_f64().unwrap() > 0.0);
+    assert_eq!(u(ceiling, "bytes_read"), writes * u(ceiling, "frame_bytes"), "the sinks read every round whole");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mix_of_websocket_and_quic_subscribers_gets_everything() {
     let node = start(ServeArgs::default()).await;
     let fingerprint = node.data.path().join("dev-cert.sha256");

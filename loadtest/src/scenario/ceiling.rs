@@ -20,7 +20,8 @@ pub async fn ceiling(args: CeilingArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let mut report = new_report("ceiling", common, &args);
     report.payload_bytes = args.payload;
-    let result = measure(common, args.payload, Duration::from_secs(args.duration), &mut report).await?;
+    let interval = args.interval_ms.map(Duration::from_millis);
+    let result = measure(common, args.payload, Duration::from_secs(args.duration), interval, &mut report).await?;
     report.subscribers_connected = result.sockets;
     report.deliveries = result.writes;
     report.expected_deliveries = result.writes;
@@ -39,11 +40,13 @@ fn frame(size: usize) -> bytes::Bytes {
 }
 
 /// Opens `common.subscribers` sockets from the workers to a local listener,
-/// then writes one frame per `write` to each in turn for `duration`.
+/// then writes one frame per `write` to each in turn for `duration`: back to
+/// back, or in rounds every `interval`.
 pub async fn measure(
     common: &Common,
     payload: usize,
     duration: Duration,
+    interval: Option<Duration>,
     report: &mut Report,
 ) -> anyhow::Result<CeilingResult> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -71,13 +74,19 @@ pub async fn measure(
     let frame = frame(payload);
     let frame_bytes = frame.len();
     let cpu = common.ceiling_cpu;
-    let (writes, would_block, secs) = tokio::task::spawn_blocking(move || {
+    let (loop_result, cpu_seconds) = tokio::task::spawn_blocking(move || {
         if let Some(cpu) = cpu {
             pin_to(cpu)?;
         }
-        anyhow::Ok(write_loop(&streams, &frame, duration))
+        let cpu_before = thread_cpu_seconds();
+        let result = match interval {
+            None => write_loop(&streams, &frame, duration),
+            Some(interval) => write_rounds(&streams, &frame, duration, interval),
+        };
+        anyhow::Ok((result, thread_cpu_seconds() - cpu_before))
     })
     .await??;
+    let Written { writes, would_block, secs, round_us_median } = loop_result;
     let mut sinks = Report::default();
     workers::collect(&mut workers, &mut sinks).await?;
     report.client_cpu_seconds += sinks.client_cpu_seconds;
@@ -88,11 +97,73 @@ pub async fn measure(
         would_block,
         writes_per_sec: writes as f64 / secs,
         bytes_read: sinks.deliveries,
+        cpu_per_write_us: cpu_seconds * 1e6 / writes.max(1) as f64,
+        interval_ms: interval.map(|i| i.as_millis() as u64),
+        round_us_median,
     })
 }
 
+/// What a write loop did.
+struct Written {
+    writes: u64,
+    would_block: u64,
+    /// Seconds spent writing (in rounds: the rounds only, not the pauses).
+    secs: f64,
+    round_us_median: Option<u64>,
+}
+
+/// CPU time of the calling thread, kernel included.
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: clock_gettime writes one timespec into `now`.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
+/// One frame to every socket each `interval`, until `duration`: what one
+/// broadcast a round costs when nothing else is written between rounds.
+fn write_rounds(streams: &[TcpStream], frame: &[u8], duration: Duration, interval: Duration) -> Written {
+    let started = Instant::now();
+    let (mut writes, mut would_block, mut busy) = (0u64, 0u64, Duration::ZERO);
+    let mut rounds = Vec::new();
+    let mut next = started;
+    while started.elapsed() < duration {
+        let round = Instant::now();
+        for mut stream in streams {
+            match write_whole(&mut stream, frame) {
+                Ok(()) => writes += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => would_block += 1,
+                Err(_) => {}
+            }
+        }
+        let took = round.elapsed();
+        busy += took;
+        rounds.push(took.as_micros() as u64);
+        next += interval;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    rounds.sort_unstable();
+    let round_us_median = rounds.get(rounds.len() / 2).copied();
+    Written { writes, would_block, secs: busy.as_secs_f64(), round_us_median }
+}
+
+/// Writes all of `frame`, waiting out a full buffer only once it has begun
+/// (a frame is never left half-written).
+fn write_whole(stream: &mut &TcpStream, frame: &[u8]) -> std::io::Result<()> {
+    let n = stream.write(frame)?;
+    let mut rest = &frame[n..];
+    while !rest.is_empty() {
+        match stream.write(rest) {
+            Ok(m) => rest = &rest[m..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// One frame per `write`, round-robin over the sockets, until `duration`.
-fn write_loop(streams: &[TcpStream], frame: &[u8], duration: Duration) -> (u64, u64, f64) {
+fn write_loop(streams: &[TcpStream], frame: &[u8], duration: Duration) -> Written {
     let started = Instant::now();
     let (mut writes, mut would_block) = (0u64, 0u64);
     while started.elapsed() < duration {
@@ -116,7 +187,7 @@ fn write_loop(streams: &[TcpStream], frame: &[u8], duration: Duration) -> (u64, 
             }
         }
     }
-    (writes, would_block, started.elapsed().as_secs_f64())
+    Written { writes, would_block, secs: started.elapsed().as_secs_f64(), round_us_median: None }
 }
 
 /// Pins the calling thread to one CPU.

@@ -59,7 +59,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let received = workers::collect(&mut workers, &mut report).await?;
     drop(workers);
     if args.with_ceiling {
-        let ceiling = super::ceiling::measure(common, args.payload, Duration::from_secs(5), &mut report).await?;
+        let ceiling = super::ceiling::measure(common, args.payload, Duration::from_secs(5), None, &mut report).await?;
         report.ceiling_ratio = Some(report.deliveries_per_sec / ceiling.writes_per_sec);
         report.ceiling = Some(ceiling);
     }
