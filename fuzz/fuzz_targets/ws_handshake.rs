@@ -3,7 +3,7 @@
 //! headers came from the input, without panicking.
 #![no_main]
 
-use bullhorn::transport::ws::handshake::parse;
+use bullhorn::protocol::handshake::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|head: &[u8]| {

@@ -2,13 +2,15 @@
 //!
 //! Everything here is pure so it can be unit-tested, property-tested and fuzzed
 //! on its own. `messages` writes the contract's JSON objects (§3); `ws` is the
-//! RFC 6455 framing (server frames out, masked client frames in); `quic` is the
+//! RFC 6455 framing (server frames out, masked client frames in);
+//! `handshake` its opening handshake as the subscribe endpoint checks it; `quic` is the
 //! 4-byte length prefix of §5 with the QUIC listener's ALPNs and the certificate
 //! fingerprint clients pin; `frames` encodes a broadcast once in both framings;
 //! `close` is the one table of close codes.
 
 pub mod close;
 pub mod frames;
+pub mod handshake;
 pub mod messages;
 pub mod quic;
 pub mod ws;

@@ -8,15 +8,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Extension, Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::connection::hand_over;
 use crate::api_error::ApiError;
+use crate::protocol::handshake;
 use crate::state::Shared;
 use crate::transport::capacity::{ConnectionPermit, Transport};
 use crate::transport::peer::PeerAddr;
@@ -34,24 +34,22 @@ pub(super) struct Admitted {
 
 /// Every check before the upgrade, in the order that spends the least on a
 /// refusal; shared by the accept loop's fast path and the axum route.
-pub(super) fn admit(
+/// `headers`: name (any case) and value, as sent.
+pub(super) fn admit<'a>(
     shared: &Shared,
     app: &str,
     query: Option<&str>,
-    headers: &HeaderMap,
+    headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     peer: IpAddr,
 ) -> Result<Admitted, ApiError> {
-    let memberships = check(shared, app, query, headers)?;
+    let rooms = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(key, _)| key == "room")
+        .map(|(_, value)| value.into_owned())
+        .collect::<Vec<_>>();
+    let memberships = session::resolve(shared, app, rooms.iter().map(String::as_str))?;
+    let accept = handshake::check(headers).map_err(|error| ApiError::invalid_request(error.to_string()))?;
     let permit = session::acquire(shared, Transport::WebSocket, peer)?;
-    Ok(Admitted { memberships, permit, accept: accept_key(headers) })
-}
-
-/// The 101 answer's headers.
-pub(super) fn switching_protocols(accept: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+    Ok(Admitted { memberships, permit, accept })
 }
 
 /// The WebSocket subscribe endpoint as an axum route: reached only when a
@@ -64,9 +62,14 @@ pub async fn subscribe(
     Extension(PeerAddr(peer)): Extension<PeerAddr>,
     mut request: Request,
 ) -> Response {
-    let admitted = match admit(&shared, &app, query.as_deref(), request.headers(), peer) {
-        Ok(admitted) => admitted,
-        Err(error) => return error.into_response(),
+    // Only keep-alive upgrades come this way (fresh ones take the fast path): a small Vec is fine.
+    let admitted = {
+        let headers: Vec<(&str, &[u8])> =
+            request.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes())).collect();
+        match admit(&shared, &app, query.as_deref(), headers.iter().copied(), peer) {
+            Ok(admitted) => admitted,
+            Err(error) => return error.into_response(),
+        }
     };
     let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return ApiError::invalid_request("this connection cannot be upgraded (HTTP/1.1 is required)").into_response();
@@ -106,59 +109,4 @@ fn start<S: ViewerStream>(
     let mut early_input = unread.to_vec();
     early_input.extend_from_slice(&parts.read_buf);
     hand_over(stream, early_input, memberships, &shared, permit);
-}
-
-/// Everything that must hold before the upgrade.
-fn check(shared: &Shared, app_id: &str, query: Option<&str>, headers: &HeaderMap) -> Result<Vec<Membership>, ApiError> {
-    let rooms = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .filter(|(key, _)| key == "room")
-        .map(|(_, value)| value.into_owned())
-        .collect::<Vec<_>>();
-    let memberships = session::resolve(shared, app_id, rooms.iter().map(String::as_str))?;
-    check_handshake(headers)?;
-    Ok(memberships)
-}
-
-fn check_handshake(headers: &HeaderMap) -> Result<(), ApiError> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
-    };
-    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
-        return Err(ApiError::invalid_request("this endpoint speaks WebSocket: send Upgrade: websocket"));
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
-        return Err(ApiError::invalid_request("Sec-WebSocket-Version must be 13"));
-    }
-    let key_ok = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k.as_bytes()).ok())
-        .is_some_and(|k| k.len() == 16);
-    if !key_ok {
-        return Err(ApiError::invalid_request("Sec-WebSocket-Key must be 16 bytes in base64"));
-    }
-    Ok(())
-}
-
-/// `Sec-WebSocket-Accept`: base64(SHA-1(key + RFC 6455 GUID)).
-fn accept_key(headers: &HeaderMap) -> String {
-    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    let mut sha = sha1_smol::Sha1::new();
-    sha.update(headers.get(header::SEC_WEBSOCKET_KEY).map_or(&[][..], |k| k.as_bytes()));
-    sha.update(GUID);
-    base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_key_matches_rfc_6455_example() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="));
-        assert_eq!(accept_key(&headers), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    }
 }

@@ -1,0 +1,156 @@
+//! The RFC 6455 opening handshake as the subscribe endpoint speaks it
+//! (contract §4): recognising `GET /v1/apps/{app}/ws[?…]` in a request head,
+//! the headers an upgrade must carry, the `Sec-WebSocket-Accept` key and the
+//! 101 answer. Pure: bytes and string slices in, typed outcomes out, no HTTP
+//! framework types, so the raw-socket fast path and the HTTP router's route
+//! apply the same rules and the parser can be fuzzed on its own.
+
+use base64::Engine as _;
+
+/// Headers parsed from one request head.
+const MAX_HEADERS: usize = 32;
+
+/// A request for the subscribe endpoint.
+#[derive(Debug)]
+pub struct SubscribeRequest {
+    pub app: String,
+    pub query: Option<String>,
+    /// Every header as sent: name (any case) and value.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl SubscribeRequest {
+    /// The headers as [`check`] takes them.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+        self.headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()))
+    }
+}
+
+/// `Some` when `head` is `GET /v1/apps/{app}/ws[?…]`; anything else (other
+/// paths, other methods, heads httparse rejects) is for the HTTP router.
+pub fn parse(head: &[u8]) -> Option<SubscribeRequest> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut slots);
+    if !request.parse(head).ok()?.is_complete() || request.method? != "GET" {
+        return None;
+    }
+    let target = request.path?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_owned())),
+        None => (target, None),
+    };
+    let app = path.strip_prefix("/v1/apps/")?.strip_suffix("/ws")?;
+    if app.is_empty() || app.contains('/') {
+        return None;
+    }
+    let headers = request.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect();
+    Some(SubscribeRequest { app: app.to_owned(), query, headers })
+}
+
+/// Why a request cannot be upgraded; the text is the `invalid_request` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("this endpoint speaks WebSocket: send Upgrade: websocket")]
+    NotAnUpgrade,
+    #[error("Sec-WebSocket-Version must be 13")]
+    Version,
+    #[error("Sec-WebSocket-Key must be 16 bytes in base64")]
+    Key,
+}
+
+/// Checks what an upgrade must carry (`headers`: name, any case, and value,
+/// as sent) and returns the `Sec-WebSocket-Accept` value for the 101.
+pub fn check<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone) -> Result<String, HandshakeError> {
+    let values =
+        |name: &'static str| headers.clone().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let has_token = |name: &'static str, token: &str| {
+        values(name)
+            .any(|v| std::str::from_utf8(v).is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err(HandshakeError::NotAnUpgrade);
+    }
+    if values("sec-websocket-version").next() != Some(b"13".as_slice()) {
+        return Err(HandshakeError::Version);
+    }
+    let key = values("sec-websocket-key").next().ok_or(HandshakeError::Key)?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key).map_err(|_| HandshakeError::Key)?;
+    if decoded.len() != 16 {
+        return Err(HandshakeError::Key);
+    }
+    Ok(accept_key(key))
+}
+
+/// `Sec-WebSocket-Accept`: base64(SHA-1(key + RFC 6455 GUID)).
+pub fn accept_key(key: &[u8]) -> String {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key);
+    sha.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
+}
+
+/// The 101 answer's head.
+pub fn switching_protocols(accept: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs<'a>(headers: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, &'a [u8])> + Clone {
+        headers.iter().map(|(n, v)| (*n, v.as_bytes()))
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("Upgrade", "websocket"),
+        ("Connection", "keep-alive, Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    #[test]
+    fn accept_key_matches_rfc_6455_example() {
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(check(pairs(&GOOD)).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn each_missing_or_wrong_header_is_named() {
+        let without = |skip: &str| GOOD.iter().filter(|(n, _)| *n != skip).copied().collect::<Vec<_>>();
+        assert_eq!(check(pairs(&without("Upgrade"))), Err(HandshakeError::NotAnUpgrade));
+        assert_eq!(check(pairs(&without("Connection"))), Err(HandshakeError::NotAnUpgrade));
+        assert_eq!(check(pairs(&without("Sec-WebSocket-Version"))), Err(HandshakeError::Version));
+        assert_eq!(check(pairs(&without("Sec-WebSocket-Key"))), Err(HandshakeError::Key));
+        let mut short = GOOD;
+        short[3] = ("sec-websocket-key", "c2hvcnQ=");
+        assert_eq!(check(pairs(&short)), Err(HandshakeError::Key));
+        let mut old = GOOD;
+        old[2] = ("SEC-WEBSOCKET-VERSION", "8");
+        assert_eq!(check(pairs(&old)), Err(HandshakeError::Version));
+    }
+
+    #[test]
+    fn recognises_only_the_subscribe_endpoint() {
+        let ws =
+            parse(b"GET /v1/apps/demo/ws?room=a&room=b HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n").unwrap();
+        assert_eq!(ws.app, "demo");
+        assert_eq!(ws.query.as_deref(), Some("room=a&room=b"));
+        let upgrade = ws.header_pairs().find(|(name, _)| name.eq_ignore_ascii_case("upgrade"));
+        assert_eq!(upgrade, Some(("Upgrade", &b"websocket"[..])));
+        for other in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /sdk/bullhorn.js HTTP/1.1\r\n\r\n",
+            b"POST /v1/apps/demo/ws HTTP/1.1\r\n\r\n",
+            b"GET /v1/apps/demo/ws/x HTTP/1.1\r\n\r\n",
+            b"GET /v1/apps//ws HTTP/1.1\r\n\r\n",
+            b"garbage\r\n\r\n",
+        ] {
+            assert!(parse(other).is_none(), "{}", String::from_utf8_lossy(other));
+        }
+    }
+}
