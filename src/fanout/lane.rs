@@ -8,6 +8,7 @@
 //! A std `Mutex` is right here: it guards a push or a pop, never an `.await`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Broadcast;
@@ -15,6 +16,10 @@ use super::Broadcast;
 #[derive(Debug, Default)]
 pub struct Lane {
     state: Mutex<LaneState>,
+    /// The last seq ever appended (appends come in seq order, under the
+    /// room's sequencer): a member joining while broadcasts still wait here
+    /// starts after it, as it would had the lane been drained already.
+    appended: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -28,8 +33,14 @@ impl Lane {
     /// drainer and must call [`Lane::next`] until it returns `None`.
     pub fn enqueue(&self, broadcast: Arc<Broadcast>) -> bool {
         let mut state = self.state.lock().expect("lane lock");
+        self.appended.fetch_max(broadcast.seq, Ordering::AcqRel);
         state.pending.push_back(broadcast);
         !std::mem::replace(&mut state.draining, true)
+    }
+
+    /// The last seq appended, delivered or not.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Acquire)
     }
 
     /// The next broadcast to deliver; `None` ends this drainer's turn.

@@ -81,6 +81,11 @@ impl Presence {
         &self.shards[index]
     }
 
+    /// The shard a member joining with `hint` lands in.
+    pub fn shard_of(&self, hint: u64) -> usize {
+        (hint % self.shards.len() as u64) as usize
+    }
+
     /// Adds a member to the shard picked by `hint`, then calls `joined` with
     /// the last seq the shard delivered (every later one is owed to the
     /// member) while still holding the shard's lock: no delivery can slip in
@@ -91,7 +96,7 @@ impl Presence {
         member: Member,
         joined: impl FnOnce(u64) -> R,
     ) -> Result<(MemberKey, R), RoomClosed> {
-        let shard_index = (hint % self.shards.len() as u64) as usize;
+        let shard_index = self.shard_of(hint);
         let shard = &self.shards[shard_index];
         let mut state = shard.lock();
         if state.closed {

@@ -334,19 +334,28 @@ impl Room {
         }
         let subscriber = Arc::clone(&member.subscriber);
         let slot = member.slot;
-        self.presence.join(hint, member, |delivered| match resume_after {
-            None => delivered,
-            Some(after) if after < delivered => {
-                self.replay(&subscriber, slot, after, delivered);
-                after
+        let lane = &self.lanes[self.presence.shard_of(hint)];
+        self.presence.join(hint, member, |delivered| {
+            // Broadcasts still waiting in this shard's lane were accepted
+            // before the join (their 202 may be out already): the member is
+            // treated as if the shard thread had delivered them before it
+            // joined, so the lane skips them for it and a resume replays them.
+            let upto = delivered.max(lane.appended());
+            let welcome = match resume_after {
+                Some(after) if after < upto => {
+                    self.replay(&subscriber, slot, after, upto);
+                    after
+                }
+                // Seen on an earlier connection, not yet delivered by this shard.
+                Some(after) if after <= self.seq() => after,
+                // Fresh, or ahead of this room (its seqs restarted: the node lost them).
+                None | Some(_) => upto,
+            };
+            let skip = welcome.max(upto);
+            if skip > delivered {
+                subscriber.skip_through(slot, skip);
             }
-            // Seen on an earlier connection, not yet delivered by this shard.
-            Some(after) if after <= self.seq() => {
-                subscriber.skip_through(slot, after);
-                after
-            }
-            // Ahead of this room: its seqs restarted (the node lost them). Start afresh.
-            Some(_) => delivered,
+            welcome
         })
     }
 
@@ -413,4 +422,48 @@ impl Room {
 /// Milliseconds since the Unix epoch: a broadcast's `ts`.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::fanout::QueueLimits;
+    use crate::protocol::Framing;
+
+    /// Leaves the lanes for the test to drain, as a busy shard thread would.
+    struct Later;
+
+    impl DrainLanes for Later {
+        fn drain(&self, _shard: usize, _room: Arc<Room>) {}
+    }
+
+    #[test]
+    fn a_member_joining_while_a_broadcast_waits_in_its_lane_starts_after_it() {
+        let spec = RoomSpec { app: "a".into(), id: "r".into(), name: "r".into(), created_at: String::new(), seq: 0 };
+        let lanes = LaneDriver::Shards(Arc::new(Later));
+        let config = RoomConfig { shards: 1, resume: ResumeLimits::default(), broadcasts_per_sec: 0, lanes };
+        let room = Arc::new(Room::new(spec, config, Metrics::new()));
+        assert_eq!(room.publish("1", Delivery::default(), None).seq, 1);
+        let subscriber = Arc::new(Subscriber::new(1, Framing::WebSocket, [room.id().clone()], QueueLimits::default()));
+        let (_, welcome) = room.join(1, Member { subscriber: subscriber.clone(), slot: 0 }, None).unwrap();
+        assert_eq!(welcome, 1, "accepted before the join: the welcome starts after it");
+        let mut out = VecDeque::new();
+        room.drain_lane(0);
+        assert_eq!(subscriber.take(&mut out).broadcasts, 0, "and it is not delivered to the newcomer");
+        room.publish("2", Delivery::default(), None);
+        room.drain_lane(0);
+        out.clear();
+        assert_eq!(subscriber.take(&mut out).broadcasts, 1, "the next one is");
+
+        // A resume while broadcasts wait in the lane: replayed from the window once, never again by the lane.
+        room.publish("3", Delivery::default(), None);
+        let resumer = Arc::new(Subscriber::new(2, Framing::WebSocket, [room.id().clone()], QueueLimits::default()));
+        let (_, welcome) = room.join(2, Member { subscriber: resumer.clone(), slot: 0 }, Some(1)).unwrap();
+        assert_eq!(welcome, 1);
+        room.drain_lane(0);
+        out.clear();
+        assert_eq!(resumer.take(&mut out).broadcasts, 2, "seqs 2 and 3, each once");
+    }
 }
