@@ -15,7 +15,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::fanout::{ConflateKey, Delivery};
 use crate::metrics::Metrics;
 use crate::registry::{App, Registry, RegistryError};
-use crate::room::{Outgoing, Room};
+use crate::room::{Outgoing, Published, Room};
 
 /// The node's broker.
 #[derive(Debug)]
@@ -26,16 +26,6 @@ pub enum Broker {
     /// A cluster: rooms live in a NATS KV bucket, each room's stream numbers
     /// its broadcasts, every node delivers what its feed brings.
     Nats(Arc<Cluster>),
-}
-
-/// What a publish answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Published {
-    pub seq: u64,
-    /// Members online when it was accepted (on every live node in a cluster).
-    pub online: usize,
-    /// The idempotency key was seen: nothing new was sent.
-    pub duplicate: bool,
 }
 
 impl Broker {
@@ -77,7 +67,7 @@ impl Broker {
         }
     }
 
-    /// Numbers and sends one broadcast.
+    /// Numbers and sends one broadcast; `online` is counted on every live node in a cluster.
     pub async fn publish(&self, room: &Arc<Room>, outgoing: Outgoing<'_>) -> Result<Published, ApiError> {
         match self {
             Broker::Local => {
@@ -85,8 +75,7 @@ impl Broker {
                     priority: outgoing.priority,
                     conflate: outgoing.conflate.map_or(ConflateKey::NONE, ConflateKey::of),
                 };
-                let published = room.publish(outgoing.data, delivery, outgoing.idempotency_key);
-                Ok(Published { seq: published.seq, online: published.online, duplicate: published.duplicate })
+                Ok(room.publish(outgoing.data, delivery, outgoing.idempotency_key))
             }
             Broker::Nats(cluster) => {
                 let accepted = cluster.publish(room, outgoing).await.map_err(|error| {

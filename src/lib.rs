@@ -26,6 +26,7 @@
 //! * `fanout`: encoded broadcasts, lanes, per-subscriber queues, the writer.
 //! * `dataplane`: the shard threads that own WebSocket subscribers' sockets.
 //! * `protocol`: messages and framings; pure, no sockets.
+//! * `cpu`: pinning threads to cores (shard threads, the harness's ceiling).
 //! * `udp`: UDP sockets with storm-sized buffers, for the QUIC listener and clients.
 //! * `transport`: accepting and admitting subscribers (WebSocket hand-over,
 //!   QUIC and WebTransport sessions) and the public HTTP router.
@@ -45,6 +46,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod cpu;
 pub mod dataplane;
 pub mod fanout;
 pub mod ids;

@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::config::{Config, DEFAULT_MAX_ROOMS, DEMO_APP};
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, ShardContext};
 use crate::metrics::{self, Metrics};
 use crate::protocol::close::CloseReason;
 use crate::registry::keys::{self, KeySource};
@@ -67,7 +67,9 @@ impl Server {
         let store = cluster.is_none().then_some(store);
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
         let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
-        let dataplane = Dataplane::start(shards, config.fanout.pin_shards, max_connections)
+        let shard_context =
+            ShardContext { idle_timeout: config.websocket.idle_timeout, deliveries: metrics.ws_deliveries.clone() };
+        let dataplane = Dataplane::start(shards, config.fanout.pin_shards, max_connections, shard_context)
             .context("cannot start the shard threads")?;
         let registry = Registry::load(
             store,

@@ -216,7 +216,7 @@ async fn wss_and_https_serve_with_files_and_a_sighup_swaps_certificates_without_
     assert!(refused.to_string().contains("UnknownIssuer"), "{refused}");
     // QUIC serves the same files, reloaded too.
     let fingerprint = bullhorn::protocol::quic::certificate_fingerprint(&new_leaf);
-    let endpoint = quic_client(&fingerprint, bullhorn::transport::quic::tls::ALPN);
+    let endpoint = quic_client(&fingerprint, bullhorn::protocol::quic::ALPN);
     let mut native = QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
     assert_eq!(native.next_json().await.unwrap()["type"], "welcome");
 

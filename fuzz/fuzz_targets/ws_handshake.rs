@@ -10,6 +10,6 @@ fuzz_target!(|head: &[u8]| {
     if let Some(request) = parse(head) {
         assert!(!request.app.is_empty());
         let text = String::from_utf8_lossy(head);
-        assert!(text.contains(&request.app), "the app id is from the request line");
+        assert!(text.contains(request.app), "the app id is from the request line");
     }
 });

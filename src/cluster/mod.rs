@@ -74,6 +74,29 @@ async fn open_bucket_when_ready(jetstream: &jetstream::Context) -> anyhow::Resul
     }
 }
 
+/// The KV bucket `name` (one value per key, on file), created if it is not
+/// there yet; a node that loses the race to create it opens the winner's.
+async fn open_kv(
+    jetstream: &jetstream::Context,
+    name: &str,
+    description: &str,
+) -> Result<kv::Store, async_nats::Error> {
+    if let Ok(store) = jetstream.get_key_value(name).await {
+        return Ok(store);
+    }
+    let config = kv::Config {
+        bucket: name.into(),
+        description: description.into(),
+        history: 1,
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    match jetstream.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        Err(created) => jetstream.get_key_value(name).await.map_err(|_| created.into()),
+    }
+}
+
 /// Runs `work` until it ends or NATS reconnects, whichever is first.
 async fn until_reconnected<T>(
     connections: &tokio::sync::watch::Receiver<u64>,

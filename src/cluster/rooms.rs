@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -34,17 +34,7 @@ pub struct ListedRoom {
 }
 
 pub(super) async fn open_bucket(jetstream: &jetstream::Context) -> Result<kv::Store, async_nats::Error> {
-    if let Ok(store) = jetstream.get_key_value(names::ROOMS_BUCKET).await {
-        return Ok(store);
-    }
-    let config = kv::Config {
-        bucket: names::ROOMS_BUCKET.into(),
-        description: "bullhorn: each app's room list".into(),
-        history: 1,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    };
-    Ok(jetstream.create_key_value(config).await?)
+    super::open_kv(jetstream, names::ROOMS_BUCKET, "bullhorn: each app's room list").await
 }
 
 /// An app's room list and the revision it was read at (None: never written).

@@ -7,7 +7,7 @@
 //! succeeds for exactly one writer; every other node, and that one after a
 //! restart, reads the value that won. Nothing here changes once written.
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::kv;
 use bytes::Bytes;
 
 use super::{Cluster, names};
@@ -17,8 +17,10 @@ impl Cluster {
     /// The cluster's QUIC reset secret: `offer` if no node has set one yet,
     /// else the one already agreed.
     pub async fn agree_reset_secret(&self, offer: &ResetSecret) -> anyhow::Result<ResetSecret> {
-        let bucket = open(&self.jetstream).await?;
-        match bucket.create(names::QUIC_RESET_KEY, Bytes::from(offer.to_hex())).await {
+        let bucket = super::open_kv(&self.jetstream, names::SECRETS_BUCKET, "bullhorn: secrets every node shares")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the {} bucket in NATS: {e}", names::SECRETS_BUCKET))?;
+        match bucket.create(names::QUIC_RESET_KEY, Bytes::from(offer.to_text())).await {
             Ok(_) => return Ok(offer.clone()),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Err(e) => anyhow::bail!("cannot store the QUIC reset secret in NATS: {e}"),
@@ -30,27 +32,6 @@ impl Cluster {
             .ok_or_else(|| anyhow::anyhow!("the QUIC reset secret vanished from NATS"))?;
         let text =
             std::str::from_utf8(&value).map_err(|_| anyhow::anyhow!("the cluster's QUIC reset secret is not text"))?;
-        ResetSecret::from_hex(text.trim())
-    }
-}
-
-async fn open(jetstream: &jetstream::Context) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = jetstream.get_key_value(names::SECRETS_BUCKET).await {
-        return Ok(store);
-    }
-    let config = kv::Config {
-        bucket: names::SECRETS_BUCKET.into(),
-        description: "bullhorn: secrets every node shares".into(),
-        history: 1,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    };
-    match jetstream.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another node created it in the meantime.
-        Err(_) => jetstream
-            .get_key_value(names::SECRETS_BUCKET)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open the {} bucket in NATS: {e}", names::SECRETS_BUCKET)),
+        ResetSecret::from_text(text.trim())
     }
 }

@@ -21,15 +21,13 @@ pub mod socket;
 pub mod ws;
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use metrics::Counter;
 
 use crate::fanout::Subscriber;
 use crate::room::{DrainLanes, Room};
 use crate::transport::capacity::ConnectionPermit;
 use crate::transport::session::Membership;
 pub use socket::{AnySocket, ShardSocket};
+pub use ws::ShardContext;
 
 /// A subscriber handed from the control plane to its shard, joined already
 /// (its welcome queued), with everything its connection needs.
@@ -39,8 +37,6 @@ pub struct Adoption {
     pub early_input: Vec<u8>,
     pub subscriber: Arc<Subscriber>,
     pub memberships: Vec<Membership>,
-    pub idle_timeout: Duration,
-    pub deliveries: Counter,
     pub permit: ConnectionPermit,
 }
 
@@ -57,31 +53,35 @@ impl std::fmt::Debug for Dataplane {
 
 impl Dataplane {
     /// Starts `shards` threads (at least one), pinned one per allowed core
-    /// when `pin` is set, for at most `max_connections` in all.
-    pub fn start(shards: usize, pin: bool, max_connections: usize) -> std::io::Result<Arc<Dataplane>> {
+    /// when `pin` is set, for at most `max_connections` in all, each
+    /// handing its connections `context`.
+    pub fn start(
+        shards: usize,
+        pin: bool,
+        max_connections: usize,
+        context: ShardContext,
+    ) -> std::io::Result<Arc<Dataplane>> {
         let shards = shards.max(1);
-        let cores = if pin { allowed_cores() } else { Vec::new() };
+        let cores = if pin { crate::cpu::allowed() } else { Vec::new() };
         let mut inboxes = Vec::new();
         for index in 0..shards {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), shard::WAKE)?;
             let inbox = Arc::new(inbox::Inbox::new(waker));
             let capacity = max_connections.div_ceil(shards);
-            let shard = shard::Shard { index, poll, inbox: inbox.clone(), capacity };
+            let shard = shard::Shard { index, poll, inbox: inbox.clone(), capacity, context: context.clone() };
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
             std::thread::Builder::new().name(format!("bullhorn-shard-{index}")).spawn(move || {
-                if let Some(core) = core {
-                    pin_to(core);
+                if let Some(core) = core
+                    && let Err(error) = crate::cpu::pin(core)
+                {
+                    tracing::warn!(core, %error, "cannot pin a shard thread to its core");
                 }
                 shard.run();
             })?;
             inboxes.push(inbox);
         }
         Ok(Arc::new(Dataplane { inboxes }))
-    }
-
-    pub fn shard_count(&self) -> usize {
-        self.inboxes.len()
     }
 
     /// The shard that owns subscriber `id` (and whose presence shards it joins).
@@ -106,30 +106,5 @@ impl Dataplane {
 impl DrainLanes for Dataplane {
     fn drain(&self, shard: usize, room: Arc<Room>) {
         self.inboxes[shard].post(|pending| pending.drains.push(room));
-    }
-}
-
-/// The cores this process may run on.
-fn allowed_cores() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set, and sched_getaffinity
-    // writes at most its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
-    }
-}
-
-/// Pins the calling thread to `core`; a refusal leaves it unpinned.
-fn pin_to(core: usize) {
-    // SAFETY: as above; the set names one core.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            tracing::warn!(core, "cannot pin a shard thread to its core");
-        }
     }
 }

@@ -9,8 +9,7 @@
 //! write each dirty connection once. So a broadcast costs this thread one
 //! wake, however many of its connections it reaches.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::Instant;
@@ -21,7 +20,7 @@ use slab::Slab;
 use super::Adoption;
 use super::inbox::{self, ConnWaker, Inbox, Pending};
 use super::socket::AnySocket;
-use super::ws::{Life, WsConn};
+use super::ws::{Life, ShardContext, WsConn};
 
 /// The inbox's wake.
 pub const WAKE: Token = Token(usize::MAX);
@@ -34,20 +33,6 @@ const INBOX_EVERY: usize = 256;
 struct Entry {
     conn: WsConn<AnySocket>,
     waker: Waker,
-    /// The deadline already in the shard's heap for this connection.
-    scheduled: Option<Instant>,
-}
-
-impl Entry {
-    /// Puts the connection's current deadline in the heap, once.
-    fn schedule(&mut self, token: usize, deadlines: &mut BinaryHeap<Reverse<(Instant, usize)>>) {
-        if let Some(at) = self.conn.deadline
-            && self.scheduled != Some(at)
-        {
-            self.scheduled = Some(at);
-            deadlines.push(Reverse((at, token)));
-        }
-    }
 }
 
 pub struct Shard {
@@ -59,141 +44,164 @@ pub struct Shard {
     /// half behind in the allocator) as the audience grows. Untouched pages
     /// of the reservation cost no memory.
     pub capacity: usize,
+    pub context: ShardContext,
+}
+
+/// A shard's state while it runs.
+struct Running {
+    index: usize,
+    poll: Poll,
+    inbox: Arc<Inbox>,
+    context: ShardContext,
+    conns: Slab<Entry>,
+    /// What the inbox held at the last look (kept for its buffers).
+    pending: Pending,
+    /// Connections to write this pass, in order; may repeat.
+    dirty: Vec<u32>,
+    /// Close deadlines in the order they fall: every one is `now` plus the
+    /// same [`super::ws::CLOSE_DEADLINE`], so arrival order is time order. An
+    /// entry whose slot was reused or whose connection moved on is checked
+    /// against the connection's own deadline and passes harmlessly.
+    deadlines: VecDeque<(Instant, usize)>,
 }
 
 impl Shard {
     pub fn run(self) {
-        let Shard { index, mut poll, inbox, capacity } = self;
+        let Shard { index, poll, inbox, capacity, context } = self;
         inbox.enter();
-        let mut conns: Slab<Entry> = Slab::with_capacity(capacity);
+        let mut running = Running {
+            index,
+            poll,
+            inbox,
+            context,
+            conns: Slab::with_capacity(capacity),
+            pending: Pending::default(),
+            dirty: Vec::new(),
+            deadlines: VecDeque::new(),
+        };
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_BUFFER];
-        let mut pending = Pending::default();
-        let mut dirty: Vec<u32> = Vec::new();
-        let mut deadlines: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
         loop {
-            let timeout = deadlines.peek().map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
-            if let Err(error) = poll.poll(&mut events, timeout)
+            let timeout = running.deadlines.front().map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            if let Err(error) = running.poll.poll(&mut events, timeout)
                 && error.kind() != std::io::ErrorKind::Interrupted
             {
                 tracing::error!(%error, shard = index, "shard poll failed; its connections are dropped");
                 return;
             }
             let now = Instant::now();
-            for event in events.iter() {
-                let token = event.token();
-                if token == WAKE {
-                    continue;
-                }
-                let Some(entry) = conns.get_mut(token.0) else { continue };
-                let mut life = Life::Open;
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    life = entry.conn.on_readable(&mut buf, now);
-                }
-                if life == Life::Open {
-                    dirty.push(token.0 as u32);
-                } else {
-                    close(&poll, &mut conns, token.0);
-                }
-            }
-            if !take_inbox(index, &poll, &inbox, &mut pending, &mut conns, &mut dirty, now) {
+            running.handle_events(&events, &mut buf, now);
+            if !running.take_inbox(now) || !running.write_dirty(now) {
                 return;
             }
-            // Written in order; the inbox is looked at again every few
-            // connections, so a broadcast accepted during a long pass joins
-            // it (queued behind, and written with, what the rest of the pass
-            // writes) instead of waiting for the next one.
-            let mut next = 0;
-            while next < dirty.len() {
-                if next % INBOX_EVERY == INBOX_EVERY - 1
-                    && !take_inbox(index, &poll, &inbox, &mut pending, &mut conns, &mut dirty, now)
-                {
-                    return;
-                }
-                let token = dirty[next] as usize;
-                next += 1;
-                let Some(entry) = conns.get_mut(token) else { continue };
-                match entry.conn.on_woken(&mut Context::from_waker(&entry.waker), now) {
-                    Life::Open => entry.schedule(token, &mut deadlines),
-                    Life::Over => close(&poll, &mut conns, token),
-                }
-            }
-            dirty.clear();
-            while let Some(&Reverse((at, token))) = deadlines.peek() {
-                if at > now {
-                    break;
-                }
-                deadlines.pop();
-                // An entry may be stale: a newer deadline, or a reused slot, decides.
-                if let Some(entry) = conns.get_mut(token)
-                    && entry.conn.on_deadline(now) == Life::Over
-                {
-                    close(&poll, &mut conns, token);
-                }
-            }
+            running.expire(now);
         }
     }
 }
 
-/// Handles what other threads posted: adoptions, lane drains (whose pushes
-/// mark their connections dirty on this thread), connections woken
-/// elsewhere. Returns false once the shard must stop.
-fn take_inbox(
-    index: usize,
-    poll: &Poll,
-    inbox: &Arc<Inbox>,
-    pending: &mut Pending,
-    conns: &mut Slab<Entry>,
-    dirty: &mut Vec<u32>,
-    now: Instant,
-) -> bool {
-    inbox.take(pending);
-    if pending.stop {
-        return false;
+impl Running {
+    /// Reads what the sockets have; the connections that live on are written this pass.
+    fn handle_events(&mut self, events: &Events, buf: &mut [u8], now: Instant) {
+        for event in events.iter() {
+            let token = event.token().0;
+            if event.token() == WAKE {
+                continue;
+            }
+            let Some(entry) = self.conns.get_mut(token) else { continue };
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            if readable && entry.conn.on_readable(buf, now) == Life::Over {
+                self.close(token);
+            } else {
+                self.dirty.push(token as u32);
+            }
+        }
     }
-    for adoption in pending.adopt.drain(..) {
-        adopt(poll, inbox, conns, dirty, adoption, now);
-    }
-    for room in pending.drains.drain(..) {
-        room.drain_lane(index);
-    }
-    dirty.append(&mut pending.ready);
-    inbox::take_dirty(dirty);
-    true
-}
 
-/// Takes a connection over from the control plane: register it, park its
-/// waker, and write what was queued while it was handed over.
-fn adopt(
-    poll: &Poll,
-    inbox: &Arc<Inbox>,
-    conns: &mut Slab<Entry>,
-    dirty: &mut Vec<u32>,
-    adoption: Adoption,
-    now: Instant,
-) {
-    let Adoption { mut socket, early_input, subscriber, memberships, idle_timeout, deliveries, permit } = adoption;
-    let vacant = conns.vacant_entry();
-    let token = vacant.key();
-    if let Err(error) = poll.registry().register(socket.source(), Token(token), Interest::READABLE | Interest::WRITABLE)
-    {
-        tracing::warn!(%error, "cannot register a subscriber's socket with its shard");
-        return session_leave(memberships);
+    /// Handles what other threads posted: adoptions, lane drains (whose pushes
+    /// mark their connections dirty on this thread), connections woken
+    /// elsewhere. Returns false once the shard must stop.
+    fn take_inbox(&mut self, now: Instant) -> bool {
+        self.inbox.take(&mut self.pending);
+        if self.pending.stop {
+            return false;
+        }
+        let adoptions = std::mem::take(&mut self.pending.adopt);
+        for adoption in adoptions {
+            self.adopt(adoption, now);
+        }
+        for room in self.pending.drains.drain(..) {
+            room.drain_lane(self.index);
+        }
+        self.dirty.append(&mut self.pending.ready);
+        inbox::take_dirty(&mut self.dirty);
+        true
     }
-    let waker = Waker::from(Arc::new(ConnWaker { inbox: inbox.clone(), token: token as u32 }));
-    let mut conn = WsConn::new(socket, subscriber, memberships, idle_timeout, deliveries, Some(permit));
-    if !early_input.is_empty() {
-        conn.early_input(early_input, now);
+
+    /// Writes every dirty connection once, in order. The inbox is looked at
+    /// again every few connections, so a broadcast accepted during a long
+    /// pass joins it (queued behind, and written with, what the rest of the
+    /// pass writes) instead of waiting for the next one. Returns false once
+    /// the shard must stop.
+    fn write_dirty(&mut self, now: Instant) -> bool {
+        let mut next = 0;
+        while next < self.dirty.len() {
+            if next % INBOX_EVERY == INBOX_EVERY - 1 && !self.take_inbox(now) {
+                return false;
+            }
+            let token = self.dirty[next] as usize;
+            next += 1;
+            let Some(entry) = self.conns.get_mut(token) else { continue };
+            match entry.conn.on_woken(&mut Context::from_waker(&entry.waker), &self.context, now) {
+                Life::Open => {
+                    if let Some(at) = entry.conn.new_deadline() {
+                        debug_assert!(self.deadlines.back().is_none_or(|(last, _)| *last <= at));
+                        self.deadlines.push_back((at, token));
+                    }
+                }
+                Life::Over => self.close(token),
+            }
+        }
+        self.dirty.clear();
+        true
     }
-    vacant.insert(Entry { conn, waker, scheduled: None });
-    dirty.push(token as u32);
-}
 
-fn session_leave(memberships: Vec<crate::transport::session::Membership>) {
-    crate::transport::session::leave(&memberships);
-}
+    /// Ends the connections whose close stage ran out of time.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, token)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(entry) = self.conns.get_mut(token)
+                && entry.conn.on_deadline(now) == Life::Over
+            {
+                self.close(token);
+            }
+        }
+    }
 
-fn close(poll: &Poll, conns: &mut Slab<Entry>, token: usize) {
-    let mut entry = conns.remove(token);
-    let _ = poll.registry().deregister(entry.conn.socket_mut().source());
+    /// Takes a connection over from the control plane: register it, park
+    /// its waker, and write what was queued while it was handed over. One
+    /// that cannot be registered is dropped (leaving its rooms).
+    fn adopt(&mut self, adoption: Adoption, now: Instant) {
+        let Adoption { socket, early_input, subscriber, memberships, permit } = adoption;
+        let mut conn = WsConn::new(socket, subscriber, memberships, Some(permit));
+        let vacant = self.conns.vacant_entry();
+        let token = vacant.key();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) = self.poll.registry().register(conn.socket_mut().source(), Token(token), interest) {
+            return tracing::warn!(%error, "cannot register a subscriber's socket with its shard");
+        }
+        if !early_input.is_empty() {
+            conn.early_input(early_input, now);
+        }
+        let waker = Waker::from(Arc::new(ConnWaker { inbox: self.inbox.clone(), token: token as u32 }));
+        vacant.insert(Entry { conn, waker });
+        self.dirty.push(token as u32);
+    }
+
+    fn close(&mut self, token: usize) {
+        let mut entry = self.conns.remove(token);
+        let _ = self.poll.registry().deregister(entry.conn.socket_mut().source());
+    }
 }

@@ -5,7 +5,7 @@
 //! It holds no task, no timer and no read buffer: reads go through the
 //! shard's buffer, writes are vectored straight from the shared frames
 //! (`fanout::writer`), and the only deadlines (the last frames' 2 s, then 2 s
-//! of linger) are entries in the shard's heap. Every handler returns whether
+//! of linger) are entries in the shard's deadline queue. Every handler returns whether
 //! the connection lives on; a finished one is dropped by the shard, which
 //! leaves its rooms and releases its connection slot.
 //!
@@ -54,6 +54,16 @@ enum Closing {
     Lingering,
 }
 
+/// What every connection of a shard shares, handed to the handlers rather
+/// than kept in each connection.
+#[derive(Debug, Clone)]
+pub struct ShardContext {
+    /// A peer silent this long is dropped (checked when the connection is woken).
+    pub idle_timeout: Duration,
+    /// `bullhorn_deliveries_total{transport="websocket"}`.
+    pub deliveries: Counter,
+}
+
 pub struct WsConn<S> {
     socket: S,
     subscriber: Arc<Subscriber>,
@@ -63,9 +73,9 @@ pub struct WsConn<S> {
     last_heard: Instant,
     closing: Closing,
     /// When the current close stage must be over.
-    pub deadline: Option<Instant>,
-    idle_timeout: Duration,
-    deliveries: Counter,
+    deadline: Option<Instant>,
+    /// `deadline` was set and not yet handed to the shard ([`WsConn::new_deadline`]).
+    deadline_is_new: bool,
     _permit: Option<ConnectionPermit>,
 }
 
@@ -74,8 +84,6 @@ impl<S: ShardSocket> WsConn<S> {
         socket: S,
         subscriber: Arc<Subscriber>,
         memberships: Vec<Membership>,
-        idle_timeout: Duration,
-        deliveries: Counter,
         permit: Option<ConnectionPermit>,
     ) -> WsConn<S> {
         WsConn {
@@ -87,10 +95,19 @@ impl<S: ShardSocket> WsConn<S> {
             last_heard: Instant::now(),
             closing: Closing::No,
             deadline: None,
-            idle_timeout,
-            deliveries,
+            deadline_is_new: false,
             _permit: permit,
         }
+    }
+
+    /// The deadline a handler just started, once: the shard queues it.
+    pub fn new_deadline(&mut self) -> Option<Instant> {
+        std::mem::take(&mut self.deadline_is_new).then_some(self.deadline).flatten()
+    }
+
+    fn set_deadline(&mut self, now: Instant) {
+        self.deadline = Some(now + CLOSE_DEADLINE);
+        self.deadline_is_new = true;
     }
 
     pub fn socket_mut(&mut self) -> &mut S {
@@ -133,7 +150,7 @@ impl<S: ShardSocket> WsConn<S> {
 
     /// Something was queued, the socket is writable, or the heartbeat woke
     /// it: write what can go, then park the queue's waker (`cx`).
-    pub fn on_woken(&mut self, cx: &mut Context<'_>, now: Instant) -> Life {
+    pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
         loop {
             if self.out.is_empty()
                 && self.closing == Closing::No
@@ -152,10 +169,10 @@ impl<S: ShardSocket> WsConn<S> {
                 let socket = &mut self.socket;
                 write_some(&mut self.out.frames, |slices| socket.write_vectored(slices))
             } else {
-                return self.park(cx, now);
+                return self.park(cx, shard, now);
             };
             match written {
-                Ok(bytes) => self.out.sent(&self.subscriber, bytes, &self.deliveries),
+                Ok(bytes) => self.out.sent(&self.subscriber, bytes, &shard.deliveries),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Life::Open, // WRITABLE comes
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Life::Over,
@@ -164,18 +181,18 @@ impl<S: ShardSocket> WsConn<S> {
     }
 
     /// Nothing left to write: half-close if closing, else wait for the queue.
-    fn park(&mut self, cx: &mut Context<'_>, now: Instant) -> Life {
+    fn park(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
         match self.closing {
             Closing::Flushing => {
                 self.socket.shutdown();
                 self.closing = Closing::Lingering;
-                self.deadline = Some(now + CLOSE_DEADLINE);
+                self.set_deadline(now);
                 Life::Open
             }
             Closing::Lingering => Life::Open,
-            Closing::No if now.duration_since(self.last_heard) >= self.idle_timeout => Life::Over,
+            Closing::No if now.duration_since(self.last_heard) >= shard.idle_timeout => Life::Over,
             Closing::No => match self.subscriber.poll_woken(cx) {
-                Poll::Ready(()) => self.on_woken(cx, now),
+                Poll::Ready(()) => self.on_woken(cx, shard, now),
                 Poll::Pending => Life::Open,
             },
         }
@@ -192,27 +209,15 @@ impl<S: ShardSocket> WsConn<S> {
 
     /// Queues the close frame after whatever is in flight; starts its deadline.
     fn close_with(&mut self, code: u16, now: Instant) {
-        self.out.frames.push_back(ws::close_frame(code, close_text(code)));
+        self.out.frames.push_back(ws::close_frame(code, ws_code::reason(code)));
         self.closing = Closing::Flushing;
-        self.deadline = Some(now + CLOSE_DEADLINE);
+        self.set_deadline(now);
     }
 }
 
 impl<S> Drop for WsConn<S> {
     fn drop(&mut self) {
         session::leave(&self.memberships);
-    }
-}
-
-fn close_text(code: u16) -> &'static str {
-    match code {
-        ws_code::TOO_BIG => "frame too big",
-        ws_code::PROTOCOL_ERROR => "protocol error",
-        ws_code::INVALID_PAYLOAD => "invalid utf-8",
-        ws_code::GOING_AWAY => "server_draining",
-        ws_code::ROOM_DESTROYED => "room_destroyed",
-        ws_code::SLOW_CONSUMER => "slow_consumer",
-        _ => "",
     }
 }
 

@@ -65,6 +65,19 @@ pub mod ws_code {
     pub const ROOM_DESTROYED: u16 = 4001;
     /// The subscriber could not keep up.
     pub const SLOW_CONSUMER: u16 = 4008;
+
+    /// The reason text sent in a close frame with `code`.
+    pub fn reason(code: u16) -> &'static str {
+        match code {
+            TOO_BIG => "frame too big",
+            PROTOCOL_ERROR => "protocol error",
+            INVALID_PAYLOAD => "invalid utf-8",
+            GOING_AWAY => "server_draining",
+            ROOM_DESTROYED => "room_destroyed",
+            SLOW_CONSUMER => "slow_consumer",
+            _ => "",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,25 +10,26 @@ use base64::Engine as _;
 /// Headers parsed from one request head.
 const MAX_HEADERS: usize = 32;
 
-/// A request for the subscribe endpoint.
+/// A request for the subscribe endpoint, borrowed from its head (nothing is
+/// copied per header).
 #[derive(Debug)]
-pub struct SubscribeRequest {
-    pub app: String,
-    pub query: Option<String>,
+pub struct SubscribeRequest<'a> {
+    pub app: &'a str,
+    pub query: Option<&'a str>,
     /// Every header as sent: name (any case) and value.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Vec<(&'a str, &'a [u8])>,
 }
 
-impl SubscribeRequest {
+impl<'a> SubscribeRequest<'a> {
     /// The headers as [`check`] takes them.
-    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
-        self.headers.iter().map(|(name, value)| (name.as_str(), value.as_slice()))
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + Clone + '_ {
+        self.headers.iter().copied()
     }
 }
 
 /// `Some` when `head` is `GET /v1/apps/{app}/ws[?…]`; anything else (other
 /// paths, other methods, heads httparse rejects) is for the HTTP router.
-pub fn parse(head: &[u8]) -> Option<SubscribeRequest> {
+pub fn parse(head: &[u8]) -> Option<SubscribeRequest<'_>> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut slots);
     if !request.parse(head).ok()?.is_complete() || request.method? != "GET" {
@@ -36,15 +37,15 @@ pub fn parse(head: &[u8]) -> Option<SubscribeRequest> {
     }
     let target = request.path?;
     let (path, query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query.to_owned())),
+        Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
     let app = path.strip_prefix("/v1/apps/")?.strip_suffix("/ws")?;
     if app.is_empty() || app.contains('/') {
         return None;
     }
-    let headers = request.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect();
-    Some(SubscribeRequest { app: app.to_owned(), query, headers })
+    let headers = request.headers.iter().map(|h| (h.name, h.value)).collect();
+    Some(SubscribeRequest { app, query, headers })
 }
 
 /// Why a request cannot be upgraded; the text is the `invalid_request` message.
@@ -139,7 +140,7 @@ mod tests {
         let ws =
             parse(b"GET /v1/apps/demo/ws?room=a&room=b HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n").unwrap();
         assert_eq!(ws.app, "demo");
-        assert_eq!(ws.query.as_deref(), Some("room=a&room=b"));
+        assert_eq!(ws.query, Some("room=a&room=b"));
         let upgrade = ws.header_pairs().find(|(name, _)| name.eq_ignore_ascii_case("upgrade"));
         assert_eq!(upgrade, Some(("Upgrade", &b"websocket"[..])));
         for other in [

@@ -11,8 +11,6 @@
 //! small parse per connection.
 
 use std::net::IpAddr;
-
-use crate::transport::peer::PeerAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -30,6 +28,7 @@ use super::socket::ViewerStream;
 use super::turn::Turn;
 use super::ws;
 use crate::state::Shared;
+use crate::transport::peer::PeerAddr;
 
 /// The longest request head accepted.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -135,7 +134,7 @@ async fn handle<S: ViewerStream>(
             return;
         }
     };
-    match ws::handshake::parse(&buf[..head_len]) {
+    match crate::protocol::handshake::parse(&buf[..head_len]) {
         Some(request) => {
             let early_input = &buf[head_len..];
             ws::handshake::accept(stream, peer, request, early_input, shared).await;

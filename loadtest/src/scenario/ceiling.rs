@@ -76,7 +76,7 @@ pub async fn measure(
     let cpu = common.ceiling_cpu;
     let (loop_result, cpu_seconds) = tokio::task::spawn_blocking(move || {
         if let Some(cpu) = cpu {
-            pin_to(cpu)?;
+            bullhorn::cpu::pin(cpu).with_context(|| format!("cannot pin the ceiling writer to CPU {cpu}"))?;
         }
         let cpu_before = thread_cpu_seconds();
         let result = match interval {
@@ -188,19 +188,4 @@ fn write_loop(streams: &[TcpStream], frame: &[u8], duration: Duration) -> Writte
         }
     }
     Written { writes, would_block, secs: started.elapsed().as_secs_f64(), round_us_median: None }
-}
-
-/// Pins the calling thread to one CPU.
-fn pin_to(cpu: usize) -> anyhow::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it;
-    // sched_setaffinity(0, …) reads it for the calling thread only.
-    let result = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if result != 0 {
-        anyhow::bail!("cannot pin the ceiling writer to CPU {cpu}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
 }

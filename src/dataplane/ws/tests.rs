@@ -71,7 +71,7 @@ impl ShardSocket for Scripted {
 fn conn(socket: Scripted) -> (WsConn<Scripted>, Arc<Subscriber>) {
     let subscriber = Arc::new(Subscriber::new(7, Framing::WebSocket, [Arc::from("r")], QueueLimits::default()));
     subscriber.push_control_front(ws::text_frame(br#"{"type":"welcome"}"#));
-    let conn = WsConn::new(socket, subscriber.clone(), Vec::new(), Duration::from_secs(60), Counter::noop(), None);
+    let conn = WsConn::new(socket, subscriber.clone(), Vec::new(), None);
     (conn, subscriber)
 }
 
@@ -108,9 +108,10 @@ fn kind(payload: &[u8]) -> String {
 fn drive(conn: &mut WsConn<Scripted>, steps: usize) -> Life {
     let mut cx = Context::from_waker(Waker::noop());
     let mut buf = [0u8; 64];
+    let shard = ShardContext { idle_timeout: Duration::from_secs(60), deliveries: Counter::noop() };
     for _ in 0..steps {
         let now = Instant::now();
-        if conn.on_readable(&mut buf, now) == Life::Over || conn.on_woken(&mut cx, now) == Life::Over {
+        if conn.on_readable(&mut buf, now) == Life::Over || conn.on_woken(&mut cx, &shard, now) == Life::Over {
             return Life::Over;
         }
     }
@@ -185,7 +186,8 @@ fn a_frame_too_big_is_answered_with_1009_and_the_deadline_ends_a_stuck_close() {
     let big = ws::client_frame(true, ws::opcode::TEXT, &[b'x'; 5000], [1, 2, 3, 4]);
     let (mut conn, _subscriber) = conn(Scripted { input: [big].into(), caps: [0; 1000].into(), ..Default::default() });
     assert_eq!(drive(&mut conn, 3), Life::Open, "the close frame waits for a writable socket");
-    let deadline = conn.deadline.expect("a close sets its deadline");
+    let deadline = conn.new_deadline().expect("a close sets its deadline");
+    assert_eq!(conn.new_deadline(), None, "handed to the shard once");
     assert_eq!(conn.on_deadline(deadline - Duration::from_millis(1)), Life::Open);
     assert_eq!(conn.on_deadline(deadline), Life::Over, "the last frames did not leave in time");
     conn.socket_mut().caps.clear();

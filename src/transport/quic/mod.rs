@@ -118,7 +118,7 @@ async fn handshake(incoming: quinn::Incoming, shared: Arc<Shared>) {
         Ok(conn) => conn,
         Err(error) => return tracing::debug!(%error, "quic handshake failed"),
     };
-    if alpn(&conn).as_deref() == Some(webtransport::ALPN) {
+    if alpn(&conn).as_deref() == Some(crate::protocol::quic::WEBTRANSPORT_ALPN) {
         webtransport::handle(conn, shared).await;
     } else {
         connection::handle(conn, shared).await;

@@ -19,6 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 
 use crate::registry::keys::write_private;
@@ -57,7 +59,7 @@ impl ResetSecret {
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<ResetSecret> {
         let path = data_dir.join(RESET_KEY_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => ResetSecret::from_hex(text.trim())
+            Ok(text) => ResetSecret::from_text(text.trim())
                 .with_context(|| format!("{} is not a QUIC reset key; delete it to make a new one", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret = ResetSecret::random();
@@ -71,22 +73,21 @@ impl ResetSecret {
     /// Writes the secret to `data_dir` (0600), replacing what was there.
     pub fn store(&self, data_dir: &Path) -> anyhow::Result<()> {
         let path = data_dir.join(RESET_KEY_FILE);
-        write_private(&path, self.to_hex().as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+        write_private(&path, self.to_text().as_bytes()).with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// Lower-case hex, as the file and the cluster keep it.
-    pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    /// Base64 (URL-safe, unpadded, as the generated admin key is written):
+    /// what the file and the cluster keep.
+    pub fn to_text(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
     }
 
-    /// Parses [`ResetSecret::to_hex`]'s form.
-    pub fn from_hex(text: &str) -> anyhow::Result<ResetSecret> {
-        anyhow::ensure!(text.len() == SECRET_LEN * 2, "expected {} hex digits, found {}", SECRET_LEN * 2, text.len());
-        let mut bytes = [0u8; SECRET_LEN];
-        for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks(2)) {
-            let pair = std::str::from_utf8(pair).context("not hex")?;
-            *byte = u8::from_str_radix(pair, 16).context("not hex")?;
-        }
+    /// Parses [`ResetSecret::to_text`]'s form.
+    pub fn from_text(text: &str) -> anyhow::Result<ResetSecret> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).context("not base64")?;
+        let bytes: [u8; SECRET_LEN] = bytes
+            .try_into()
+            .map_err(|bytes: Vec<u8>| anyhow::anyhow!("expected {SECRET_LEN} bytes, found {}", bytes.len()))?;
         Ok(ResetSecret(bytes))
     }
 
@@ -135,11 +136,11 @@ mod tests {
     }
 
     #[test]
-    fn hex_round_trips_and_garbage_is_refused() {
+    fn text_round_trips_and_garbage_is_refused() {
         let secret = ResetSecret::random();
-        assert_eq!(ResetSecret::from_hex(&secret.to_hex()).unwrap(), secret);
-        assert!(ResetSecret::from_hex("abc").is_err());
-        assert!(ResetSecret::from_hex(&"zz".repeat(SECRET_LEN)).is_err());
+        assert_eq!(ResetSecret::from_text(&secret.to_text()).unwrap(), secret);
+        assert!(ResetSecret::from_text("abc").is_err(), "too short");
+        assert!(ResetSecret::from_text(&"!".repeat(43)).is_err(), "not base64");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(RESET_KEY_FILE), "not a key\n").unwrap();
         let error = ResetSecret::load_or_create(dir.path()).unwrap_err();

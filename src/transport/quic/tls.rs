@@ -12,12 +12,11 @@ use anyhow::Context as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::protocol::quic;
 use crate::registry::keys::write_private;
-
 use crate::tls::CertStore;
 use crate::tls::certs::CertFiles;
 
-pub use crate::protocol::quic::ALPN;
 /// The fingerprint file in the data dir.
 pub const FINGERPRINT_FILE: &str = "dev-cert.sha256";
 
@@ -52,7 +51,7 @@ impl Identity {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_cert_resolver(self.store.clone());
-        config.alpn_protocols = vec![ALPN.to_vec(), super::webtransport::ALPN.to_vec()];
+        config.alpn_protocols = vec![quic::ALPN.to_vec(), quic::WEBTRANSPORT_ALPN.to_vec()];
         Ok(config)
     }
 }
@@ -73,7 +72,7 @@ fn generate(data_dir: &Path) -> anyhow::Result<Identity> {
         Some(kept) => kept,
         None => new_dev_cert(&path)?,
     };
-    let fingerprint = crate::protocol::quic::certificate_fingerprint(&der);
+    let fingerprint = quic::certificate_fingerprint(&der);
     let path: PathBuf = data_dir.join(FINGERPRINT_FILE);
     std::fs::write(&path, format!("{fingerprint}\n")).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Identity { store: CertStore::fixed("viewer and QUIC", vec![der], key)?, dev_fingerprint: Some(fingerprint) })

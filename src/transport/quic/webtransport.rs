@@ -26,9 +26,6 @@ use crate::state::Shared;
 use crate::transport::capacity::Transport;
 use crate::transport::session;
 
-/// The HTTP/3 ALPN WebTransport negotiates.
-pub use crate::protocol::quic::WEBTRANSPORT_ALPN as ALPN;
-
 /// Takes an `h3` connection through its CONNECT request.
 pub(super) async fn handle(conn: quinn::Connection, shared: Arc<Shared>) {
     let peer = conn.remote_address().ip();

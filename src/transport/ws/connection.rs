@@ -27,13 +27,5 @@ pub(super) fn hand_over<S: ViewerStream>(
         Err(error) => return tracing::debug!(%error, "cannot take an upgraded socket out of tokio"),
     };
     let subscriber = session::open(shared, Framing::WebSocket, &mut memberships);
-    shared.dataplane.adopt(Adoption {
-        socket,
-        early_input,
-        subscriber,
-        memberships,
-        idle_timeout: shared.settings.idle_timeout,
-        deliveries: shared.metrics.ws_deliveries.clone(),
-        permit,
-    });
+    shared.dataplane.adopt(Adoption { socket, early_input, subscriber, memberships, permit });
 }

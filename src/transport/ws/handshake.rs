@@ -12,21 +12,19 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use super::connection::hand_over;
 use super::upgrade::{Admitted, admit};
 use crate::api_error::ApiError;
-use crate::protocol::handshake::switching_protocols;
+use crate::protocol::handshake::{SubscribeRequest, switching_protocols};
 use crate::state::Shared;
 use crate::transport::socket::ViewerStream;
-
-pub use crate::protocol::handshake::{SubscribeRequest as WsRequest, parse};
 
 /// Answers a subscribe request on its raw socket (or TLS stream).
 pub async fn accept<S: ViewerStream>(
     mut stream: S,
     peer: IpAddr,
-    request: WsRequest,
+    request: SubscribeRequest<'_>,
     early_input: &[u8],
     shared: Arc<Shared>,
 ) {
-    match admit(&shared, &request.app, request.query.as_deref(), request.header_pairs(), peer) {
+    match admit(&shared, request.app, request.query, request.header_pairs(), peer) {
         Ok(Admitted { memberships, permit, accept }) => {
             drop(request);
             if stream.write_all(&switching_protocols(&accept)).await.is_err() || stream.flush().await.is_err() {

@@ -1,5 +1,6 @@
 //! `GET /v1/apps/{app}/ws?room=…`: checks, refusals before the upgrade, the
-//! RFC 6455 handshake, and the hand-off to a connection task.
+//! RFC 6455 handshake (its rules in `protocol::handshake`), and the hand-over
+//! to the connection's data-plane shard.
 //!
 //! Every refusal happens before anything is spent on the connection: drain,
 //! unknown app or room, malformed request, connection cap.
