@@ -40,7 +40,7 @@ pub struct Server {
     shared: Arc<Shared>,
     viewer: TcpListener,
     admin: TcpListener,
-    quic: quinn::Endpoint,
+    quic: transport::quic::Listener,
     viewer_tls: Option<Arc<rustls::ServerConfig>>,
     admin_tls: Option<Arc<rustls::ServerConfig>>,
     /// Every certificate loaded from files, reloaded on SIGHUP.
@@ -90,8 +90,9 @@ impl Server {
             listen(config.listen.admin).with_context(|| format!("cannot listen on {} (admin)", config.listen.admin))?;
         let identity = transport::quic::tls::Identity::load_or_generate(config.listen.tls.as_ref(), &config.data_dir)?;
         let reset_secret = reset_secret(&config.data_dir, cluster.as_deref()).await?;
-        let quic = transport::quic::bind(
+        let quic = transport::quic::Listener::bind(
             config.listen.quic,
+            shards,
             identity.server_config()?,
             &reset_secret,
             config.websocket.idle_timeout,
@@ -120,7 +121,7 @@ impl Server {
             limits: config.limits.clone(),
             webtransport_port: match config.listen.quic_public_port {
                 Some(port) => port,
-                None => quic.local_addr().context("QUIC listener address")?.port(),
+                None => quic.local_addr().port(),
             },
             dev_cert_sha256: identity.dev_fingerprint.clone(),
         };
@@ -161,7 +162,7 @@ impl Server {
     }
 
     pub fn quic_addr(&self) -> SocketAddr {
-        self.quic.local_addr().expect("bound endpoint")
+        self.quic.local_addr()
     }
 
     /// `https` when the viewer listener speaks TLS.
@@ -187,7 +188,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Server { shared, viewer, admin, quic, viewer_tls, admin_tls, cert_stores, sighup, drain_timeout, .. } =
             self;
-        let quic_task = tokio::spawn(transport::quic::serve(quic.clone(), shared.clone()));
+        shared.dataplane.serve_quic(quic.into_setups(&shared));
         let (admin_stop_tx, admin_stop) = tokio::sync::oneshot::channel::<()>();
         let admin_stopped = async move {
             let _ = admin_stop.await;
@@ -241,6 +242,7 @@ impl Server {
         tracing::info!(connections = shared.connections.open(), "draining");
         println!("bullhorn: draining {} connections", shared.connections.open());
         shared.drain.begin();
+        shared.dataplane.drain_began();
         shared
             .registry
             .close_all(|| CloseReason::ServerDraining { reconnect_after_ms: shared.drain.reconnect_after_ms() });
@@ -253,9 +255,6 @@ impl Server {
             tracing::error!(%error, "could not write the room registry on shutdown");
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), viewer_task).await;
-        quic_task.abort();
-        quic.close(quinn::VarInt::from_u32(crate::protocol::close::ws_code::GOING_AWAY as u32), b"server stopped");
-        let _ = tokio::time::timeout(Duration::from_secs(1), quic.wait_idle()).await;
         let _ = admin_stop_tx.send(());
         let _ = tokio::time::timeout(Duration::from_secs(1), admin_task).await;
         upkeep.abort();

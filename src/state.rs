@@ -90,4 +90,17 @@ impl Shared {
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// A process-unique connection id that picks presence shard `shard` of
+    /// `shards` (congruent to it): for a connection whose socket a shard
+    /// already owns (QUIC: the kernel chose the shard).
+    pub fn next_connection_id_on(&self, shard: usize, shards: usize) -> u64 {
+        let shards = shards.max(1) as u64;
+        let mut id = 0;
+        let _ = self.next_connection_id.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+            id = next + (shard as u64 + shards - next % shards) % shards;
+            Some(id + 1)
+        });
+        id
+    }
 }

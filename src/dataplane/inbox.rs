@@ -28,6 +28,10 @@ pub struct Pending {
     pub drains: Vec<Arc<Room>>,
     /// Connections whose queue was pushed to or closed from another thread.
     pub ready: Vec<u32>,
+    /// The shard's socket of the QUIC port, once the node is built.
+    pub serve_quic: Option<super::quic::QuicSetup>,
+    /// The node began to drain.
+    pub draining: bool,
     pub stop: bool,
 }
 

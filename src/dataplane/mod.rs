@@ -9,13 +9,18 @@
 //!   syscall).
 //! * [`ws`]: a WebSocket subscriber's state machine.
 //! * [`socket`]: the non-blocking socket under it, plain or TLS.
+//! * [`quic`]: the shard's QUIC endpoint and its connections (native and
+//!   WebTransport).
 //!
 //! Invariants: shard *i* is the only thread that touches its connections'
 //! sockets and the only drainer of lane *i* of every room; a subscriber owned
 //! by shard *i* is a member of presence shard *i* of each of its rooms (both
-//! are its connection id modulo the shard count).
+//! are its connection id modulo the shard count: a WebSocket subscriber's id
+//! picks its shard, a QUIC subscriber's shard, picked by the kernel, picks
+//! its id).
 
 pub mod inbox;
+pub mod quic;
 pub mod shard;
 pub mod socket;
 pub mod ws;
@@ -43,6 +48,7 @@ pub struct Adoption {
 /// The shard threads of a node.
 pub struct Dataplane {
     inboxes: Vec<Arc<inbox::Inbox>>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -64,14 +70,15 @@ impl Dataplane {
         let shards = shards.max(1);
         let cores = if pin { crate::cpu::allowed() } else { Vec::new() };
         let mut inboxes = Vec::new();
+        let mut threads = Vec::new();
         for index in 0..shards {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), shard::WAKE)?;
             let inbox = Arc::new(inbox::Inbox::new(waker));
             let capacity = max_connections.div_ceil(shards);
-            let shard = shard::Shard { index, poll, inbox: inbox.clone(), capacity, context: context.clone() };
+            let shard = shard::Shard { index, shards, poll, inbox: inbox.clone(), capacity, context: context.clone() };
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
-            std::thread::Builder::new().name(format!("bullhorn-shard-{index}")).spawn(move || {
+            let thread = std::thread::Builder::new().name(format!("bullhorn-shard-{index}")).spawn(move || {
                 if let Some(core) = core
                     && let Err(error) = crate::cpu::pin(core)
                 {
@@ -80,8 +87,9 @@ impl Dataplane {
                 shard.run();
             })?;
             inboxes.push(inbox);
+            threads.push(thread);
         }
-        Ok(Arc::new(Dataplane { inboxes }))
+        Ok(Arc::new(Dataplane { inboxes, threads: std::sync::Mutex::new(threads) }))
     }
 
     /// The shard that owns subscriber `id` (and whose presence shards it joins).
@@ -95,10 +103,37 @@ impl Dataplane {
         self.inboxes[shard].post(|pending| pending.adopt.push(adoption));
     }
 
-    /// Stops every shard; their connections are dropped (after a drain, none are left).
+    /// How many shard threads there are (and QUIC sockets to hand them).
+    pub fn shards(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Hands each shard its socket of the QUIC port's group (one per shard,
+    /// in order) and what it needs to serve it.
+    pub fn serve_quic(&self, setups: Vec<quic::QuicSetup>) {
+        debug_assert_eq!(setups.len(), self.inboxes.len());
+        for (inbox, setup) in self.inboxes.iter().zip(setups) {
+            inbox.post(|pending| pending.serve_quic = Some(setup));
+        }
+    }
+
+    /// Tells every shard that the drain began (QUIC handshakes waiting for
+    /// their turn are refused at once).
+    pub fn drain_began(&self) {
+        for inbox in &self.inboxes {
+            inbox.post(|pending| pending.draining = true);
+        }
+    }
+
+    /// Stops every shard and waits for its thread to end: WebSocket
+    /// connections are dropped (after a drain, none are left), QUIC ones told
+    /// (1001) first. A shard ends within its current pass.
     pub fn stop(&self) {
         for inbox in &self.inboxes {
             inbox.post(|pending| pending.stop = true);
+        }
+        for thread in std::mem::take(&mut *self.threads.lock().expect("shard threads lock")) {
+            let _ = thread.join();
         }
     }
 }

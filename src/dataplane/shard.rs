@@ -1,5 +1,6 @@
 //! One shard thread: a mio event loop that owns its connections (a slab of
-//! [`WsConn`]s), drains its lane of every room that asks, and writes to its
+//! [`WsConn`]s, and the QUIC connections of its socket of the QUIC port,
+//! [`QuicPort`]), drains its lane of every room that asks, and writes to its
 //! connections directly.
 //!
 //! Each pass: wait for socket events, the inbox's wake or the nearest
@@ -19,11 +20,14 @@ use slab::Slab;
 
 use super::Adoption;
 use super::inbox::{self, ConnWaker, Inbox, Pending};
+use super::quic::{QUIC_BIT, QuicPort};
 use super::socket::AnySocket;
 use super::ws::{Life, ShardContext, WsConn};
 
 /// The inbox's wake.
 pub const WAKE: Token = Token(usize::MAX);
+/// The shard's QUIC socket.
+const UDP: Token = Token(usize::MAX - 1);
 /// The shard's read buffer: subscribers send only pings and control frames.
 const READ_BUFFER: usize = 4096;
 /// Connections written between two looks at the inbox during a pass: a
@@ -37,6 +41,8 @@ struct Entry {
 
 pub struct Shard {
     pub index: usize,
+    /// How many shards the node has.
+    pub shards: usize,
     pub poll: Poll,
     pub inbox: Arc<Inbox>,
     /// The most connections this shard will hold: the slab is reserved for
@@ -50,6 +56,9 @@ pub struct Shard {
 /// A shard's state while it runs.
 struct Running {
     index: usize,
+    shards: usize,
+    /// QUIC, once the node handed this shard its socket.
+    quic: Option<QuicPort>,
     poll: Poll,
     inbox: Arc<Inbox>,
     context: ShardContext,
@@ -67,10 +76,12 @@ struct Running {
 
 impl Shard {
     pub fn run(self) {
-        let Shard { index, poll, inbox, capacity, context } = self;
+        let Shard { index, shards, poll, inbox, capacity, context } = self;
         inbox.enter();
         let mut running = Running {
             index,
+            shards,
+            quic: None,
             poll,
             inbox,
             context,
@@ -82,7 +93,12 @@ impl Shard {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            let timeout = running.deadlines.front().map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let next = running.deadlines.front().map(|(at, _)| *at);
+            let next = match (next, running.quic.as_ref().and_then(QuicPort::next_wake)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(error) = running.poll.poll(&mut events, timeout)
                 && error.kind() != std::io::ErrorKind::Interrupted
             {
@@ -91,10 +107,17 @@ impl Shard {
             }
             let now = Instant::now();
             running.handle_events(&events, &mut buf, now);
+            if let Some(quic) = &mut running.quic {
+                quic.receive(now);
+            }
             if !running.take_inbox(now) || !running.write_dirty(now) {
-                return;
+                return running.stop(now);
             }
             running.expire(now);
+            if let Some(quic) = &mut running.quic {
+                quic.expire(now);
+                quic.flush();
+            }
         }
     }
 }
@@ -105,6 +128,12 @@ impl Running {
         for event in events.iter() {
             let token = event.token().0;
             if event.token() == WAKE {
+                continue;
+            }
+            if event.token() == UDP {
+                if let Some(quic) = &mut self.quic {
+                    quic.on_socket(event.is_readable(), event.is_writable(), now);
+                }
                 continue;
             }
             let Some(entry) = self.conns.get_mut(token) else { continue };
@@ -124,6 +153,14 @@ impl Running {
         self.inbox.take(&mut self.pending);
         if self.pending.stop {
             return false;
+        }
+        if let Some(setup) = self.pending.serve_quic.take() {
+            self.serve_quic(setup);
+        }
+        if std::mem::take(&mut self.pending.draining)
+            && let Some(quic) = &mut self.quic
+        {
+            quic.drain_began(now);
         }
         let adoptions = std::mem::take(&mut self.pending.adopt);
         for adoption in adoptions {
@@ -148,8 +185,15 @@ impl Running {
             if next % INBOX_EVERY == INBOX_EVERY - 1 && !self.take_inbox(now) {
                 return false;
             }
-            let token = self.dirty[next] as usize;
+            let token = self.dirty[next];
             next += 1;
+            if token & QUIC_BIT != 0 {
+                if let Some(quic) = &mut self.quic {
+                    quic.woken((token & !QUIC_BIT) as usize, now);
+                }
+                continue;
+            }
+            let token = token as usize;
             let Some(entry) = self.conns.get_mut(token) else { continue };
             match entry.conn.on_woken(&mut Context::from_waker(&entry.waker), &self.context, now) {
                 Life::Open => {
@@ -198,6 +242,25 @@ impl Running {
         let waker = Waker::from(Arc::new(ConnWaker { inbox: self.inbox.clone(), token: token as u32 }));
         vacant.insert(Entry { conn, waker });
         self.dirty.push(token as u32);
+    }
+
+    /// Starts serving this shard's socket of the QUIC port.
+    fn serve_quic(&mut self, setup: super::quic::QuicSetup) {
+        let mut port = QuicPort::new(setup, self.index, self.shards, self.inbox.clone());
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(error) = self.poll.registry().register(port.socket_mut(), UDP, interest) {
+            return tracing::error!(%error, shard = self.index, "cannot register the QUIC socket; this shard serves no QUIC");
+        }
+        // Datagrams may be waiting already: read at the next pass.
+        port.on_socket(true, false, Instant::now());
+        self.quic = Some(port);
+    }
+
+    /// The shard stops: QUIC connections are told (1001) before the thread ends.
+    fn stop(&mut self, now: Instant) {
+        if let Some(quic) = &mut self.quic {
+            quic.stop(now);
+        }
     }
 
     fn close(&mut self, token: usize) {

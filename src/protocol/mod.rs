@@ -13,6 +13,7 @@ pub mod frames;
 pub mod handshake;
 pub mod messages;
 pub mod quic;
+pub mod webtransport;
 pub mod ws;
 
 use bytes::Bytes;

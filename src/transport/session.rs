@@ -93,12 +93,13 @@ pub fn resolve<'a>(
 
 /// A new subscriber with `framing`, joined to every room of `memberships`.
 pub fn open(shared: &Shared, framing: Framing, memberships: &mut [Membership]) -> Arc<Subscriber> {
-    let subscriber = Arc::new(Subscriber::new(
-        shared.next_connection_id(),
-        framing,
-        memberships.iter().map(|m| m.room.id().clone()),
-        shared.settings.queue,
-    ));
+    open_with_id(shared, shared.next_connection_id(), framing, memberships)
+}
+
+/// [`open`] with connection id `id` (which picks the presence shard).
+pub fn open_with_id(shared: &Shared, id: u64, framing: Framing, memberships: &mut [Membership]) -> Arc<Subscriber> {
+    let subscriber =
+        Arc::new(Subscriber::new(id, framing, memberships.iter().map(|m| m.room.id().clone()), shared.settings.queue));
     join(shared, &subscriber, memberships);
     subscriber
 }

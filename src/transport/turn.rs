@@ -30,6 +30,11 @@ impl Turn {
         Turn { wait }
     }
 
+    /// How long until the turn comes.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
     pub fn is_now(&self) -> bool {
         self.wait.is_zero()
     }

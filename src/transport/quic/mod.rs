@@ -1,37 +1,29 @@
-//! Subscribers over QUIC: native apps (contract §5, ALPN `bullhorn/1`: one
-//! client-opened bidirectional stream, length-prefixed JSON frames both ways)
-//! and browsers (WebTransport over HTTP/3, ALPN `h3`), on one listener, with
-//! the same fan-out queues as WebSocket and the QUIC framing of each broadcast.
+//! The QUIC listener's setup: its certificates, its identity across
+//! restarts, its transport settings, and the `SO_REUSEPORT` group of UDP
+//! sockets on its port, one per shard thread. The connections themselves,
+//! native apps (contract §5, ALPN `bullhorn/1`) and browsers (WebTransport
+//! over HTTP/3, ALPN `h3`) alike, are served by the shards
+//! ([`crate::dataplane::quic`]).
 //!
 //! * [`tls`]: certificates, the development certificate and its fingerprint.
-//! * [`connection`]: a native connection's hello and admission.
-//! * [`webtransport`]: a browser session's CONNECT request and admission.
-//! * [`session`]: one task per admitted subscriber, whichever the kind.
 //! * [`reset`]: the endpoint's identity across restarts (stateless resets).
 //!
 //! The transport is tuned for very many mostly idle connections that receive
 //! small messages and send almost nothing (see [`transport_config`]).
 
-mod connection;
 pub mod reset;
-mod session;
-mod streams;
 pub mod tls;
-pub mod webtransport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
+use quinn_proto::{EndpointConfig, IdleTimeout, ServerConfig, TransportConfig, VarInt};
 
-use super::turn::Turn;
+use crate::dataplane::quic::QuicSetup;
+use crate::dataplane::quic::udp::bind_group;
 use crate::state::Shared;
-use crate::udp;
-
-/// How long a client has to open its stream and send its hello.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The transport settings, and why each is what it is.
 pub fn transport_config(idle_timeout: Duration) -> TransportConfig {
@@ -57,75 +49,61 @@ pub fn transport_config(idle_timeout: Duration) -> TransportConfig {
         IdleTimeout::try_from(idle_timeout).unwrap_or(IdleTimeout::from(VarInt::from_u32(60_000))),
     ));
     config.keep_alive_interval(None);
+    // The shards send one datagram per transmit, in batches (`sendmmsg`).
+    config.enable_segmentation_offload(false);
     config
 }
 
-/// Binds the QUIC listener, with the reset identity `secret` (see [`reset`]).
-pub fn bind(
+/// The QUIC port, bound: one socket per shard and the endpoints' settings.
+pub struct Listener {
+    sockets: Vec<std::net::UdpSocket>,
     addr: SocketAddr,
-    tls: rustls::ServerConfig,
-    secret: &reset::ResetSecret,
-    idle_timeout: Duration,
-) -> anyhow::Result<Endpoint> {
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("TLS 1.3 is required for QUIC")?;
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(Arc::new(transport_config(idle_timeout)));
-    server.migration(false);
-    let (endpoint, buffers) = udp::endpoint(addr, secret.endpoint_config(), Some(server))
-        .with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
-    tracing::info!(buffers.receive, buffers.send, "QUIC socket buffers (bytes, as the kernel reports them)");
-    Ok(endpoint)
+    endpoint: Arc<EndpointConfig>,
+    server: Arc<ServerConfig>,
 }
 
-/// Accepts until the drain begins.
-pub async fn serve(endpoint: Endpoint, shared: Arc<Shared>) {
-    let draining = shared.drain.started();
-    tokio::pin!(draining);
-    loop {
-        let incoming = tokio::select! {
-            () = &mut draining => return,
-            incoming = endpoint.accept() => incoming,
-        };
-        let Some(incoming) = incoming else { return };
-        // While the handshake waits its turn, quinn holds the Initial (bounded
-        // by its incoming buffer) and the client retransmits.
-        let turn = Turn::take(&shared);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            if !turn.come(&shared).await {
-                return incoming.refuse();
-            }
-            let Some(incoming) = unless_full(incoming, &shared) else { return };
-            handshake(incoming, shared).await;
-        });
+impl Listener {
+    /// Binds `shards` sockets on `addr`, with the reset identity `secret`
+    /// (see [`reset`]).
+    pub fn bind(
+        addr: SocketAddr,
+        shards: usize,
+        tls: rustls::ServerConfig,
+        secret: &reset::ResetSecret,
+        idle_timeout: Duration,
+    ) -> anyhow::Result<Listener> {
+        let crypto =
+            quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls).context("TLS 1.3 is required for QUIC")?;
+        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(Arc::new(transport_config(idle_timeout)));
+        server.migration(false);
+        let sockets = bind_group(addr, shards).with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
+        let bound = sockets[0].local_addr().context("QUIC listener address")?;
+        let socket = socket2::SockRef::from(&sockets[0]);
+        tracing::info!(
+            receive = socket.recv_buffer_size()?,
+            send = socket.send_buffer_size()?,
+            sockets = sockets.len(),
+            "QUIC socket buffers (bytes, as the kernel reports them)"
+        );
+        Ok(Listener { sockets, addr: bound, endpoint: Arc::new(secret.endpoint_config()), server: Arc::new(server) })
     }
-}
 
-/// `incoming`, unless the node is full: then it is refused (CONNECTION_REFUSED,
-/// before any handshake work) and counted.
-fn unless_full(incoming: quinn::Incoming, shared: &Shared) -> Option<quinn::Incoming> {
-    if !shared.connections.is_full() {
-        return Some(incoming);
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
-    shared.metrics.rejected_over_capacity.increment(1);
-    incoming.refuse();
-    None
-}
 
-/// Completes the handshake and hands the connection to its protocol.
-async fn handshake(incoming: quinn::Incoming, shared: Arc<Shared>) {
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(error) => return tracing::debug!(%error, "quic handshake failed"),
-    };
-    if alpn(&conn).as_deref() == Some(crate::protocol::quic::WEBTRANSPORT_ALPN) {
-        webtransport::handle(conn, shared).await;
-    } else {
-        connection::handle(conn, shared).await;
+    /// What each shard needs to serve its socket, in shard order.
+    pub fn into_setups(self, shared: &Arc<Shared>) -> Vec<QuicSetup> {
+        let Listener { sockets, endpoint, server, .. } = self;
+        sockets
+            .into_iter()
+            .map(|socket| QuicSetup {
+                socket,
+                endpoint: endpoint.clone(),
+                server: server.clone(),
+                shared: shared.clone(),
+            })
+            .collect()
     }
-}
-
-/// The protocol the handshake settled on.
-fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
-    conn.handshake_data()?.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?.protocol
 }

@@ -1,0 +1,176 @@
+//! A shard's UDP socket: one of a `SO_REUSEPORT` group bound to the QUIC
+//! port (the kernel hashes each client's 4-tuple to one socket of the group,
+//! so a connection's packets all reach one shard), and the batch its
+//! datagrams leave in, one `sendmmsg` for up to [`BATCH`] of them.
+//!
+//! The batch owns its buffers: quinn-proto's `poll_transmit` writes each
+//! datagram straight into the next free one, so nothing is copied between
+//! the connection and the kernel.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd as _;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::udp::BUFFER_BYTES;
+
+/// Datagrams per `sendmmsg`.
+pub const BATCH: usize = 64;
+/// The largest datagram quinn-proto writes (its MTU ceiling with discovery off is lower).
+pub const MAX_DATAGRAM: usize = 1500;
+
+/// Binds `count` sockets (at least one) to `addr` as one `SO_REUSEPORT`
+/// group, with storm-sized buffers ([`crate::udp`]). Port 0 picks a port for
+/// the first and binds the rest to it.
+pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    let mut sockets = Vec::new();
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        // Refused sizes are not fatal: the kernel's own cap applies either way.
+        let _ = socket.set_recv_buffer_size(BUFFER_BYTES);
+        let _ = socket.set_send_buffer_size(BUFFER_BYTES);
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        addr = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
+        sockets.push(socket.into());
+    }
+    Ok(sockets)
+}
+
+/// Datagrams waiting to leave, in order.
+pub struct Batch {
+    buffers: Vec<Vec<u8>>,
+    destinations: Vec<SockAddr>,
+    /// Filled slots, from the front.
+    len: usize,
+    /// Slots already sent from the front (a partial `sendmmsg`).
+    sent: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch {
+            buffers: (0..BATCH).map(|_| Vec::with_capacity(MAX_DATAGRAM)).collect(),
+            destinations: (0..BATCH).map(|_| SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0)))).collect(),
+            len: 0,
+            sent: 0,
+        }
+    }
+}
+
+impl Batch {
+    pub fn is_full(&self) -> bool {
+        self.len == BATCH
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == self.sent
+    }
+
+    /// The next free buffer, emptied; [`Batch::commit`] keeps what was written to it.
+    pub fn next_buffer(&mut self) -> &mut Vec<u8> {
+        let buffer = &mut self.buffers[self.len];
+        buffer.clear();
+        buffer
+    }
+
+    /// Keeps the datagram just written to [`Batch::next_buffer`], `size` bytes to `to`.
+    pub fn commit(&mut self, to: SocketAddr, size: usize) {
+        debug_assert!(size <= self.buffers[self.len].len());
+        self.buffers[self.len].truncate(size);
+        self.destinations[self.len] = to.into();
+        self.len += 1;
+    }
+
+    /// Copies a datagram in (the endpoint's own answers: resets, refusals).
+    pub fn push(&mut self, to: SocketAddr, datagram: &[u8]) {
+        let buffer = self.next_buffer();
+        buffer.extend_from_slice(datagram);
+        self.commit(to, datagram.len());
+    }
+
+    /// Sends what waits. `Ok` once all left; `WouldBlock` leaves the rest for
+    /// the socket's next WRITABLE. Datagrams the kernel refuses for any other
+    /// reason (a peer's unreachable address) are dropped, as a network would:
+    /// QUIC recovers them or gives up on that peer.
+    pub fn flush(&mut self, socket: &mio::net::UdpSocket) -> io::Result<()> {
+        while !self.is_empty() {
+            let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            let count = self.len - self.sent;
+            for i in 0..count {
+                let slot = self.sent + i;
+                iovecs[i] = libc::iovec {
+                    iov_base: self.buffers[slot].as_ptr() as *mut libc::c_void,
+                    iov_len: self.buffers[slot].len(),
+                };
+                let header = &mut headers[i].msg_hdr;
+                header.msg_name = self.destinations[slot].as_ptr() as *mut libc::c_void;
+                header.msg_namelen = self.destinations[slot].len();
+                header.msg_iov = &mut iovecs[i];
+                header.msg_iovlen = 1;
+            }
+            // SAFETY: every header points at a live buffer and address of this
+            // batch, which outlive the call; the kernel only reads them.
+            let sent = unsafe {
+                libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), count as libc::c_uint, libc::MSG_DONTWAIT)
+            };
+            if sent < 0 {
+                let error = io::Error::last_os_error();
+                match error.kind() {
+                    io::ErrorKind::WouldBlock => return Err(error),
+                    io::ErrorKind::Interrupted => continue,
+                    // The first datagram was refused: drop it and go on.
+                    _ => self.sent += 1,
+                }
+            } else {
+                self.sent += sent as usize;
+            }
+        }
+        self.len = 0;
+        self.sent = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_shares_one_port_and_a_batch_reaches_every_destination() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        assert!(group.iter().all(|s| s.local_addr().unwrap().port() == port), "one port for the group");
+        let sender = mio::net::UdpSocket::from_std(group.into_iter().next().unwrap());
+        let receivers: Vec<_> = (0..3).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+        let mut batch = Batch::default();
+        for round in 0..BATCH + 6 {
+            if batch.is_full() {
+                batch.flush(&sender).unwrap();
+            }
+            let to = receivers[round % 3].local_addr().unwrap();
+            let buffer = batch.next_buffer();
+            buffer.extend_from_slice(&(round as u32).to_be_bytes());
+            buffer.extend_from_slice(b"junk past the size");
+            batch.commit(to, 4);
+        }
+        batch.flush(&sender).unwrap();
+        assert!(batch.is_empty());
+        let mut buf = [0u8; 64];
+        for (i, receiver) in receivers.iter().enumerate() {
+            let expected: Vec<usize> = (0..BATCH + 6).filter(|round| round % 3 == i).collect();
+            receiver.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            for _ in &expected {
+                let n = receiver.recv(&mut buf).unwrap();
+                assert_eq!(n, 4, "only the committed size leaves");
+                got.push(u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize);
+            }
+            assert_eq!(got, expected, "in order, to the right peer");
+        }
+    }
+}
