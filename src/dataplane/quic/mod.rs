@@ -235,6 +235,13 @@ impl QuicPort {
                 continue; // a later entry of a connection that queued an earlier one since
             }
             entry.scheduled = None;
+            // Most entries are a loss-detection deadline the ACK already
+            // moved: requeue the real one without driving the connection.
+            let next = entry.next_deadline();
+            if next.is_some_and(|at| at > now) {
+                self.timers.schedule(slot, next, &mut entry.scheduled);
+                continue;
+            }
             entry.on_timeout(&Cx { shared: &self.shared, shard: self.shard, shards: self.shards, now });
             self.drive(slot as usize, now);
         }

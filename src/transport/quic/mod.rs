@@ -7,10 +7,12 @@
 //!
 //! * [`tls`]: certificates, the development certificate and its fingerprint.
 //! * [`reset`]: the endpoint's identity across restarts (stateless resets).
+//! * [`lean`]: the TLS session, which forgets rustls after the handshake.
 //!
 //! The transport is tuned for very many mostly idle connections that receive
 //! small messages and send almost nothing (see [`transport_config`]).
 
+pub mod lean;
 pub mod reset;
 pub mod tls;
 
@@ -72,8 +74,7 @@ impl Listener {
         secret: &reset::ResetSecret,
         idle_timeout: Duration,
     ) -> anyhow::Result<Listener> {
-        let crypto =
-            quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls).context("TLS 1.3 is required for QUIC")?;
+        let crypto = lean::LeanServerConfig::new(tls).context("TLS 1.3 is required for QUIC")?;
         let mut server = ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(Arc::new(transport_config(idle_timeout)));
         server.migration(false);
