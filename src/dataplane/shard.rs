@@ -182,8 +182,16 @@ impl Running {
     fn write_dirty(&mut self, now: Instant) -> bool {
         let mut next = 0;
         while next < self.dirty.len() {
-            if next % INBOX_EVERY == INBOX_EVERY - 1 && !self.take_inbox(now) {
-                return false;
+            if next % INBOX_EVERY == INBOX_EVERY - 1 {
+                if !self.take_inbox(now) {
+                    return false;
+                }
+                if let Some(quic) = &mut self.quic {
+                    // A wave's ACKs come back while the wave is written; left
+                    // in the socket they overflow its buffer, and each lost
+                    // one costs a retransmission.
+                    quic.receive_now(now);
+                }
             }
             let token = self.dirty[next];
             next += 1;

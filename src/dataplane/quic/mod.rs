@@ -135,6 +135,13 @@ impl QuicPort {
         }
     }
 
+    /// Reads the socket whether or not it reported readable (in the middle
+    /// of a long pass, which no readiness event interrupts).
+    pub fn receive_now(&mut self, now: Instant) {
+        self.unread = true;
+        self.receive(now);
+    }
+
     /// Reads what the socket has (up to the budget) and drives each
     /// connection that received something once.
     pub fn receive(&mut self, now: Instant) {
