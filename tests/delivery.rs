@@ -191,11 +191,28 @@ async fn fill_until_dropping(server: &TestServer) -> u64 {
     panic!("5000 broadcasts of 60 kB never filled a subscriber that does not read");
 }
 
+/// A subscriber of either framing, read one message at a time.
+trait Reader {
+    async fn next_message(&mut self) -> Value;
+}
+
+impl Reader for Subscriber {
+    async fn next_message(&mut self) -> Value {
+        self.next_json().await
+    }
+}
+
+impl Reader for QuicSubscriber {
+    async fn next_message(&mut self) -> Value {
+        self.next_json().await.expect("the stream is open")
+    }
+}
+
 /// Reads until a broadcast with `data.last == true`; returns the broadcasts and the `lagged` messages.
-async fn read_through_last(sub: &mut Subscriber) -> (Vec<Value>, Vec<Value>) {
+async fn read_through_last(sub: &mut impl Reader) -> (Vec<Value>, Vec<Value>) {
     let (mut broadcasts, mut lagged) = (Vec::new(), Vec::new());
     loop {
-        let message = sub.next_json().await;
+        let message = sub.next_message().await;
         match message["type"].as_str() {
             Some("broadcast") => {
                 let last = message["data"]["last"] == true;
@@ -241,6 +258,25 @@ async fn under_backpressure_low_goes_first_and_every_high_arrives() {
     let metrics = server.admin.metrics().await;
     assert_eq!(metric(&metrics, r#"bullhorn_dropped_by_priority_total{priority="high"}"#).unwrap_or(0.0), 0.0);
     assert_eq!(metric(&metrics, r#"bullhorn_dropped_by_priority_total{priority="normal"}"#).unwrap_or(0.0), 0.0);
+    server.finish().await;
+}
+
+/// QUIC's own backpressure (the client's stream flow control, then the
+/// shard's outbox) fills the same bounded queue: the overflow is dropped and
+/// announced with `lagged`, never lost silently, and high priority survives.
+#[tokio::test]
+async fn a_quic_subscriber_that_stops_reading_is_told_what_it_missed() {
+    let server = backpressure_server().await;
+    server.admin.create_room("gifts").await;
+    let endpoint = quic_client(&server.fingerprint, b"bullhorn/1");
+    let mut sub = QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
+    assert_eq!(sub.next_json().await.unwrap()["type"], "welcome"); // then it stops reading
+    let fillers = fill_until_dropping(&server).await;
+    post_broadcast(&server.admin, "gifts", json!({"data": {"last": true}, "priority": "high"}), None).await;
+    let (broadcasts, lagged) = read_through_last(&mut sub).await;
+    assert_in_order_and_accounted(&broadcasts, &lagged, fillers + 1);
+    assert!(!lagged.is_empty() && lagged.iter().all(|l| l["reason"] == "slow"), "{lagged:?}");
+    assert!(broadcasts.len() as u64 > 32, "the stream's window carried more than the queue holds");
     server.finish().await;
 }
 
