@@ -243,9 +243,10 @@ impl Server {
         println!("bullhorn: draining {} connections", shared.connections.open());
         shared.drain.begin();
         shared.dataplane.drain_began();
-        shared
-            .registry
-            .close_all(|| CloseReason::ServerDraining { reconnect_after_ms: shared.drain.reconnect_after_ms() });
+        shared.registry.close_all({
+            let delay = shared.drain.reconnect_delays();
+            Arc::new(move || CloseReason::ServerDraining { reconnect_after_ms: delay() })
+        });
         if tokio::time::timeout(drain_timeout, shared.connections.wait_idle()).await.is_err() {
             tracing::warn!(left = shared.connections.open(), "drain timed out; closing the rest");
         }

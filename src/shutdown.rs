@@ -45,10 +45,23 @@ impl Drain {
 
     /// A reconnect delay drawn uniformly from the drain window.
     pub fn reconnect_after_ms(&self) -> u64 {
-        let window = self.window.as_millis() as u64;
-        if window == 0 { 0 } else { rand::rng().random_range(0..=window) }
+        draw_within(self.window)
+    }
+
+    /// Draws reconnect delays as [`Drain::reconnect_after_ms`] does, apart
+    /// from the drain (for closes carried through the lanes).
+    pub fn reconnect_delays(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let window = self.window;
+        move || draw_within(window)
     }
 }
+
+fn draw_within(window: Duration) -> u64 {
+    let window = window.as_millis() as u64;
+    if window == 0 { 0 } else { rand::rng().random_range(0..=window) }
+}
+
+impl Drain {}
 
 /// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives
 /// as soon as the listeners are announced is already ours, not the default

@@ -1,7 +1,11 @@
-//! A shard's ordered inbox of broadcasts.
+//! A shard's ordered inbox of broadcasts, and of the closes requested after
+//! them.
 //!
 //! The publisher appends to every shard's lane while it holds the room's
-//! sequencer, so each lane holds broadcasts in `seq` order. Exactly one task
+//! sequencer, so each lane holds broadcasts in `seq` order. A close of the
+//! room's members (the room deleted, the node draining) is appended the same
+//! way, so a broadcast accepted before it reaches its members before they
+//! are told to close. Exactly one task
 //! drains a lane at a time (the one whose `enqueue` returned `true`), so shards
 //! fan out in parallel and a shard never delivers `seq` 43 before 42.
 //!
@@ -12,6 +16,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::Broadcast;
+use crate::protocol::close::CloseReason;
+
+/// The reason each member is closed with (a drain draws a delay per member).
+pub type CloseWith = Arc<dyn Fn() -> CloseReason + Send + Sync>;
+
+/// What a lane holds, in order.
+pub enum LaneEntry {
+    Broadcast(Arc<Broadcast>),
+    /// Close every member of this shard.
+    Close(CloseWith),
+}
+
+impl std::fmt::Debug for LaneEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LaneEntry::Broadcast(broadcast) => write!(f, "Broadcast({})", broadcast.seq),
+            LaneEntry::Close(_) => f.write_str("Close"),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Lane {
@@ -24,17 +48,19 @@ pub struct Lane {
 
 #[derive(Debug, Default)]
 struct LaneState {
-    pending: VecDeque<Arc<Broadcast>>,
+    pending: VecDeque<LaneEntry>,
     draining: bool,
 }
 
 impl Lane {
-    /// Appends a broadcast. Returns `true` when the caller became this lane's
+    /// Appends an entry. Returns `true` when the caller became this lane's
     /// drainer and must call [`Lane::next`] until it returns `None`.
-    pub fn enqueue(&self, broadcast: Arc<Broadcast>) -> bool {
+    pub fn enqueue(&self, entry: LaneEntry) -> bool {
         let mut state = self.state.lock().expect("lane lock");
-        self.appended.fetch_max(broadcast.seq, Ordering::AcqRel);
-        state.pending.push_back(broadcast);
+        if let LaneEntry::Broadcast(broadcast) = &entry {
+            self.appended.fetch_max(broadcast.seq, Ordering::AcqRel);
+        }
+        state.pending.push_back(entry);
         !std::mem::replace(&mut state.draining, true)
     }
 
@@ -43,8 +69,8 @@ impl Lane {
         self.appended.load(Ordering::Acquire)
     }
 
-    /// The next broadcast to deliver; `None` ends this drainer's turn.
-    pub fn next(&self) -> Option<Arc<Broadcast>> {
+    /// The next entry; `None` ends this drainer's turn.
+    pub fn next(&self) -> Option<LaneEntry> {
         let mut state = self.state.lock().expect("lane lock");
         let next = state.pending.pop_front();
         if next.is_none() {
@@ -59,8 +85,15 @@ mod tests {
     use super::*;
     use crate::fanout::{Delivery, Frames};
 
-    fn bc(seq: u64) -> Arc<Broadcast> {
-        Arc::new(Broadcast::new(seq, Delivery::default(), Frames::encode("r", seq, 0, "0"), 1))
+    fn bc(seq: u64) -> LaneEntry {
+        LaneEntry::Broadcast(Arc::new(Broadcast::new(seq, Delivery::default(), Frames::encode("r", seq, 0, "0"), 1)))
+    }
+
+    fn seq(entry: Option<LaneEntry>) -> u64 {
+        match entry {
+            Some(LaneEntry::Broadcast(broadcast)) => broadcast.seq,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -68,10 +101,13 @@ mod tests {
         let lane = Lane::default();
         assert!(lane.enqueue(bc(1)));
         assert!(!lane.enqueue(bc(2)), "a drainer is already running");
-        assert_eq!(lane.next().unwrap().seq, 1);
+        assert_eq!(seq(lane.next()), 1);
         assert!(!lane.enqueue(bc(3)));
-        assert_eq!(lane.next().unwrap().seq, 2);
-        assert_eq!(lane.next().unwrap().seq, 3);
+        assert!(!lane.enqueue(LaneEntry::Close(Arc::new(|| CloseReason::RoomDestroyed))));
+        assert_eq!(lane.appended(), 3, "a close is not a seq");
+        assert_eq!(seq(lane.next()), 2);
+        assert_eq!(seq(lane.next()), 3);
+        assert!(matches!(lane.next(), Some(LaneEntry::Close(_))), "the close after what came before it");
         assert!(lane.next().is_none());
         assert!(lane.enqueue(bc(4)), "the turn ended, the next publisher drains");
     }

@@ -15,9 +15,9 @@ use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use crate::callbacks::{CallbackConfig, Callbacks};
+use crate::fanout::lane::CloseWith;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::protocol::close::CloseReason;
 use crate::room::{Room, RoomConfig, RoomSpec};
 use keys::AdminKey;
 use store::{Snapshot, Store, StoredRoom};
@@ -313,10 +313,10 @@ impl Registry {
 
     /// Asks every subscriber of every room to close, each with its own reason
     /// (drain spreads reconnect delays this way).
-    pub fn close_all(&self, mut reason_for: impl FnMut() -> CloseReason) {
+    pub fn close_all(&self, reason_for: CloseWith) {
         for app in self.apps.values() {
             for room in app.rooms() {
-                room.close_members(&mut reason_for);
+                room.close_members(reason_for.clone());
             }
         }
     }

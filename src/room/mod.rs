@@ -22,7 +22,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_utils::CachePadded;
 use metrics::Counter;
 
-use crate::fanout::lane::Lane;
+use crate::fanout::lane::{CloseWith, Lane, LaneEntry};
 use crate::fanout::{Broadcast, Delivery, Drops, Frames, Subscriber};
 use crate::limits::{self, TokenBucket};
 use crate::metrics::Metrics;
@@ -275,10 +275,19 @@ impl Room {
 
     fn append_to_lanes(&self, broadcast: &Arc<Broadcast>, to_drain: &mut Vec<usize>) {
         for (index, lane) in self.lanes.iter().enumerate() {
-            if lane.enqueue(broadcast.clone()) && !to_drain.contains(&index) {
+            if lane.enqueue(LaneEntry::Broadcast(broadcast.clone())) && !to_drain.contains(&index) {
                 to_drain.push(index);
             }
         }
+    }
+
+    /// Closes every member with `reason`, behind what each lane still holds:
+    /// a broadcast accepted before the close reaches them first.
+    fn close_through_lanes(self: &Arc<Self>, reason: CloseWith) {
+        let to_drain: Vec<usize> = (0..self.lanes.len())
+            .filter(|&index| self.lanes[index].enqueue(LaneEntry::Close(reason.clone())))
+            .collect();
+        self.drive(&to_drain, 0);
     }
 
     /// Drains the lanes this publisher is responsible for: on their shard
@@ -305,7 +314,18 @@ impl Room {
     pub fn drain_lane(&self, index: usize) {
         let lane = &self.lanes[index];
         let shard = self.presence.shard(index);
-        while let Some(broadcast) = lane.next() {
+        while let Some(entry) = lane.next() {
+            let broadcast = match entry {
+                LaneEntry::Broadcast(broadcast) => broadcast,
+                LaneEntry::Close(reason) => {
+                    // Under the shard's lock (shard → subscriber is the lock order).
+                    let state = shard.lock();
+                    state.members.iter().for_each(|(_, member)| {
+                        member.subscriber.close(reason());
+                    });
+                    continue;
+                }
+            };
             let mut drops = Drops::default();
             {
                 let mut state = shard.lock();
@@ -387,12 +407,12 @@ impl Room {
         self.presence.leave(key);
     }
 
-    /// Closes every member with `room_destroyed` and refuses new ones.
-    pub fn destroy(&self) {
+    /// Refuses new members and closes every member with `room_destroyed`,
+    /// after the broadcasts accepted before.
+    pub fn destroy(self: &Arc<Self>) {
         self.destroyed.store(true, Ordering::Release);
-        for member in self.presence.close() {
-            member.subscriber.close(CloseReason::RoomDestroyed);
-        }
+        self.presence.seal();
+        self.close_through_lanes(Arc::new(|| CloseReason::RoomDestroyed));
     }
 
     /// Sends the heartbeat to every member whose first room this is, so a
@@ -410,12 +430,10 @@ impl Room {
         });
     }
 
-    /// Asks every member to close with `reason_for` each (drain).
-    pub fn close_members(&self, mut reason_for: impl FnMut() -> CloseReason) {
-        // Under each shard's lock in turn (shard → subscriber is the lock order): no copy of the members.
-        self.presence.for_each_member(|member| {
-            member.subscriber.close(reason_for());
-        });
+    /// Asks every member to close with `reason_for` each (drain), after the
+    /// broadcasts accepted before.
+    pub fn close_members(self: &Arc<Self>, reason_for: CloseWith) {
+        self.close_through_lanes(reason_for);
     }
 }
 
@@ -465,5 +483,26 @@ mod tests {
         room.drain_lane(0);
         out.clear();
         assert_eq!(resumer.take(&mut out).broadcasts, 2, "seqs 2 and 3, each once");
+    }
+
+    #[test]
+    fn a_close_waits_behind_the_broadcasts_accepted_before_it() {
+        let spec = RoomSpec { app: "a".into(), id: "r".into(), name: "r".into(), created_at: String::new(), seq: 0 };
+        let lanes = LaneDriver::Shards(Arc::new(Later));
+        let config = RoomConfig { shards: 1, resume: ResumeLimits::default(), broadcasts_per_sec: 0, lanes };
+        let room = Arc::new(Room::new(spec, config, Metrics::new()));
+        let member = Arc::new(Subscriber::new(1, Framing::WebSocket, [room.id().clone()], QueueLimits::default()));
+        room.join(1, Member { subscriber: member.clone(), slot: 0 }, None).unwrap();
+        room.publish("1", Delivery::default(), None);
+        room.close_members(Arc::new(|| CloseReason::ServerDraining { reconnect_after_ms: 7 }));
+        room.destroy();
+        assert_eq!(member.closing(), None, "not before the lane is drained");
+        let newcomer = Arc::new(Subscriber::new(2, Framing::WebSocket, [room.id().clone()], QueueLimits::default()));
+        assert!(room.join(2, Member { subscriber: newcomer, slot: 0 }, None).is_err(), "a deleted room takes no one");
+        room.drain_lane(0);
+        let mut out = VecDeque::new();
+        let taken = member.take(&mut out);
+        assert_eq!(taken.broadcasts, 1, "the broadcast accepted before the close is delivered");
+        assert_eq!(taken.close, Some(CloseReason::ServerDraining { reconnect_after_ms: 7 }), "then the first close");
     }
 }
