@@ -280,6 +280,25 @@ async fn a_quic_subscriber_that_stops_reading_is_told_what_it_missed() {
     server.finish().await;
 }
 
+/// A QUIC subscriber whose stream is blocked (it reads nothing) still sees
+/// its queue close: deleting the room ends the connection and frees its slot.
+#[tokio::test]
+async fn a_quic_subscriber_that_reads_nothing_is_closed_when_its_room_goes() {
+    let server = backpressure_server().await;
+    server.admin.create_room("gifts").await;
+    let endpoint = quic_client(&server.fingerprint, b"bullhorn/1");
+    let mut sub = QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
+    assert_eq!(sub.next_json().await.unwrap()["type"], "welcome"); // then it stops reading
+    fill_until_dropping(&server).await;
+    let (status, _) = server.admin.delete("/v1/apps/demo/rooms/gifts").await;
+    assert!(status.is_success(), "{status}");
+    let closed = tokio::time::timeout(common::HANG, sub.conn.closed()).await.expect("the connection was never closed");
+    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{closed}");
+    let metrics = server.admin.metrics().await;
+    assert_eq!(metric(&metrics, r#"bullhorn_connections{transport="quic"}"#), Some(0.0), "its slot is free");
+    server.finish().await;
+}
+
 #[tokio::test]
 async fn conflation_delivers_the_latest_value_and_says_what_it_replaced() {
     let server = backpressure_server().await;

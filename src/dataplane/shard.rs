@@ -116,7 +116,7 @@ impl Shard {
             running.expire(now);
             if let Some(quic) = &mut running.quic {
                 quic.expire(now);
-                quic.flush();
+                quic.flush(now);
             }
         }
     }

@@ -121,6 +121,8 @@ pub struct QuicConn {
     pub scheduled: Option<Instant>,
     /// Received datagrams this pass (the shard drives it once after them).
     pub touched: bool,
+    /// Has packets waiting for the socket's buffer (on the shard's unsent list).
+    pub unsent: bool,
     protocol: Protocol,
     stage: Stage,
     web: Web,
@@ -141,6 +143,7 @@ impl QuicConn {
             waker,
             scheduled: None,
             touched: false,
+            unsent: false,
             protocol: Protocol::Unknown,
             stage: Stage::Handshaking,
             web: Web::default(),
@@ -181,7 +184,16 @@ impl QuicConn {
                 let code = *code;
                 self.close_connection(cx, code, "");
             }
-            Stage::Handshaking | Stage::Subscribed(_) | Stage::Over => {}
+            // Closing while the peer reads nothing: its backlog is abandoned.
+            Stage::Subscribed(session) => {
+                if let Some(reason) = session.subscriber.closing() {
+                    if let Some(send) = self.send {
+                        let _ = self.conn.send_stream(send).reset(VarInt::from_u32(0));
+                    }
+                    self.close_connection(cx, reason.ws_close_code(), reason.as_str());
+                }
+            }
+            Stage::Handshaking | Stage::Over => {}
         }
     }
 
@@ -252,7 +264,7 @@ impl QuicConn {
         let mut input = Vec::new();
         let end = read_all(&mut self.conn, id, &mut input);
         if let Some(at) = self.web.prefixes.iter().position(|(stream, _)| *stream == id) {
-            self.on_uni_prefix(cx, at, &input);
+            self.on_uni_prefix(cx, at, &input, end);
         } else if Some(id) == self.pings {
             self.on_pings(cx, &input);
         } else if Some(id) == self.web.connect {
@@ -261,8 +273,14 @@ impl QuicConn {
     }
 
     /// Bytes of a browser stream whose type is not known yet.
-    fn on_uni_prefix(&mut self, cx: &Cx<'_>, at: usize, input: &[u8]) {
-        let Some((kind, offset)) = self.web.prefixes[at].1.push(input) else { return };
+    fn on_uni_prefix(&mut self, cx: &Cx<'_>, at: usize, input: &[u8], end: ReadEnd) {
+        let Some((kind, offset)) = self.web.prefixes[at].1.push(input) else {
+            if end == ReadEnd::Ended {
+                // Ended before its type was known: nothing more will come.
+                self.web.prefixes.swap_remove(at);
+            }
+            return;
+        };
         let (id, _) = self.web.prefixes.swap_remove(at);
         let session = self.web.connect.map(|connect| VarInt::from(connect).into_inner());
         if let UniKind::WebTransport { session: named } = kind
@@ -296,10 +314,14 @@ impl QuicConn {
             });
             self.admitted(cx, admitted, Transport::Quic);
         }
-        if let Stage::Subscribed(session) = &self.stage {
-            for _ in 0..pings {
-                session.subscriber.push_control(Bytes::from_static(PONG_FRAME));
-            }
+        // One pong answers what this read brought, and none while the client
+        // leaves our frames unread: a client that pings without reading
+        // cannot grow its queue.
+        if let Stage::Subscribed(session) = &self.stage
+            && pings > 0
+            && session.out.is_empty()
+        {
+            session.subscriber.push_control(Bytes::from_static(PONG_FRAME));
         }
     }
 
@@ -316,7 +338,7 @@ impl QuicConn {
                 }
             }
         }
-        if end != ReadEnd::Open && !matches!(self.stage, Stage::Capsuled { .. }) {
+        if end != ReadEnd::Open && !matches!(self.stage, Stage::Capsuled { .. } | Stage::Finishing { .. }) {
             self.close_connection(cx, ws_code::NORMAL, "session ended");
         }
     }
@@ -408,7 +430,17 @@ impl QuicConn {
                     session.out.frames.drain(..written.chunks);
                     session.out.sent(&session.subscriber, written.bytes, deliveries);
                 }
-                Err(WriteError::Blocked) => return, // Writable comes
+                Err(WriteError::Blocked) => {
+                    // Writable comes when the peer reads. Meanwhile a close
+                    // (slow consumer, drain, room deleted) must still be
+                    // seen: park the waker, and give a closing subscriber
+                    // that cannot take its last frames a deadline.
+                    while session.subscriber.poll_woken(&mut Context::from_waker(waker)).is_ready() {}
+                    if session.subscriber.closing().is_some() && self.deadline.is_none() {
+                        self.deadline = Some(cx.now + CLOSE_DEADLINE);
+                    }
+                    return;
+                }
                 Err(_) => return self.close_connection(cx, ws_code::NORMAL, "stream stopped"),
             }
         }
@@ -441,12 +473,17 @@ impl QuicConn {
             && self.web.accepted
             && !matches!(self.stage, Stage::Capsuled { .. } | Stage::Over);
         if capsule_first && let Some(connect) = self.web.connect {
+            let capsule = wt::close_capsule(u32::from(code), reason);
+            let length = capsule.len();
             let mut stream = self.conn.send_stream(connect);
-            let _ = stream.write_chunks(&mut [wt::close_capsule(u32::from(code), reason)]);
-            let _ = stream.finish();
-            self.stage = Stage::Capsuled { code };
-            self.deadline = Some(cx.now + CLOSE_DEADLINE);
-            return;
+            // Flow control may leave no room for it: then the connection
+            // close alone carries the code (a cut capsule would be malformed).
+            if stream.write_chunks(&mut [capsule]).is_ok_and(|written| written.bytes == length) {
+                let _ = stream.finish();
+                self.stage = Stage::Capsuled { code };
+                self.deadline = Some(cx.now + CLOSE_DEADLINE);
+                return;
+            }
         }
         let error_code = match self.protocol {
             Protocol::WebTransport if self.web.accepted => wt::connection_close_code(u32::from(code)),
@@ -461,11 +498,14 @@ impl QuicConn {
     /// At the node's stop: closes at once with 1001.
     pub fn stop(&mut self, now: Instant) {
         if !matches!(self.stage, Stage::Over) {
-            self.conn.close(
-                now,
-                VarInt::from_u32(u32::from(ws_code::GOING_AWAY)),
-                Bytes::from_static(b"server stopped"),
-            );
+            let code = match self.protocol {
+                Protocol::WebTransport if self.web.accepted => {
+                    wt::connection_close_code(u32::from(ws_code::GOING_AWAY))
+                }
+                _ => u64::from(ws_code::GOING_AWAY),
+            };
+            let code = VarInt::from_u64(code).unwrap_or(VarInt::from_u32(u32::from(ws_code::GOING_AWAY)));
+            self.conn.close(now, code, Bytes::from_static(b"server stopped"));
             self.stage = Stage::Over;
         }
     }

@@ -123,12 +123,7 @@ impl QuicPort {
     /// The socket is readable, writable, or both.
     pub fn on_socket(&mut self, readable: bool, writable: bool, now: Instant) {
         if writable && self.blocked {
-            self.flush();
-            if !self.blocked {
-                for slot in std::mem::take(&mut self.unsent) {
-                    self.drive(slot as usize, now);
-                }
-            }
+            self.flush(now);
         }
         if readable {
             self.unread = true;
@@ -265,11 +260,25 @@ impl QuicPort {
         }
     }
 
-    /// Sends what the batch holds.
-    pub fn flush(&mut self) {
-        match self.batch.flush(&self.socket) {
-            Ok(()) => self.blocked = false,
-            Err(_) => self.blocked = true, // WouldBlock: WRITABLE will come
+    /// Sends what the batch holds; once the socket takes it all, drives the
+    /// connections that had packets left when it was full, and sends theirs.
+    /// Whatever unblocks the socket ends here, so none is left waiting.
+    pub fn flush(&mut self, now: Instant) {
+        loop {
+            if self.batch.flush(&self.socket).is_err() {
+                self.blocked = true; // WouldBlock: WRITABLE will come
+                return;
+            }
+            self.blocked = false;
+            if self.unsent.is_empty() {
+                return;
+            }
+            for slot in std::mem::take(&mut self.unsent) {
+                if let Some(Some(entry)) = self.conns.get_mut(slot as usize) {
+                    entry.unsent = false;
+                }
+                self.drive(slot as usize, now);
+            }
         }
     }
 
@@ -281,7 +290,7 @@ impl QuicPort {
                 self.drive(slot, now);
             }
         }
-        self.flush();
+        self.flush(now);
     }
 
     /// Everything a connection has to do after something happened to it:
@@ -313,7 +322,8 @@ impl QuicPort {
                     }
                 }
             }
-            if *blocked {
+            if *blocked && !entry.unsent {
+                entry.unsent = true;
                 unsent.push(slot as u32);
             }
             if !more {
@@ -330,11 +340,10 @@ impl QuicPort {
 
     /// Queues the endpoint answer written to `scratch`.
     fn push_scratch(&mut self, to: std::net::SocketAddr, size: usize) {
-        if self.batch.is_full() {
-            self.flush();
-            if self.blocked {
-                return; // dropped, as a network would; the client retransmits
-            }
+        // Only `flush` clears `blocked` (it re-drives the connections waiting).
+        if self.batch.is_full() && self.batch.flush(&self.socket).is_err() {
+            self.blocked = true;
+            return; // dropped, as a network would; the client retransmits
         }
         self.batch.push(to, &self.scratch[..size]);
     }

@@ -78,6 +78,11 @@ impl Listener {
         let mut server = ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(Arc::new(transport_config(idle_timeout)));
         server.migration(false);
+        // What an Initial waiting for its turn may hold buffered (quinn's
+        // defaults, 10 MiB each and 100 MiB in all, are for 0-RTT data, which
+        // is off): a client's retransmitted Initials fit, a flood does not.
+        server.incoming_buffer_size(16 * 1024);
+        server.incoming_buffer_size_total(32 << 20);
         let sockets = bind_group(addr, shards).with_context(|| format!("cannot listen on {addr} (QUIC)"))?;
         let bound = sockets[0].local_addr().context("QUIC listener address")?;
         let socket = socket2::SockRef::from(&sockets[0]);
