@@ -227,10 +227,12 @@ fn handle_input(decoder: &mut Decoder, input: &mut [u8], subscriber: &Subscriber
     let decoded = decoder.decode(input, |event| match event {
         ClientEvent::Text(text) => {
             if messages::parse_client(text) == ClientMessage::Ping {
-                subscriber.push_control(Bytes::from_static(PONG_FRAME));
+                subscriber.push_reply(Bytes::from_static(PONG_FRAME));
             }
         }
-        ClientEvent::Ping(payload) => subscriber.push_control(ws::frame(ws::opcode::PONG, payload)),
+        ClientEvent::Ping(payload) => {
+            subscriber.push_reply(ws::frame(ws::opcode::PONG, payload));
+        }
         ClientEvent::Binary(_) | ClientEvent::Pong => {}
         ClientEvent::Close(_) => close = close.or(Some(ws_code::NORMAL)),
     });

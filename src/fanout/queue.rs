@@ -36,6 +36,9 @@ use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
 
+/// Frames queued past which a client's ping goes unanswered ([`Subscriber::push_reply`]).
+pub const MAX_QUEUED_FOR_REPLY: usize = 64;
+
 /// Bounds of one subscriber's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -348,6 +351,18 @@ impl Subscriber {
         if was_empty {
             wake(state);
         }
+    }
+
+    /// Queues a reply to the client (a pong) unless [`MAX_QUEUED_FOR_REPLY`]
+    /// frames already wait: a client that pings without reading cannot grow
+    /// its queue, and it has replies enough waiting (RFC 6455 §5.5.3 lets an
+    /// endpoint answer only the latest ping). Returns whether it was queued.
+    pub fn push_reply(&self, frame: Bytes) -> bool {
+        if self.lock().items.len() >= MAX_QUEUED_FOR_REPLY {
+            return false;
+        }
+        self.push_control(frame);
+        true
     }
 
     /// The server's heartbeat: a ping for WebSocket subscribers; for every

@@ -314,14 +314,12 @@ impl QuicConn {
             });
             self.admitted(cx, admitted, Transport::Quic);
         }
-        // One pong answers what this read brought, and none while the client
-        // leaves our frames unread: a client that pings without reading
-        // cannot grow its queue.
+        // One pong answers what this read brought, unless many frames wait
+        // unread already (`push_reply`): pinging cannot grow the queue.
         if let Stage::Subscribed(session) = &self.stage
             && pings > 0
-            && session.out.is_empty()
         {
-            session.subscriber.push_control(Bytes::from_static(PONG_FRAME));
+            session.subscriber.push_reply(Bytes::from_static(PONG_FRAME));
         }
     }
 

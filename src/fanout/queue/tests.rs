@@ -284,3 +284,14 @@ proptest! {
         prop_assert_eq!(tallied, lagged[0] + lagged[1]);
     }
 }
+
+#[test]
+fn replies_stop_once_many_frames_wait_unread() {
+    let s = sub(1024, 1 << 20);
+    let queued = (0..100).filter(|_| s.push_reply(Bytes::from_static(b"pong"))).count();
+    assert_eq!(queued, MAX_QUEUED_FOR_REPLY, "a pinging client that never reads is answered a bounded number of times");
+    let mut out = VecDeque::new();
+    s.take(&mut out);
+    assert_eq!(out.len(), MAX_QUEUED_FOR_REPLY);
+    assert!(s.push_reply(Bytes::from_static(b"pong")), "once the writer took them, replies resume");
+}
