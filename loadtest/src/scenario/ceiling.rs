@@ -7,6 +7,8 @@
 
 use std::io::Write as _;
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::new_report;
@@ -52,21 +54,21 @@ pub async fn measure(
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let target = listener.local_addr()?;
     let sockets = common.subscribers;
-    let acceptor = std::thread::spawn(move || -> std::io::Result<Vec<TcpStream>> {
-        (0..sockets)
-            .map(|_| {
-                let (stream, _) = listener.accept()?;
-                stream.set_nonblocking(true)?;
-                stream.set_nodelay(true)?;
-                Ok(stream)
-            })
-            .collect()
+    // How many to accept: all asked for until the workers say how many
+    // connected (a worker whose connects failed must not leave the acceptor
+    // waiting for sockets that never come).
+    let expected = Arc::new(AtomicUsize::new(sockets));
+    let acceptor = std::thread::spawn({
+        let expected = expected.clone();
+        move || accept_until(&listener, &expected)
     });
     let mut plans = workers::plans(sockets, common.workers);
     plans.iter_mut().for_each(|plan| plan.raw = true);
     let mut workers = workers::spawn_to(common, &plans, Some(target)).await?;
     let mut connected = Report::default();
-    workers::wait_connected(&mut workers, &mut connected).await?;
+    let waited = workers::wait_connected(&mut workers, &mut connected).await;
+    expected.store(if waited.is_ok() { connected.subscribers_connected } else { 0 }, Ordering::Release);
+    waited?;
     let streams = tokio::task::spawn_blocking(move || acceptor.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the acceptor panicked"))?
@@ -102,6 +104,39 @@ pub async fn measure(
         round_us_median,
     })
 }
+
+/// Accepts until `expected` sockets (which may fall while this runs) are in,
+/// or nothing has arrived for [`ACCEPT_QUIET`].
+fn accept_until(listener: &TcpListener, expected: &AtomicUsize) -> std::io::Result<Vec<TcpStream>> {
+    listener.set_nonblocking(true)?;
+    let mut streams = Vec::new();
+    let mut last = Instant::now();
+    while streams.len() < expected.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(true)?;
+                stream.set_nodelay(true)?;
+                streams.push(stream);
+                last = Instant::now();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if last.elapsed() > ACCEPT_QUIET {
+                    return Err(std::io::Error::other(format!(
+                        "{} of {} sockets arrived, then none for {ACCEPT_QUIET:?}",
+                        streams.len(),
+                        expected.load(Ordering::Acquire)
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(streams)
+}
+
+/// How long the acceptor waits for a socket before it gives up.
+const ACCEPT_QUIET: Duration = Duration::from_secs(30);
 
 /// What a write loop did.
 struct Written {
