@@ -23,7 +23,15 @@ pub const MAX_DATAGRAM: usize = 1500;
 /// Binds `count` sockets (at least one) to `addr` as one `SO_REUSEPORT`
 /// group, with storm-sized buffers ([`crate::udp`]). Port 0 picks a port for
 /// the first and binds the rest to it.
+///
+/// `SO_REUSEPORT` would also let a second process of the same user join the
+/// group and take part of its clients. So a named port is first bound plainly,
+/// which fails while any socket holds it (ours included, once bound: the
+/// second process fails the same way), and released for the group.
 pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    if addr.port() != 0 {
+        drop(std::net::UdpSocket::bind(addr)?);
+    }
     let mut sockets = Vec::new();
     let mut addr = addr;
     for _ in 0..count.max(1) {
@@ -139,6 +147,16 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_held_by_a_group_cannot_be_joined_by_another_group() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let taken = group[0].local_addr().unwrap();
+        let second = bind_group(taken, 2).expect_err("a second node on the same port");
+        assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
+        drop(group);
+        assert_eq!(bind_group(taken, 2).unwrap().len(), 2, "free again once the first is gone");
+    }
 
     #[test]
     fn a_group_shares_one_port_and_a_batch_reaches_every_destination() {
