@@ -191,28 +191,11 @@ async fn fill_until_dropping(server: &TestServer) -> u64 {
     panic!("5000 broadcasts of 60 kB never filled a subscriber that does not read");
 }
 
-/// A subscriber of either framing, read one message at a time.
-trait Reader {
-    async fn next_message(&mut self) -> Value;
-}
-
-impl Reader for Subscriber {
-    async fn next_message(&mut self) -> Value {
-        self.next_json().await
-    }
-}
-
-impl Reader for QuicSubscriber {
-    async fn next_message(&mut self) -> Value {
-        self.next_json().await.expect("the stream is open")
-    }
-}
-
 /// Reads until a broadcast with `data.last == true`; returns the broadcasts and the `lagged` messages.
-async fn read_through_last(sub: &mut impl Reader) -> (Vec<Value>, Vec<Value>) {
+async fn read_through_last(sub: &mut impl Messages) -> (Vec<Value>, Vec<Value>) {
     let (mut broadcasts, mut lagged) = (Vec::new(), Vec::new());
     loop {
-        let message = sub.next_message().await;
+        let message = sub.message().await;
         match message["type"].as_str() {
             Some("broadcast") => {
                 let last = message["data"]["last"] == true;

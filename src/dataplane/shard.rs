@@ -20,6 +20,7 @@ use slab::Slab;
 
 use super::Adoption;
 use super::inbox::{self, ConnWaker, Inbox, Pending};
+use super::quic::timers::earliest;
 use super::quic::{QUIC_BIT, QuicPort};
 use super::socket::AnySocket;
 use super::ws::{Life, ShardContext, WsConn};
@@ -93,11 +94,10 @@ impl Shard {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            let next = running.deadlines.front().map(|(at, _)| *at);
-            let next = match (next, running.quic.as_ref().and_then(QuicPort::next_wake)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = earliest(
+                running.deadlines.front().map(|(at, _)| *at),
+                running.quic.as_ref().and_then(QuicPort::next_wake),
+            );
             let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
             if let Err(error) = running.poll.poll(&mut events, timeout)
                 && error.kind() != std::io::ErrorKind::Interrupted

@@ -40,10 +40,7 @@ pub fn parse(head: &[u8]) -> Option<SubscribeRequest<'_>> {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
-    let app = path.strip_prefix("/v1/apps/")?.strip_suffix("/ws")?;
-    if app.is_empty() || app.contains('/') {
-        return None;
-    }
+    let app = super::subscribe_app(path, "ws")?;
     let headers = request.headers.iter().map(|h| (h.name, h.value)).collect();
     Some(SubscribeRequest { app, query, headers })
 }

@@ -20,6 +20,20 @@ use bytes::Bytes;
 
 pub use frames::Frames;
 
+/// The app of a subscribe path, `/v1/apps/{app}/{endpoint}` (`ws`, `wt`).
+pub fn subscribe_app<'a>(path: &'a str, endpoint: &str) -> Option<&'a str> {
+    let app = path.strip_prefix("/v1/apps/")?.strip_suffix(endpoint)?.strip_suffix('/')?;
+    (!app.is_empty() && !app.contains('/')).then_some(app)
+}
+
+/// The rooms a subscribe URL's query names (`room=a&room=b@41`), decoded, in order.
+pub fn rooms_in(query: Option<&str>) -> Vec<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(key, _)| key == "room")
+        .map(|(_, value)| value.into_owned())
+        .collect()
+}
+
 /// How a transport frames one JSON message. The fan-out pipeline encodes each
 /// broadcast once per framing and shares the resulting `Bytes` among subscribers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,5 +52,27 @@ impl Framing {
             Framing::WebSocket => ws::text_frame(json),
             Framing::Quic => quic::frame(json),
         }
+    }
+}
+
+#[cfg(test)]
+mod subscribe_url_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_subscribe_path_names_an_app() {
+        assert_eq!(subscribe_app("/v1/apps/demo/wt", "wt"), Some("demo"));
+        assert_eq!(subscribe_app("/v1/apps/demo/ws", "ws"), Some("demo"));
+        assert_eq!(subscribe_app("/v1/apps//wt", "wt"), None);
+        assert_eq!(subscribe_app("/v1/apps/a/b/wt", "wt"), None);
+        assert_eq!(subscribe_app("/v1/apps/demo/ws", "wt"), None);
+        assert_eq!(subscribe_app("/v1/apps/demowt", "wt"), None);
+        assert_eq!(subscribe_app("/", "wt"), None);
+    }
+
+    #[test]
+    fn rooms_are_the_room_parameters_decoded() {
+        assert_eq!(rooms_in(Some("room=a&x=1&room=b%4041")), vec!["a", "b@41"]);
+        assert!(rooms_in(None).is_empty());
     }
 }

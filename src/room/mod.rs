@@ -457,12 +457,17 @@ mod tests {
         fn drain(&self, _shard: usize, _room: Arc<Room>) {}
     }
 
-    #[test]
-    fn a_member_joining_while_a_broadcast_waits_in_its_lane_starts_after_it() {
+    /// A one-shard room whose lane is drained only when the test says.
+    fn room_whose_lane_waits() -> Arc<Room> {
         let spec = RoomSpec { app: "a".into(), id: "r".into(), name: "r".into(), created_at: String::new(), seq: 0 };
         let lanes = LaneDriver::Shards(Arc::new(Later));
         let config = RoomConfig { shards: 1, resume: ResumeLimits::default(), broadcasts_per_sec: 0, lanes };
-        let room = Arc::new(Room::new(spec, config, Metrics::new()));
+        Arc::new(Room::new(spec, config, Metrics::new()))
+    }
+
+    #[test]
+    fn a_member_joining_while_a_broadcast_waits_in_its_lane_starts_after_it() {
+        let room = room_whose_lane_waits();
         assert_eq!(room.publish("1", Delivery::default(), None).seq, 1);
         let subscriber = Arc::new(Subscriber::new(1, Framing::WebSocket, [room.id().clone()], QueueLimits::default()));
         let (_, welcome) = room.join(1, Member { subscriber: subscriber.clone(), slot: 0 }, None).unwrap();
@@ -487,10 +492,7 @@ mod tests {
 
     #[test]
     fn a_close_waits_behind_the_broadcasts_accepted_before_it() {
-        let spec = RoomSpec { app: "a".into(), id: "r".into(), name: "r".into(), created_at: String::new(), seq: 0 };
-        let lanes = LaneDriver::Shards(Arc::new(Later));
-        let config = RoomConfig { shards: 1, resume: ResumeLimits::default(), broadcasts_per_sec: 0, lanes };
-        let room = Arc::new(Room::new(spec, config, Metrics::new()));
+        let room = room_whose_lane_waits();
         let member = Arc::new(Subscriber::new(1, Framing::WebSocket, [room.id().clone()], QueueLimits::default()));
         room.join(1, Member { subscriber: member.clone(), slot: 0 }, None).unwrap();
         room.publish("1", Delivery::default(), None);

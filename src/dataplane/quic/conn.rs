@@ -156,10 +156,7 @@ impl QuicConn {
 
     /// The next time the shard must look at this connection.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        match (self.conn.poll_timeout(), self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        super::timers::earliest(self.conn.poll_timeout(), self.deadline)
     }
 
     /// A deadline may have passed: quinn-proto's, and the stage's own.
@@ -343,7 +340,7 @@ impl QuicConn {
 
     fn on_request(&mut self, cx: &Cx<'_>, url: &url::Url) {
         let connect = self.web.connect.expect("a request comes on the CONNECT stream");
-        let Some(app) = app_of(url.path()) else {
+        let Some(app) = crate::protocol::subscribe_app(url.path(), "wt") else {
             let _ = self.conn.send_stream(connect).write_chunks(&mut [wt::connect_response(404)]);
             self.send = Some(connect);
             return self.begin_finish(cx, ws_code::NORMAL, "not found");
@@ -356,8 +353,7 @@ impl QuicConn {
         let header = wt::uni_stream_header(VarInt::from(connect).into_inner());
         let _ = self.conn.send_stream(send).write_chunks(&mut [header]);
         self.send = Some(send);
-        let rooms: Vec<String> =
-            url.query_pairs().filter(|(key, _)| key == "room").map(|(_, value)| value.into_owned()).collect();
+        let rooms = crate::protocol::rooms_in(url.query());
         let peer = self.conn.remote_address().ip();
         let admitted = session::admit(cx.shared, Transport::WebTransport, peer, app, rooms.iter().map(String::as_str));
         self.admitted(cx, admitted, Transport::WebTransport);
@@ -483,12 +479,7 @@ impl QuicConn {
                 return;
             }
         }
-        let error_code = match self.protocol {
-            Protocol::WebTransport if self.web.accepted => wt::connection_close_code(u32::from(code)),
-            _ => u64::from(code),
-        };
-        let error_code = VarInt::from_u64(error_code).unwrap_or(VarInt::from_u32(u32::from(code)));
-        self.conn.close(cx.now, error_code, Bytes::copy_from_slice(reason.as_bytes()));
+        self.conn.close(cx.now, self.application_code(code), Bytes::copy_from_slice(reason.as_bytes()));
         self.stage = Stage::Over;
         self.deadline = None;
     }
@@ -496,16 +487,20 @@ impl QuicConn {
     /// At the node's stop: closes at once with 1001.
     pub fn stop(&mut self, now: Instant) {
         if !matches!(self.stage, Stage::Over) {
-            let code = match self.protocol {
-                Protocol::WebTransport if self.web.accepted => {
-                    wt::connection_close_code(u32::from(ws_code::GOING_AWAY))
-                }
-                _ => u64::from(ws_code::GOING_AWAY),
-            };
-            let code = VarInt::from_u64(code).unwrap_or(VarInt::from_u32(u32::from(ws_code::GOING_AWAY)));
+            let code = self.application_code(ws_code::GOING_AWAY);
             self.conn.close(now, code, Bytes::from_static(b"server stopped"));
             self.stage = Stage::Over;
         }
+    }
+
+    /// The QUIC application close code for `code` (WebSocket numbers): as is,
+    /// or for an accepted WebTransport session in HTTP/3's WebTransport range.
+    fn application_code(&self, code: u16) -> VarInt {
+        let mapped = match self.protocol {
+            Protocol::WebTransport if self.web.accepted => wt::connection_close_code(u32::from(code)),
+            _ => u64::from(code),
+        };
+        VarInt::from_u64(mapped).unwrap_or(VarInt::from_u32(u32::from(code)))
     }
 }
 
@@ -533,12 +528,6 @@ fn read_all(conn: &mut Connection, id: StreamId, into: &mut Vec<u8>) -> ReadEnd 
     end
 }
 
-/// `app` of `/v1/apps/{app}/wt`.
-fn app_of(path: &str) -> Option<&str> {
-    let app = path.strip_prefix("/v1/apps/")?.strip_suffix("/wt")?;
-    (!app.is_empty() && !app.contains('/')).then_some(app)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,14 +535,5 @@ mod tests {
     #[test]
     fn static_pong_frame_is_the_encoded_pong() {
         assert_eq!(PONG_FRAME, &quic::frame(messages::PONG)[..]);
-    }
-
-    #[test]
-    fn only_the_subscribe_path_names_an_app() {
-        assert_eq!(app_of("/v1/apps/demo/wt"), Some("demo"));
-        assert_eq!(app_of("/v1/apps//wt"), None);
-        assert_eq!(app_of("/v1/apps/a/b/wt"), None);
-        assert_eq!(app_of("/v1/apps/demo/ws"), None);
-        assert_eq!(app_of("/"), None);
     }
 }

@@ -114,10 +114,7 @@ impl QuicPort {
         if self.unread {
             return Some(Instant::now());
         }
-        match (self.timers.next(), self.waiting.front().map(|(at, _)| *at)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        timers::earliest(self.timers.next(), self.waiting.front().map(|(at, _)| *at))
     }
 
     /// The socket is readable, writable, or both.

@@ -43,10 +43,7 @@ pub(super) fn admit<'a>(
     headers: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
     peer: IpAddr,
 ) -> Result<Admitted, ApiError> {
-    let rooms = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .filter(|(key, _)| key == "room")
-        .map(|(_, value)| value.into_owned())
-        .collect::<Vec<_>>();
+    let rooms = crate::protocol::rooms_in(query);
     let memberships = session::resolve(shared, app, rooms.iter().map(String::as_str))?;
     let accept = handshake::check(headers).map_err(|error| ApiError::invalid_request(error.to_string()))?;
     let permit = session::acquire(shared, Transport::WebSocket, peer)?;
