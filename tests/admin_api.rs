@@ -136,8 +136,15 @@ async fn broadcast_validation() {
             "{bad}"
         );
     }
+    // What a viewer's JSON parser may not take: deeper than 64 levels, whatever the size.
+    let nested = |levels: usize| format!(r#"{{"data":{}{}}}"#, "[".repeat(levels), "]".repeat(levels));
+    let (status, body) = server.admin.post(path, &nested(65)).await;
+    assert_eq!((status, body["error"]["code"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    let (status, body) = server.admin.post(path, &nested(20_000)).await;
+    assert_eq!((status, body["error"]["code"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(server.admin.post(path, &nested(64)).await.0, StatusCode::ACCEPTED, "64 levels are delivered");
     let (_, room) = server.admin.get("/v1/apps/demo/rooms/gifts").await;
-    assert_eq!(room["seq"], 2, "refused broadcasts took no seq");
+    assert_eq!(room["seq"], 3, "refused broadcasts took no seq");
     server.finish().await;
 }
 

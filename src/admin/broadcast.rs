@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::body;
+use super::{body, depth};
 use crate::api_error::ApiError;
 use crate::callbacks::wire::{self, Message, Verdict};
 use crate::fanout::Priority;
@@ -51,6 +51,14 @@ pub struct BroadcastBody<'a> {
     pub conflate: Option<String>,
 }
 
+/// Refuses `data` nested deeper than viewers' parsers are sure to take.
+pub fn check_depth(data: &str) -> Result<(), ApiError> {
+    if depth::within_limit(data) {
+        return Ok(());
+    }
+    Err(ApiError::invalid_request(format!("data is nested deeper than {} levels", depth::MAX_DEPTH)))
+}
+
 /// Parses and checks a broadcast body against the contract (`limit`: bytes of `data`).
 pub fn parse_body(bytes: &[u8], limit: usize) -> Result<BroadcastBody<'_>, ApiError> {
     // serde would also take a struct from a JSON array (`[data, priority]`): the contract's body is an object.
@@ -61,6 +69,7 @@ pub fn parse_body(bytes: &[u8], limit: usize) -> Result<BroadcastBody<'_>, ApiEr
     if request.data.get().len() > limit {
         return Err(ApiError::payload_too_large(limit));
     }
+    check_depth(request.data.get())?;
     if request.conflate.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_CONFLATE_KEY) {
         return Err(ApiError::invalid_request(format!("conflate must be 1 to {MAX_CONFLATE_KEY} bytes")));
     }
@@ -125,6 +134,7 @@ pub async fn publish(
     outgoing: Outgoing<'_>,
     origin: Origin<'_>,
 ) -> Result<Accepted, ApiError> {
+    check_depth(outgoing.data)?;
     if let Err(wait) = room.admit_broadcast() {
         shared.metrics.rate_limited_broadcast.increment(1);
         let what = format!("over this room's {} broadcasts per second", shared.settings.limits.broadcasts_per_room);
@@ -148,6 +158,7 @@ pub async fn publish(
                 if data.len() > shared.settings.max_payload_bytes {
                     return Err(ApiError::payload_too_large(shared.settings.max_payload_bytes));
                 }
+                check_depth(&data)?;
                 replaced = data;
                 outgoing.data = &replaced;
             }
@@ -194,6 +205,15 @@ mod tests {
     fn only_an_object_is_a_body() {
         assert!(parse_body(br#"[{"text":"hi"}]"#, 1024).is_err());
         assert!(parse_body(br#" {"data":[1]}"#, 1024).is_ok());
+    }
+
+    #[test]
+    fn data_deeper_than_the_limit_is_refused() {
+        let deep = |n: usize| format!(r#"{{"data":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(parse_body(deep(64).as_bytes(), 1 << 16).is_ok());
+        let refused = parse_body(deep(65).as_bytes(), 1 << 16).unwrap_err();
+        assert_eq!((refused.status, refused.code), (StatusCode::BAD_REQUEST, "invalid_request"));
+        assert!(parse_body(deep(20_000).as_bytes(), 1 << 16).is_err(), "as deep as the issue's 40 KB body");
     }
 
     /// Also from the fuzzer: JSON numbers beyond f64 are valid JSON and go out exactly as sent.

@@ -5,12 +5,14 @@
 //! * [`broadcast`]: accept a broadcast and hand it to the room.
 //! * [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! * [`body`]: reading request bodies into contract errors.
+//! * [`depth`]: the nesting limit on a broadcast's `data`.
 //! * [`console`]: the operator console page at `/console`.
 
 mod auth;
 mod body;
 pub mod broadcast;
 mod console;
+pub mod depth;
 mod health;
 pub mod rooms;
 
