@@ -243,6 +243,13 @@ async fn every_group_call_answers_as_tencent_documents_it() {
     assert_eq!(code(&server, "send_group_msg", &q, targeted).await, 10007);
     let huge = json!({"GroupId": "gifts", "Random": 4, "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "x".repeat(70_000)}}]});
     assert_eq!(code(&server, "send_group_msg", &q, huge).await, 80002);
+    // `data` wraps CloudCustomData in one object: 64 levels in all is the most a viewer is sent.
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+    let deep = json!({"GroupId": "gifts", "Random": 6, "MsgBody": message["MsgBody"], "CloudCustomData": nested(64)});
+    assert_eq!(code(&server, "send_group_msg", &q, deep).await, 10004, "65 levels deep");
+    let fits = json!({"GroupId": "gifts", "Random": 7, "MsgBody": message["MsgBody"], "CloudCustomData": nested(63)});
+    assert_eq!(code(&server, "send_group_msg", &q, fits).await, 0, "64 levels deep");
+    assert_eq!(member.next_json().await["seq"], 3, "and delivered; the refused one took no seq");
     let nowhere = json!({"GroupId": "nowhere", "Random": 5, "MsgBody": message["MsgBody"]});
     assert_eq!(code(&server, "send_group_msg", &q, nowhere).await, 10010);
 

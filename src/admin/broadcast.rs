@@ -52,6 +52,8 @@ pub struct BroadcastBody<'a> {
 }
 
 /// Refuses `data` nested deeper than viewers' parsers are sure to take.
+/// Checked where `data` enters, beside its size limit: in [`parse_body`], in
+/// the Tencent-style call, and on a before-broadcast callback's replacement.
 pub fn check_depth(data: &str) -> Result<(), ApiError> {
     if depth::within_limit(data) {
         return Ok(());
@@ -134,7 +136,6 @@ pub async fn publish(
     outgoing: Outgoing<'_>,
     origin: Origin<'_>,
 ) -> Result<Accepted, ApiError> {
-    check_depth(outgoing.data)?;
     if let Err(wait) = room.admit_broadcast() {
         shared.metrics.rate_limited_broadcast.increment(1);
         let what = format!("over this room's {} broadcasts per second", shared.settings.limits.broadcasts_per_room);

@@ -95,6 +95,7 @@ pub async fn send_group_msg(caller: &Caller<'_>, body: &Map<String, Value>) -> R
     if data.len() > limit {
         return Err(TimError::new(code::TOO_LONG, format!("the message is over {limit} bytes")));
     }
+    broadcast::check_depth(&data)?;
     // Tencent drops a repeat of the same sender's Random within 5 minutes; the
     // idempotency keys do exactly that, answering with the first seq.
     let key = format!("tencent:{from}:{random}");
