@@ -50,6 +50,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "room_not_found", format!("room {room:?} does not exist"))
     }
 
+    pub fn broadcast_not_found(room: &str, seq: &str) -> ApiError {
+        let message = format!("broadcast {seq} of room {room:?} is not held (the last 1,000 or 10 minutes are)");
+        Self::new(StatusCode::NOT_FOUND, "broadcast_not_found", message)
+    }
+
+    pub fn sticky_not_found(room: &str) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "sticky_not_found", format!("room {room:?} has no pinned message"))
+    }
+
     pub fn app_not_found(app: &str) -> ApiError {
         Self::new(StatusCode::NOT_FOUND, "app_not_found", format!("app {app:?} does not exist"))
     }

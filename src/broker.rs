@@ -75,7 +75,7 @@ impl Broker {
                     priority: outgoing.priority,
                     conflate: outgoing.conflate.map_or(ConflateKey::NONE, ConflateKey::of),
                 };
-                Ok(room.publish(outgoing.data, delivery, outgoing.idempotency_key))
+                Ok(room.publish_with(outgoing.data, delivery, outgoing.extras, outgoing.idempotency_key))
             }
             Broker::Nats(cluster) => {
                 let accepted = cluster.publish(room, outgoing).await.map_err(|error| {

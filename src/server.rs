@@ -67,8 +67,11 @@ impl Server {
         let store = cluster.is_none().then_some(store);
         let shards = config.fanout.shards.unwrap_or_else(worker_threads);
         let max_connections = config.websocket.max_connections.unwrap_or_else(default_max_connections);
-        let shard_context =
-            ShardContext { idle_timeout: config.websocket.idle_timeout, deliveries: metrics.ws_deliveries.clone() };
+        let shard_context = ShardContext {
+            idle_timeout: config.websocket.idle_timeout,
+            deliveries: metrics.ws_deliveries.clone(),
+            expired: metrics.dropped_expired.clone(),
+        };
         let dataplane = Dataplane::start(shards, config.fanout.pin_shards, max_connections, shard_context)
             .context("cannot start the shard threads")?;
         let registry = Registry::load(

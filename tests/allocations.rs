@@ -41,11 +41,11 @@ fn allocations_per_delivery(features: rig::Features) {
 fn every_subscriber_shares_one_frame_per_framing() {
     let rig = rig::Rig::new(100, 2);
     rig.publish(&rig::payload_100());
-    let mut out = std::collections::VecDeque::new();
+    let mut out = std::collections::VecDeque::<bullhorn::fanout::Entry>::new();
     let mut pointers = std::collections::HashSet::new();
     for sub in &rig.subscribers {
         sub.take(&mut out);
-        pointers.insert(out[0].as_ptr());
+        pointers.insert(out[0].bytes(sub.framing()).as_ptr());
         out.clear();
     }
     assert_eq!(pointers.len(), 2, "one WebSocket frame and one QUIC frame, shared by all: no payload copy");

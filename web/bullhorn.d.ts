@@ -19,6 +19,23 @@ export interface Lagged {
   reason: "slow" | "conflated" | "expired" | "gap";
 }
 
+/** The room's pinned message (contract §9), sent right after `welcome` to every member that joins. */
+export interface Sticky {
+  type: "sticky";
+  room: string;
+  /** The pinned broadcast's seq (not a position in the stream). */
+  seq: number;
+  ts: number;
+  data: unknown;
+}
+
+/** The room's online count (contract §9), when the room has `occupancy_interval_ms`. */
+export interface Occupancy {
+  type: "occupancy";
+  room: string;
+  online: number;
+}
+
 export interface Closing {
   type: "closing";
   reason: "room_destroyed" | "server_draining" | "slow_consumer";
@@ -70,6 +87,8 @@ export interface ConnectOptions {
   silentTimeoutMs?: number;
   onMessage?: (message: Broadcast) => void;
   onLagged?: (lagged: Lagged) => void;
+  onSticky?: (sticky: Sticky) => void;
+  onOccupancy?: (occupancy: Occupancy) => void;
   onState?: (state: State) => void;
   onClosing?: (closing: Closing) => void;
   onReconnect?: (next: { delayMs: number; attempt: number }) => void;

@@ -204,6 +204,13 @@ export function connect(options) {
         if (lastSeq.has(msg.room)) lastSeq.set(msg.room, lastSeq.get(msg.room) + msg.missed);
         emit("onLagged", msg);
         break;
+      case "sticky":
+        // The room's pinned message, right after welcome; its seq is not the stream's.
+        emit("onSticky", msg);
+        break;
+      case "occupancy":
+        emit("onOccupancy", msg);
+        break;
       case "closing":
         if (typeof msg.reconnect_after_ms === "number") serverDelay = msg.reconnect_after_ms;
         emit("onClosing", msg);

@@ -7,13 +7,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bullhorn::fanout::{ConflateKey, Delivery, Priority, QueueLimits, Subscriber};
+use bullhorn::fanout::{ConflateKey, Delivery, Entry, Priority, QueueLimits, Subscriber};
 use bullhorn::metrics::Metrics;
 use bullhorn::presence::Member;
 use bullhorn::protocol::Framing;
 use bullhorn::room::resume::ResumeLimits;
 use bullhorn::room::{Room, RoomConfig, RoomSpec};
-use bytes::Bytes;
 
 /// Whether the delivery features of contract §2–3 are in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +29,7 @@ pub struct Rig {
     pub subscribers: Vec<Arc<Subscriber>>,
     features: Features,
     published: AtomicU64,
-    out: VecDeque<Bytes>,
+    out: VecDeque<Entry>,
 }
 
 impl Rig {
@@ -45,6 +44,7 @@ impl Rig {
             name: "gifts".into(),
             created_at: "2026-01-01T00:00:00Z".into(),
             seq: 0,
+            sticky: None,
         };
         let resume = match features {
             Features::Off => ResumeLimits { messages: 0, ..ResumeLimits::default() },
@@ -85,7 +85,7 @@ impl Rig {
         let mut frames = 0;
         for sub in &self.subscribers {
             sub.take(&mut self.out);
-            let bytes: usize = self.out.iter().map(|frame| frame.len()).sum();
+            let bytes: usize = self.out.iter().map(|entry| entry.bytes(sub.framing()).len()).sum();
             frames += self.out.len();
             self.out.clear();
             sub.written(bytes);

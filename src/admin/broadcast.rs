@@ -21,7 +21,7 @@ use crate::api_error::ApiError;
 use crate::callbacks::wire::{self, Message, Verdict};
 use crate::fanout::Priority;
 use crate::limits;
-use crate::room::Outgoing;
+use crate::room::{Extras, Outgoing};
 use crate::room::{Room, now_ms};
 use crate::state::Shared;
 
@@ -49,6 +49,25 @@ pub struct BroadcastBody<'a> {
     /// 1 to 128 bytes when present.
     #[serde(default, deserialize_with = "body::present_string")]
     pub conflate: Option<String>,
+    /// 1 to [`MAX_TTL_MS`] when present.
+    #[serde(default, deserialize_with = "present_u64")]
+    pub ttl_ms: Option<u64>,
+    #[serde(default)]
+    pub sticky: bool,
+}
+
+/// The longest `ttl_ms`: a day.
+pub const MAX_TTL_MS: u64 = 86_400_000;
+
+fn present_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+impl BroadcastBody<'_> {
+    /// The ttl and pin the body asks for.
+    pub fn extras(&self) -> Extras {
+        Extras { ttl: self.ttl_ms.map(std::time::Duration::from_millis), sticky: self.sticky }
+    }
 }
 
 /// Refuses `data` nested deeper than viewers' parsers are sure to take.
@@ -72,6 +91,9 @@ pub fn parse_body(bytes: &[u8], limit: usize) -> Result<BroadcastBody<'_>, ApiEr
         return Err(ApiError::payload_too_large(limit));
     }
     check_depth(request.data.get())?;
+    if request.ttl_ms.is_some_and(|ttl| !(1..=MAX_TTL_MS).contains(&ttl)) {
+        return Err(ApiError::invalid_request(format!("ttl_ms must be 1 to {MAX_TTL_MS}")));
+    }
     if request.conflate.as_ref().is_some_and(|k| k.is_empty() || k.len() > MAX_CONFLATE_KEY) {
         return Err(ApiError::invalid_request(format!("conflate must be 1 to {MAX_CONFLATE_KEY} bytes")));
     }
@@ -95,6 +117,7 @@ pub async fn broadcast(
         priority: request.priority,
         conflate: request.conflate.as_deref(),
         idempotency_key,
+        extras: request.extras(),
     };
     let accepted = publish(&shared, &room, outgoing, Origin::default()).await?;
     let mut body = json!({"room": &**room.id(), "seq": accepted.seq, "online": accepted.online});

@@ -3,6 +3,7 @@
 //! * [`auth`]: bearer-key check for every `/v1/` route, before any lookup.
 //! * [`rooms`]: create, list, show, delete.
 //! * [`broadcast`]: accept a broadcast and hand it to the room.
+//! * [`reach`]: what became of one broadcast's copies.
 //! * [`health`]: `/healthz`, `/readyz`, `/metrics`.
 //! * [`body`]: reading request bodies into contract errors.
 //! * [`depth`]: the nesting limit on a broadcast's `data`.
@@ -14,6 +15,7 @@ pub mod broadcast;
 mod console;
 pub mod depth;
 mod health;
+mod reach;
 pub mod rooms;
 
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::api_error::ApiError;
 use crate::state::Shared;
@@ -38,6 +40,8 @@ pub fn router(shared: Arc<Shared>, others: Router<Arc<Shared>>) -> Router {
         .route("/v1/apps/{app}/rooms", post(rooms::create).get(rooms::list))
         .route("/v1/apps/{app}/rooms/{room}", get(rooms::show).delete(rooms::delete))
         .route("/v1/apps/{app}/rooms/{room}/broadcast", post(broadcast::broadcast))
+        .route("/v1/apps/{app}/rooms/{room}/broadcasts/{seq}", get(reach::show))
+        .route("/v1/apps/{app}/rooms/{room}/sticky", delete(rooms::unpin))
         .route_layer(from_fn_with_state(shared.clone(), auth::require_admin_key))
         // Not behind the bearer key: they authenticate their own way.
         .merge(others)

@@ -36,6 +36,7 @@ pub fn room_json(shared: &Shared, room: &Room) -> Value {
         "online": shared.online(room),
         "seq": room.seq(),
         "created_at": room.created_at(),
+        "sticky_seq": room.sticky_seq(),
     })
 }
 
@@ -113,6 +114,23 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let app = app(&shared, &app_id)?;
     delete_room(&shared, app, &room_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE …/rooms/{room}/sticky`: unpins the room's message; the
+/// registry is written at once, so a restart does not pin it again.
+pub async fn unpin(
+    State(shared): State<Arc<Shared>>,
+    Path((app_id, room_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let app = app(&shared, &app_id)?;
+    let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
+    if !room.unpin() {
+        return Err(ApiError::sticky_not_found(&room_id));
+    }
+    if let Err(error) = shared.registry.persist().await {
+        tracing::warn!(%error, room = room_id, "unpinned, but the registry could not be written");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

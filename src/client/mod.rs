@@ -60,6 +60,19 @@ pub enum Message {
         missed: u64,
         reason: String,
     },
+    /// The room's pinned message (contract §9), right after `welcome`; its
+    /// seq is the pinned broadcast's and says nothing about the stream's gaps.
+    Sticky {
+        room: String,
+        seq: u64,
+        ts: u64,
+        data: serde_json::Value,
+    },
+    /// The room's online count (contract §9); latest wins, no seq.
+    Occupancy {
+        room: String,
+        online: u64,
+    },
     Pong,
     Closing {
         reason: String,
@@ -297,7 +310,7 @@ impl Subscription {
                     *last += missed;
                 }
             }
-            Message::Pong => {}
+            Message::Pong | Message::Sticky { .. } | Message::Occupancy { .. } => {}
         }
         Event::Message(message)
     }
@@ -372,6 +385,8 @@ mod tests {
             (r#"{"type":"broadcast","room":"g","seq":5,"ts":1,"data":{"a":1}}"#, "Broadcast"),
             (r#"{"type":"lagged","room":"g","missed":2,"reason":"slow"}"#, "Lagged"),
             (r#"{"type":"pong"}"#, "Pong"),
+            (r#"{"type":"sticky","room":"g","seq":3,"ts":1,"data":{"top":"Ana"}}"#, "Sticky"),
+            (r#"{"type":"occupancy","room":"g","online":12345}"#, "Occupancy"),
             (r#"{"type":"closing","reason":"server_draining","reconnect_after_ms":5}"#, "Closing"),
             (r#"{"type":"closing","reason":"room_destroyed"}"#, "Closing"),
             (r#"{"type":"error","code":"room_not_found","message":"m"}"#, "Error"),

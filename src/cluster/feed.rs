@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 
 use super::{Cluster, ClusterError, RETRY_AFTER, names};
 use crate::fanout::{ConflateKey, Delivery, Priority};
-use crate::room::{Outgoing, Room, now_ms};
+use crate::room::{Extras, Outgoing, Room, now_ms};
 
 /// How long a stream keeps broadcasts: a node cut off from NATS for less
 /// than this catches up on everything it missed when it returns.
@@ -33,6 +33,10 @@ const MAX_STREAM_BYTES: i64 = 64 * 1024 * 1024;
 const TS: &str = "Bullhorn-Ts";
 const PRIORITY: &str = "Bullhorn-Priority";
 const CONFLATE: &str = "Bullhorn-Conflate";
+/// The broadcast's `ttl_ms`, counted from `Bullhorn-Ts` on every node.
+const TTL: &str = "Bullhorn-Ttl";
+/// Present when the broadcast is the room's pinned message.
+const STICKY: &str = "Bullhorn-Sticky";
 
 /// The stream's answer to a publish.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +91,12 @@ impl Cluster {
         if let Some(key) = outgoing.conflate {
             headers.insert(CONFLATE, key);
         }
+        if let Some(ttl) = outgoing.extras.ttl {
+            headers.insert(TTL, ttl.as_millis().to_string().as_str());
+        }
+        if outgoing.extras.sticky {
+            headers.insert(STICKY, "1");
+        }
         let mut message = jetstream::message::PublishMessage::build()
             .payload(Bytes::copy_from_slice(outgoing.data.as_bytes()))
             .headers(headers);
@@ -138,8 +148,8 @@ async fn follow_once(jetstream: &jetstream::Context, stream: &str, room: &Arc<Ro
         let message = message?;
         let seq = message.info()?.stream_sequence;
         match decode(&message) {
-            Some((ts_ms, data, delivery)) => {
-                room.deliver_numbered(seq, ts_ms, data, delivery);
+            Some((ts_ms, data, delivery, extras)) => {
+                room.deliver_numbered(seq, ts_ms, data, delivery, extras);
             }
             // Not ours: left out, so members see it as one missed seq.
             None => tracing::warn!(stream, seq, "skipping a malformed message in a room stream"),
@@ -148,9 +158,11 @@ async fn follow_once(jetstream: &jetstream::Context, stream: &str, room: &Arc<Ro
     Ok(())
 }
 
-/// A stream message's ts, `data` (valid JSON text) and delivery; None when
-/// something other than a bullhorn node published it.
-fn decode(message: &async_nats::Message) -> Option<(u64, &str, Delivery)> {
+/// A stream message's ts, `data` (valid JSON text), delivery and extras;
+/// None when something other than a bullhorn node published it. A ttl is
+/// what is left of it now, by this node's clock against the publisher's
+/// `ts` (so nodes' clocks should agree to well under the shortest ttl).
+fn decode(message: &async_nats::Message) -> Option<(u64, &str, Delivery, Extras)> {
     let headers = message.headers.as_ref()?;
     let ts_ms = headers.get(TS)?.as_str().parse().ok()?;
     let priority = match headers.get(PRIORITY).map(|v| v.as_str()) {
@@ -161,5 +173,13 @@ fn decode(message: &async_nats::Message) -> Option<(u64, &str, Delivery)> {
     let conflate = headers.get(CONFLATE).map_or(ConflateKey::NONE, |key| ConflateKey::of(key.as_str()));
     let data = std::str::from_utf8(&message.payload).ok()?;
     serde_json::from_str::<&serde_json::value::RawValue>(data).ok()?;
-    Some((ts_ms, data, Delivery { priority, conflate }))
+    let ttl = match headers.get(TTL) {
+        Some(ttl) => {
+            let ttl_ms: u64 = ttl.as_str().parse().ok()?;
+            Some(Duration::from_millis(ttl_ms.saturating_sub(now_ms().saturating_sub(ts_ms))))
+        }
+        None => None,
+    };
+    let extras = Extras { ttl, sticky: headers.get(STICKY).is_some() };
+    Some((ts_ms, data, Delivery { priority, conflate }, extras))
 }

@@ -167,6 +167,7 @@ impl Cluster {
                 name: listed.name.clone(),
                 created_at: listed.created_at.clone(),
                 seq,
+                sticky: None,
             };
             if let Some(room) = registry.mirror_room(app, spec) {
                 self.start_feed(room);

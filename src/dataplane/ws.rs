@@ -23,7 +23,6 @@ use metrics::Counter;
 use super::socket::ShardSocket;
 use crate::fanout::Subscriber;
 use crate::fanout::outbox::Outbox;
-use crate::fanout::writer::write_some;
 use crate::protocol::close::ws_code;
 use crate::protocol::messages::{self, ClientMessage};
 use crate::protocol::ws::{self, ClientEvent, Decoder};
@@ -62,6 +61,8 @@ pub struct ShardContext {
     pub idle_timeout: Duration,
     /// `bullhorn_deliveries_total{transport="websocket"}`.
     pub deliveries: Counter,
+    /// `bullhorn_dropped_messages_total{reason="expired"}`.
+    pub expired: Counter,
 }
 
 pub struct WsConn<S> {
@@ -88,9 +89,9 @@ impl<S: ShardSocket> WsConn<S> {
     ) -> WsConn<S> {
         WsConn {
             socket,
+            out: Outbox::new(&subscriber),
             subscriber,
             memberships,
-            out: Outbox::default(),
             decoder: Decoder::new(),
             last_heard: Instant::now(),
             closing: Closing::No,
@@ -159,15 +160,19 @@ impl<S: ShardSocket> WsConn<S> {
             {
                 // The closing message goes out once the backlog has (a slow
                 // consumer's backlog is dropped by `refill`).
-                self.out.frames.push_back(ws::text_frame(&messages::closing(reason)));
+                self.out.push_frame(ws::text_frame(&messages::closing(reason)));
                 self.close_with(reason.ws_close_code(), now);
             }
             // TLS may hold records of frames already taken; they leave before anything else.
             let written = if self.socket.has_pending_output() {
                 self.socket.flush_pending().map(|()| 0)
             } else if !self.out.is_empty() {
+                let expired = self.out.expire(&self.subscriber, now);
+                if expired > 0 {
+                    shard.expired.increment(expired);
+                }
                 let socket = &mut self.socket;
-                write_some(&mut self.out.frames, |slices| socket.write_vectored(slices))
+                self.out.write(|slices| socket.write_vectored(slices))
             } else {
                 return self.park(cx, shard, now);
             };
@@ -209,7 +214,7 @@ impl<S: ShardSocket> WsConn<S> {
 
     /// Queues the close frame after whatever is in flight; starts its deadline.
     fn close_with(&mut self, code: u16, now: Instant) {
-        self.out.frames.push_back(ws::close_frame(code, ws_code::reason(code)));
+        self.out.push_frame(ws::close_frame(code, ws_code::reason(code)));
         self.closing = Closing::Flushing;
         self.set_deadline(now);
     }

@@ -86,7 +86,13 @@ mod tests {
     use crate::fanout::{Delivery, Frames};
 
     fn bc(seq: u64) -> LaneEntry {
-        LaneEntry::Broadcast(Arc::new(Broadcast::new(seq, Delivery::default(), Frames::encode("r", seq, 0, "0"), 1)))
+        LaneEntry::Broadcast(Arc::new(Broadcast::new(
+            &Arc::from("r"),
+            seq,
+            Delivery::default(),
+            Frames::encode("r", seq, 0, "0"),
+            1,
+        )))
     }
 
     fn seq(entry: Option<LaneEntry>) -> u64 {

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::Rng as _;
 
-use super::tag::{Delivery, Priority, Tag};
+use super::broadcast::{Broadcast, Entry};
+use super::reach::Fate;
+use super::tag::{Priority, Tag};
 use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
@@ -82,11 +84,23 @@ pub struct Drops {
     pub conflated: u64,
     /// Subscribers closed as slow consumers.
     pub slow_consumers: u64,
+    /// For the reach of the one broadcast pushed: subscribers it was queued
+    /// for (pushes that were not refused as closed or already seen) ...
+    pub targets: u64,
+    /// ... and of those, the ones that dropped it at once.
+    pub slow_targets: u64,
 }
 
 impl Drops {
+    /// Nothing for the metrics (the reach tallies aside).
     pub fn is_empty(&self) -> bool {
-        *self == Drops::default()
+        self.slow == [0; 3] && self.conflated == 0 && self.slow_consumers == 0
+    }
+
+    /// Adds this pass's tally to `broadcast`'s reach (shard of `hint`) and
+    /// starts the next broadcast's tally at zero.
+    pub fn count_reach(&mut self, broadcast: &Broadcast, hint: u64) {
+        broadcast.reach.add_targets(hint, std::mem::take(&mut self.targets), std::mem::take(&mut self.slow_targets));
     }
 }
 
@@ -101,8 +115,9 @@ pub struct Subscriber {
 
 #[derive(Debug)]
 struct QueueState {
-    /// Whole frames, ready for the socket (a `Bytes` is 32 bytes: a deque of them stays small).
-    items: VecDeque<Bytes>,
+    /// Whole frames or shared broadcasts, ready for the socket (an entry is
+    /// 32 bytes: a deque of them stays small).
+    items: VecDeque<Entry>,
     /// One tag per entry of `items`, same order.
     tags: VecDeque<Tag>,
     /// Broadcast entries in `items`, by priority, and those with a conflate key.
@@ -113,6 +128,8 @@ struct QueueState {
     slots: Box<[Slot]>,
     /// Since when this subscriber has been dropping without catching up.
     behind_since: Option<Instant>,
+    /// The earliest `ttl_ms` deadline among the queued broadcasts.
+    soonest_expiry: Option<Instant>,
     close: Option<CloseReason>,
     /// The connection task, parked until something is queued. A waker under
     /// the lock we already hold costs less than a separate `Notify` per subscriber.
@@ -152,9 +169,9 @@ impl QueueState {
         self.queued_messages() >= limits.max_messages || self.unwritten_bytes + len > limits.max_bytes
     }
 
-    fn push_back(&mut self, frame: Bytes, tag: Tag) {
-        self.unwritten_bytes += frame.len();
-        self.items.push_back(frame);
+    fn push_back(&mut self, entry: Entry, len: usize, tag: Tag) {
+        self.unwritten_bytes += len;
+        self.items.push_back(entry);
         self.tags.push_back(tag);
     }
 
@@ -203,6 +220,7 @@ impl Subscriber {
                 unwritten_bytes: 0,
                 slots,
                 behind_since: None,
+                soonest_expiry: None,
                 close: None,
                 waker: None,
                 woken: false,
@@ -222,17 +240,14 @@ impl Subscriber {
         self.state.lock().expect("subscriber queue lock")
     }
 
-    /// Queues a broadcast frame for the room in `slot`. The hot path: one lock,
+    /// Queues a broadcast for the room in `slot`. The hot path: one lock,
     /// one refcount bump, no allocation once the queue has warmed up; the
     /// priority and conflation rules only scan when there is something to find.
-    pub fn push_broadcast(
-        &self,
-        slot: usize,
-        seq: u64,
-        frame: &Bytes,
-        delivery: Delivery,
-        drops: &mut Drops,
-    ) -> PushOutcome {
+    /// A push that makes the subscriber one of the broadcast's targets is
+    /// tallied in `drops` (for its reach), with those it dropped at once.
+    pub fn push_broadcast(&self, slot: usize, broadcast: &Arc<Broadcast>, drops: &mut Drops) -> PushOutcome {
+        let (seq, delivery) = (broadcast.seq, broadcast.delivery);
+        let len = broadcast.frames.get(self.framing).len();
         let mut state = self.lock();
         if state.close.is_some() {
             return PushOutcome::Closed;
@@ -240,6 +255,7 @@ impl Subscriber {
         if seq <= state.slots[slot].skip_through {
             return PushOutcome::AlreadySeen;
         }
+        drops.targets += 1;
         let tag = Tag::broadcast(slot, delivery);
         if delivery.conflate.is_some()
             && let Some(index) = state.find_conflatable(tag)
@@ -247,7 +263,7 @@ impl Subscriber {
             self.drop_in_place(&mut state, index, LagReason::Conflated);
             drops.conflated += 1;
         }
-        while state.over_bounds(frame.len(), &self.limits) {
+        while state.over_bounds(len, &self.limits) {
             let Some(index) = state.oldest_below(delivery.priority) else {
                 return self.drop_new(state, slot, delivery.priority, drops);
             };
@@ -255,6 +271,7 @@ impl Subscriber {
             self.drop_in_place(&mut state, index, LagReason::Slow);
             if state.behind_too_long(&self.limits) {
                 drops.slow_consumers += 1;
+                drops.slow_targets += 1;
                 return self.close_slow(state);
             }
         }
@@ -262,9 +279,12 @@ impl Subscriber {
         if state.slots[slot].missed > 0 {
             let missed = std::mem::take(&mut state.slots[slot].missed);
             let lagged = self.lagged_frame(&state.slots[slot].room, missed, LagReason::Slow);
-            state.push_back(lagged, Tag::gap(slot, LagReason::Slow, missed));
+            state.push_back(Entry::Frame(lagged.clone()), lagged.len(), Tag::gap(slot, LagReason::Slow, missed));
         }
-        state.push_back(frame.clone(), tag);
+        if let Some(at) = broadcast.expires_at {
+            state.soonest_expiry = Some(state.soonest_expiry.map_or(at, |soonest| soonest.min(at)));
+        }
+        state.push_back(Entry::Broadcast(Arc::clone(broadcast)), len, tag);
         state.counts.queued[delivery.priority.index()] += 1;
         if delivery.conflate.is_some() {
             state.counts.conflate_bits |= delivery.conflate.bit();
@@ -286,6 +306,7 @@ impl Subscriber {
     ) -> PushOutcome {
         state.slots[slot].missed += 1;
         drops.slow[priority.index()] += 1;
+        drops.slow_targets += 1;
         if !state.behind_too_long(&self.limits) {
             return PushOutcome::Dropped;
         }
@@ -318,14 +339,18 @@ impl Subscriber {
             Some(after) if mergeable(after) => index + 1,
             _ => index,
         };
+        if let Some(broadcast) = state.items[index].broadcast() {
+            let fate = if reason == LagReason::Conflated { Fate::Conflated } else { Fate::Slow };
+            broadcast.reach.count(self.id, fate);
+        }
         let mut missed = 0;
         for i in first..=last {
             missed += if i == index { 1 } else { state.tags[i].missed() };
-            state.unwritten_bytes -= state.items[i].len();
+            state.unwritten_bytes -= state.items[i].bytes(self.framing).len();
         }
         let lagged = self.lagged_frame(&state.slots[slot].room, missed, reason);
         state.unwritten_bytes += lagged.len();
-        state.items[first] = lagged;
+        state.items[first] = Entry::Frame(lagged);
         state.tags[first] = Tag::gap(slot, reason, missed);
         for _ in first..last {
             state.items.remove(first + 1);
@@ -333,7 +358,8 @@ impl Subscriber {
         }
     }
 
-    fn lagged_frame(&self, room: &str, missed: u64, reason: LagReason) -> Bytes {
+    /// A `lagged` frame in this subscriber's framing.
+    pub fn lagged_frame(&self, room: &str, missed: u64, reason: LagReason) -> Bytes {
         self.framing.frame(&messages::lagged(room, missed, reason))
     }
 
@@ -347,7 +373,8 @@ impl Subscriber {
     pub fn push_control(&self, frame: Bytes) {
         let mut state = self.lock();
         let was_empty = state.items.is_empty();
-        state.push_back(frame, Tag::CONTROL);
+        let len = frame.len();
+        state.push_back(Entry::Frame(frame), len, Tag::CONTROL);
         if was_empty {
             wake(state);
         }
@@ -379,7 +406,7 @@ impl Subscriber {
     pub fn push_control_front(&self, frame: Bytes) {
         let mut state = self.lock();
         state.unwritten_bytes += frame.len();
-        state.items.push_front(frame);
+        state.items.push_front(Entry::Frame(frame));
         state.tags.push_front(Tag::CONTROL);
         wake(state);
     }
@@ -422,7 +449,7 @@ impl Subscriber {
     /// Swaps everything queued into `out` (which must be empty, and keeps its
     /// capacity for the next swap: no allocation in steady state). When the
     /// writer had caught up, `lagged` messages owed for drops are queued first.
-    pub fn take(&self, out: &mut VecDeque<Bytes>) -> Taken {
+    pub fn take(&self, out: &mut VecDeque<Entry>) -> Taken {
         debug_assert!(out.is_empty());
         let mut state = self.lock();
         if state.items.is_empty() && state.unwritten_bytes == 0 {
@@ -432,7 +459,8 @@ impl Subscriber {
                     let missed = std::mem::take(&mut state.slots[slot].missed);
                     if missed > 0 {
                         let lagged = self.lagged_frame(&state.slots[slot].room, missed, LagReason::Slow);
-                        state.push_back(lagged, Tag::gap(slot, LagReason::Slow, missed));
+                        let len = lagged.len();
+                        state.push_back(Entry::Frame(lagged), len, Tag::gap(slot, LagReason::Slow, missed));
                     }
                 }
             }
@@ -444,14 +472,14 @@ impl Subscriber {
         }
         let broadcasts = state.queued_messages();
         state.counts = Counts::default();
-        Taken { broadcasts, close: state.close }
+        Taken { broadcasts, close: state.close, soonest_expiry: state.soonest_expiry.take() }
     }
 
     /// The writer's buffer, emptied: becomes the queue's buffer again when the
     /// queue has none, and is freed when the queue already has one. Either way
     /// an idle subscriber keeps one buffer, not two, and a steady stream of
     /// messages still allocates nothing (the buffer goes back and forth).
-    pub fn give_back(&self, out: &mut VecDeque<Bytes>) {
+    pub fn give_back(&self, out: &mut VecDeque<Entry>) {
         debug_assert!(out.is_empty());
         if out.capacity() == 0 {
             return;
@@ -462,6 +490,15 @@ impl Subscriber {
         } else if state.items.is_empty() {
             drop(state);
             *out = VecDeque::new();
+        }
+    }
+
+    /// Tells the queue that the writer replaced `removed` bytes of taken
+    /// frames with `added` bytes of its own (expired broadcasts became `lagged`).
+    pub fn rewritten(&self, removed: usize, added: usize) {
+        if removed != added {
+            let mut state = self.lock();
+            state.unwritten_bytes = (state.unwritten_bytes + added).saturating_sub(removed);
         }
     }
 
@@ -482,6 +519,19 @@ pub struct Taken {
     /// Set once the subscriber must be closed, after what was taken is written
     /// (a slow consumer's entries are discarded instead).
     pub close: Option<CloseReason>,
+    /// The earliest `ttl_ms` deadline among the broadcasts taken.
+    pub soonest_expiry: Option<Instant>,
+}
+
+impl Drop for Subscriber {
+    /// What a departing subscriber still held was never written: each such
+    /// broadcast's reach counts it as disconnected.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for broadcast in state.items.iter().filter_map(Entry::broadcast) {
+            broadcast.reach.count(self.id, Fate::Disconnected);
+        }
+    }
 }
 
 /// Records a wake-up and wakes the parked task, after releasing the lock.

@@ -1,43 +1,85 @@
-//! Draining taken queue frames into vectored writes.
+//! Draining taken queue entries into vectored writes.
 //!
 //! Transport-neutral: the caller passes the non-blocking write call
-//! (`TcpStream::try_write_vectored` for WebSocket). One call sends up to
-//! [`MAX_IOVECS`] frames in one syscall, straight from the shared `Bytes`:
-//! no copy into a per-connection buffer.
+//! (`write_vectored` on a shard's socket for WebSocket, a QUIC stream's
+//! `write_chunks`). One call sends up to [`MAX_IOVECS`] frames, straight
+//! from the shared `Bytes`: no copy into a per-connection buffer. A frame the
+//! kernel took only part of stays at the front with its written bytes
+//! counted in `front_written`, so an entry is whole until its last byte left.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
+
+use super::Entry;
+use crate::protocol::Framing;
 
 /// Frames per `writev`; Linux accepts up to 1024, 64 keeps the stack array small.
 pub const MAX_IOVECS: usize = 64;
 
-/// Writes as much of the front of `out` as one call accepts, removes what was
-/// completed and advances a partly written frame in place. Returns the bytes written.
-pub fn write_some(
-    out: &mut VecDeque<Bytes>,
-    write: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
-) -> io::Result<usize> {
-    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-    let mut count = 0;
-    for frame in out.iter().take(MAX_IOVECS) {
-        slices[count] = IoSlice::new(frame);
-        count += 1;
+/// The front of a batch being written: its entries, how much of the first
+/// has left, and the framing whose bytes they are written in.
+pub struct Front<'a> {
+    pub entries: &'a mut VecDeque<Entry>,
+    pub front_written: &'a mut usize,
+    pub framing: Framing,
+}
+
+impl Front<'_> {
+    /// Writes as much of the front as one call accepts; `done` sees each
+    /// entry whose last byte left. Returns the bytes written.
+    pub fn write_some(
+        &mut self,
+        done: impl FnMut(Entry),
+        write: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for (i, entry) in self.entries.iter().take(MAX_IOVECS).enumerate() {
+            let bytes = entry.bytes(self.framing);
+            slices[i] = IoSlice::new(if i == 0 { &bytes[*self.front_written..] } else { bytes });
+            count += 1;
+        }
+        let written = write(&slices[..count])?;
+        self.consume(written, done);
+        Ok(written)
     }
-    let written = write(&slices[..count])?;
-    let mut left = written;
-    while left > 0 {
-        let front = out.front_mut().expect("wrote more than was queued");
-        if left >= front.len() {
-            left -= front.len();
-            out.pop_front();
-        } else {
-            front.advance(left);
-            left = 0;
+
+    /// As [`Front::write_some`] for a writer that takes `Bytes` (a QUIC
+    /// stream keeps them until acknowledged): a refcount each, no copy.
+    pub fn write_chunks<E>(
+        &mut self,
+        done: impl FnMut(Entry),
+        write: impl FnOnce(&mut [Bytes]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let mut chunks: [Bytes; MAX_IOVECS] = std::array::from_fn(|_| Bytes::new());
+        let mut count = 0;
+        for (i, entry) in self.entries.iter().take(MAX_IOVECS).enumerate() {
+            let bytes = entry.bytes(self.framing);
+            chunks[i] = if i == 0 { bytes.slice(*self.front_written..) } else { bytes.clone() };
+            count += 1;
+        }
+        let written = write(&mut chunks[..count])?;
+        self.consume(written, done);
+        Ok(written)
+    }
+
+    /// Removes what `written` bytes completed; advances within a partly written front.
+    fn consume(&mut self, written: usize, mut done: impl FnMut(Entry)) {
+        let mut left = written;
+        while left > 0 {
+            let front = self.entries.front().expect("wrote more than was queued");
+            let rest = front.bytes(self.framing).len() - *self.front_written;
+            if left < rest {
+                *self.front_written += left;
+                return;
+            }
+            left -= rest;
+            *self.front_written = 0;
+            done(self.entries.pop_front().expect("front"));
         }
     }
-    Ok(written)
 }
 
 #[cfg(test)]
@@ -45,47 +87,65 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn entries(frames: &[&'static [u8]]) -> VecDeque<Entry> {
+        frames.iter().map(|f| Entry::Frame(Bytes::from_static(f))).collect()
+    }
+
     #[test]
     fn partial_writes_resume_mid_frame() {
-        let mut out: VecDeque<Bytes> =
-            [Bytes::from_static(b"hello"), Bytes::from_static(b"pp"), Bytes::from_static(b"world")].into();
-        assert_eq!(write_some(&mut out, |_| Ok(3)).unwrap(), 3);
-        assert_eq!(&out[0][..], b"lo");
-        let written = write_some(&mut out, |s| {
-            assert_eq!(s.len(), 3);
-            Ok(5)
-        })
-        .unwrap();
-        assert_eq!(written, 5);
-        assert_eq!(out.len(), 1);
-        assert_eq!(&out[0][..], b"orld");
+        let mut out = entries(&[b"hello", b"pp", b"world"]);
+        let mut offset = 0;
+        let mut front = Front { entries: &mut out, front_written: &mut offset, framing: Framing::WebSocket };
+        let mut done = 0;
+        assert_eq!(front.write_some(|_| done += 1, |_| Ok(3)).unwrap(), 3);
+        let written = front
+            .write_some(
+                |_| done += 1,
+                |s| {
+                    assert_eq!((s.len(), &s[0][..]), (3, &b"lo"[..]));
+                    Ok(5)
+                },
+            )
+            .unwrap();
+        assert_eq!((written, done), (5, 2));
+        assert_eq!((out.len(), offset), (1, 1), "'w' of world has left");
     }
 
     proptest! {
-        /// Whatever the kernel accepts per call, the bytes come out whole and in order.
+        /// Whatever the kernel accepts per call, the bytes come out whole and
+        /// in order, and every entry is done exactly once, after its last byte.
         #[test]
         fn any_write_sizes_reproduce_the_stream(
             frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..50), 1..100),
             caps in proptest::collection::vec(1usize..200, 1..400),
+            chunked in any::<bool>(),
         ) {
             let expected: Vec<u8> = frames.concat();
-            let mut out: VecDeque<Bytes> = frames.iter().map(|f| Bytes::from(f.clone())).collect();
-            let mut wire = Vec::new();
+            let mut out: VecDeque<Entry> = frames.iter().map(|f| Entry::Frame(Bytes::from(f.clone()))).collect();
+            let mut offset = 0;
+            let mut front = Front { entries: &mut out, front_written: &mut offset, framing: Framing::Quic };
+            let (mut wire, mut done) = (Vec::new(), 0);
             let mut caps = caps.into_iter().cycle();
-            while !out.is_empty() {
+            while !front.entries.is_empty() {
                 let cap = caps.next().unwrap();
-                write_some(&mut out, |slices| {
+                let mut take = |parts: Vec<&[u8]>| {
                     let mut left = cap;
-                    for s in slices {
-                        let n = left.min(s.len());
-                        wire.extend_from_slice(&s[..n]);
+                    for part in parts {
+                        let n = left.min(part.len());
+                        wire.extend_from_slice(&part[..n]);
                         left -= n;
                         if left == 0 { break; }
                     }
-                    Ok(cap - left)
-                }).unwrap();
+                    cap - left
+                };
+                if chunked {
+                    front.write_chunks(|_| done += 1, |c| Ok::<_, ()>(take(c.iter().map(|b| &b[..]).collect()))).unwrap();
+                } else {
+                    front.write_some(|_| done += 1, |s| Ok(take(s.iter().map(|b| &b[..]).collect()))).unwrap();
+                }
             }
             prop_assert_eq!(wire, expected);
+            prop_assert_eq!(done, frames.len());
         }
     }
 }

@@ -18,9 +18,14 @@ impl Frames {
     /// The JSON is written after room reserved for the WebSocket header, so that
     /// frame costs no copy; the QUIC frame is one copy per broadcast.
     pub fn encode(room: &str, seq: u64, ts_ms: u64, data: &str) -> Frames {
+        Frames::encode_as("broadcast", room, seq, ts_ms, data)
+    }
+
+    /// [`Frames::encode`] with another message `type` (`sticky`).
+    pub fn encode_as(kind: &str, room: &str, seq: u64, ts_ms: u64, data: &str) -> Frames {
         let mut buf = BytesMut::with_capacity(ws::MAX_HEADER_LEN + 64 + room.len() + data.len());
         buf.put_bytes(0, ws::MAX_HEADER_LEN);
-        messages::write_broadcast(&mut buf, room, seq, ts_ms, data);
+        messages::write_numbered(&mut buf, kind, room, seq, ts_ms, data);
         let quic = quic::frame(&buf[ws::MAX_HEADER_LEN..]);
         let websocket = ws::finish_reserved(ws::opcode::TEXT, buf);
         Frames { websocket, quic }

@@ -41,8 +41,15 @@ impl LagReason {
 /// Appends `{"type":"broadcast","room":…,"seq":…,"ts":…,"data":…}` to `out`.
 /// `room` must be a valid id and `data` valid JSON text.
 pub fn write_broadcast(out: &mut BytesMut, room: &str, seq: u64, ts_ms: u64, data: &str) {
+    write_numbered(out, "broadcast", room, seq, ts_ms, data);
+}
+
+/// [`write_broadcast`] with another `type` (`sticky`: the same fields).
+pub fn write_numbered(out: &mut BytesMut, kind: &str, room: &str, seq: u64, ts_ms: u64, data: &str) {
     out.reserve(64 + room.len() + data.len());
-    out.put_slice(br#"{"type":"broadcast","room":""#);
+    out.put_slice(br#"{"type":""#);
+    out.put_slice(kind.as_bytes());
+    out.put_slice(br#"","room":""#);
     out.put_slice(room.as_bytes());
     out.put_slice(br#"","seq":"#);
     put_u64(out, seq);
@@ -80,6 +87,11 @@ pub fn welcome<'a>(rooms: impl IntoIterator<Item = (&'a str, u64)>, heartbeat_ms
     }
     let _ = write!(out, r#"],"heartbeat_ms":{heartbeat_ms}}}"#);
     out
+}
+
+/// `{"type":"occupancy","room":…,"online":…}`.
+pub fn occupancy(room: &str, online: usize) -> Vec<u8> {
+    format!(r#"{{"type":"occupancy","room":"{room}","online":{online}}}"#).into_bytes()
 }
 
 /// `{"type":"lagged","room":…,"missed":…,"reason":…}`.

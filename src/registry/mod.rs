@@ -149,6 +149,7 @@ impl Registry {
                         name: stored.name.unwrap_or_else(|| stored.room.clone()),
                         created_at: stored.created_at,
                         seq: stored.seq,
+                        sticky: stored.sticky,
                     },
                     room_config.clone(),
                     metrics.clone(),
@@ -226,6 +227,7 @@ impl Registry {
                 name: name.unwrap_or_else(|| room.to_owned()),
                 created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 seq: 0,
+                sticky: None,
             };
             let created = Arc::new(Room::new(spec, self.room_config.clone(), self.metrics.clone()));
             rooms.insert(created.id().clone(), created.clone());
@@ -304,6 +306,8 @@ impl Registry {
                     name: Some(room.name().to_owned()),
                     created_at: room.created_at().to_owned(),
                     seq: room.seq(),
+                    sticky: room.stored_sticky(),
+                    occupancy_interval_ms: 0,
                 })
                 .collect();
             apps.insert(app.id.to_string(), rooms);
@@ -391,8 +395,17 @@ mod tests {
     async fn rooms_of_unconfigured_apps_survive_a_write() {
         let dir = tempfile::tempdir().unwrap();
         let mut snap = Snapshot { version: 1, ..Default::default() };
-        snap.apps
-            .insert("other".into(), vec![StoredRoom { room: "x".into(), name: None, created_at: "t".into(), seq: 9 }]);
+        snap.apps.insert(
+            "other".into(),
+            vec![StoredRoom {
+                room: "x".into(),
+                name: None,
+                created_at: "t".into(),
+                seq: 9,
+                sticky: None,
+                occupancy_interval_ms: 0,
+            }],
+        );
         Store::open(dir.path()).unwrap().save(&snap).unwrap();
         let reg = registry(dir.path(), 5);
         let app = reg.app("demo").unwrap().clone();

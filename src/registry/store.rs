@@ -34,6 +34,30 @@ pub struct StoredRoom {
     /// rewrite the file; a clean shutdown does.
     #[serde(default)]
     pub seq: u64,
+    /// The pinned message, as of this snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<StoredSticky>,
+    /// Occupancy pushed to viewers every this many ms; 0 is off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub occupancy_interval_ms: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A room's pinned broadcast as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredSticky {
+    pub seq: u64,
+    /// Its `ts` (ms since the Unix epoch).
+    pub ts: u64,
+    /// Its `data`, as JSON text.
+    pub data: String,
+    /// When its `ttl_ms` passes (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +120,8 @@ mod tests {
                 name: Some("Gifts".into()),
                 created_at: "2026-01-01T00:00:00Z".into(),
                 seq: 3,
+                sticky: None,
+                occupancy_interval_ms: 0,
             }],
         );
         store.save(&snap).unwrap();

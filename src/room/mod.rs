@@ -13,11 +13,13 @@
 //! it answered ([`idempotency`]), both filled under the sequencer.
 
 pub mod idempotency;
+pub mod reach_log;
 pub mod resume;
+pub mod sticky;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
 use metrics::Counter;
@@ -29,8 +31,11 @@ use crate::metrics::Metrics;
 use crate::presence::{Member, MemberKey, Presence, RoomClosed};
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
+use crate::registry::store::StoredSticky;
 use idempotency::IdempotencyKeys;
+use reach_log::ReachLog;
 use resume::{ResumeLimits, ResumeRing};
+use sticky::Sticky;
 
 /// Rooms with at least this many members fan out on several tasks at once.
 pub const PARALLEL_FANOUT_MIN: usize = 2048;
@@ -46,6 +51,8 @@ pub struct Room {
     sequencer: Mutex<Sequencer>,
     last_seq: AtomicU64,
     resume: Mutex<ResumeRing>,
+    reach_log: Mutex<ReachLog>,
+    sticky: Sticky,
     presence: Presence,
     lanes: Box<[CachePadded<Lane>]>,
     destroyed: AtomicBool,
@@ -109,6 +116,8 @@ pub struct RoomSpec {
     pub name: String,
     pub created_at: String,
     pub seq: u64,
+    /// The pinned message it had when last written (restored on load).
+    pub sticky: Option<StoredSticky>,
 }
 
 /// A broadcast as the admin asked for it, before it is numbered: what a
@@ -120,6 +129,26 @@ pub struct Outgoing<'a> {
     pub priority: crate::fanout::Priority,
     pub conflate: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
+    pub extras: Extras,
+}
+
+/// A broadcast with its seq and ts, as the sequencer enqueues it.
+#[derive(Debug, Clone, Copy)]
+struct Numbered<'a> {
+    seq: u64,
+    ts_ms: u64,
+    data: &'a str,
+    delivery: Delivery,
+    extras: Extras,
+}
+
+/// What a broadcast may ask beyond its delivery (contract §9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// Not written to a subscriber by then, it is dropped as `expired`.
+    pub ttl: Option<Duration>,
+    /// Pinned as the room's sticky message.
+    pub sticky: bool,
 }
 
 /// The answer to an accepted broadcast.
@@ -135,6 +164,10 @@ impl Room {
     pub fn new(spec: RoomSpec, config: RoomConfig, metrics: Metrics) -> Room {
         let presence = Presence::new(config.shards, spec.seq);
         let lanes = (0..presence.shard_count()).map(|_| CachePadded::new(Lane::default())).collect();
+        let sticky = Sticky::default();
+        if let Some(stored) = spec.sticky {
+            sticky.pin(&spec.id, stored);
+        }
         Room {
             broadcasts: metrics.room_broadcasts(&spec.app, &spec.id),
             app: spec.app,
@@ -144,6 +177,8 @@ impl Room {
             sequencer: Mutex::new(Sequencer { seq: spec.seq, keys: IdempotencyKeys::default() }),
             last_seq: AtomicU64::new(spec.seq),
             resume: Mutex::new(ResumeRing::new(config.resume)),
+            reach_log: Mutex::new(ReachLog::default()),
+            sticky,
             presence,
             lanes,
             destroyed: AtomicBool::new(false),
@@ -200,6 +235,17 @@ impl Room {
     /// With an `idempotency_key` already answered in the last 5 minutes,
     /// returns that answer again (marked `duplicate`) and sends nothing.
     pub fn publish(self: &Arc<Self>, data: &str, delivery: Delivery, idempotency_key: Option<&str>) -> Published {
+        self.publish_with(data, delivery, Extras::default(), idempotency_key)
+    }
+
+    /// [`Room::publish`] with a ttl or as the pinned message.
+    pub fn publish_with(
+        self: &Arc<Self>,
+        data: &str,
+        delivery: Delivery,
+        extras: Extras,
+        idempotency_key: Option<&str>,
+    ) -> Published {
         let mut to_drain = Vec::with_capacity(self.lanes.len());
         let published = {
             let mut sequencer = self.sequencer();
@@ -212,7 +258,8 @@ impl Room {
                 return Published { duplicate: true, ..first };
             }
             let seq = sequencer.seq + 1;
-            self.enqueue(&mut sequencer, seq, now_ms(), data, delivery, &mut to_drain);
+            let numbered = Numbered { seq, ts_ms: now_ms(), data, delivery, extras };
+            self.enqueue(&mut sequencer, numbered, &mut to_drain);
             let published = Published { seq, online: self.online(), duplicate: false };
             if let Some(key) = idempotency_key {
                 let evicted = sequencer.keys.insert(key, published, now);
@@ -231,7 +278,14 @@ impl Room {
     /// a seq beyond the next means the ones between are gone from the stream,
     /// so every member is told with one `lagged` (`expired`) in its place.
     /// Returns false for an ignored redelivery.
-    pub fn deliver_numbered(self: &Arc<Self>, seq: u64, ts_ms: u64, data: &str, delivery: Delivery) -> bool {
+    pub fn deliver_numbered(
+        self: &Arc<Self>,
+        seq: u64,
+        ts_ms: u64,
+        data: &str,
+        delivery: Delivery,
+        extras: Extras,
+    ) -> bool {
         let mut to_drain = Vec::with_capacity(self.lanes.len());
         {
             let mut sequencer = self.sequencer();
@@ -241,13 +295,13 @@ impl Room {
             let missed = seq - sequencer.seq - 1;
             if missed > 0 {
                 let gap = Frames::control(&messages::lagged(&self.id, missed, LagReason::Expired));
-                let gap = Arc::new(Broadcast::new(seq - 1, Delivery::URGENT, gap, self.lanes.len()));
+                let gap = Arc::new(Broadcast::new(&self.id, seq - 1, Delivery::URGENT, gap, self.lanes.len()));
                 // The ring holds a contiguous run: what came before the gap is no longer resumable.
                 self.resume_ring().clear();
                 self.metrics.cluster_missed.increment(missed);
                 self.append_to_lanes(&gap, &mut to_drain);
             }
-            self.enqueue(&mut sequencer, seq, ts_ms, data, delivery, &mut to_drain);
+            self.enqueue(&mut sequencer, Numbered { seq, ts_ms, data, delivery, extras }, &mut to_drain);
         }
         self.drive(&to_drain, self.online());
         true
@@ -255,19 +309,19 @@ impl Room {
 
     /// Under the sequencer: encode broadcast `seq` once, keep it for resume,
     /// and append it to every lane (collecting the lanes this call must drain).
-    fn enqueue(
-        &self,
-        sequencer: &mut Sequencer,
-        seq: u64,
-        ts_ms: u64,
-        data: &str,
-        delivery: Delivery,
-        to_drain: &mut Vec<usize>,
-    ) {
+    fn enqueue(&self, sequencer: &mut Sequencer, numbered: Numbered<'_>, to_drain: &mut Vec<usize>) {
+        let Numbered { seq, ts_ms, data, delivery, extras } = numbered;
         sequencer.seq = seq;
         let frames = Frames::encode(&self.id, seq, ts_ms, data);
-        let broadcast = Arc::new(Broadcast::new(seq, delivery, frames, self.lanes.len()));
+        let broadcast =
+            Arc::new(Broadcast::new(&self.id, seq, delivery, frames, self.lanes.len()).with_ttl(extras.ttl));
         self.resume_ring().push(&broadcast);
+        if extras.sticky {
+            // What is left of the ttl from now (in a cluster, less than ttl_ms).
+            let expires_at_ms = extras.ttl.map(|left| now_ms().saturating_add(left.as_millis() as u64));
+            self.sticky.pin(&self.id, StoredSticky { seq, ts: ts_ms, data: data.to_owned(), expires_at_ms });
+        }
+        self.reach_log.lock().expect("reach log lock").push(seq, ts_ms, Arc::clone(&broadcast.reach));
         self.append_to_lanes(&broadcast, to_drain);
         self.last_seq.store(seq, Ordering::Release);
         self.broadcasts.increment(1);
@@ -331,10 +385,11 @@ impl Room {
                 let mut state = shard.lock();
                 state.delivered_seq = broadcast.seq;
                 for (_, member) in state.members.iter() {
-                    let frame = broadcast.frames.get(member.subscriber.framing());
-                    member.subscriber.push_broadcast(member.slot, broadcast.seq, frame, broadcast.delivery, &mut drops);
+                    member.subscriber.push_broadcast(member.slot, &broadcast, &mut drops);
                 }
             }
+            drops.count_reach(&broadcast, index as u64);
+            broadcast.reach.lane_drained();
             if !drops.is_empty() {
                 self.metrics.record_drops(&drops);
             }
@@ -361,6 +416,10 @@ impl Room {
             // treated as if the shard thread had delivered them before it
             // joined, so the lane skips them for it and a resume replays them.
             let upto = delivered.max(lane.appended());
+            // The pinned message goes right after the welcome, before any of this room's broadcasts.
+            if let Some(pinned) = self.sticky.frame(subscriber.framing(), Instant::now()) {
+                subscriber.push_control(pinned);
+            }
             let welcome = match resume_after {
                 Some(after) if after < upto => {
                     self.replay(&subscriber, slot, after, upto);
@@ -384,15 +443,19 @@ impl Room {
     fn replay(&self, subscriber: &Subscriber, slot: usize, after: u64, upto: u64) {
         let framing = subscriber.framing();
         let (mut drops, mut replayed) = (Drops::default(), 0);
+        let now = Instant::now();
         let expired = {
             let mut ring = self.resume_ring();
-            let (expired, held) = ring.replay(after, upto, Instant::now());
+            let (_, held) = ring.replay(after, upto, now);
+            // What is no longer held, or whose ttl passed, is owed as one `lagged` `expired`.
+            let held: Vec<Arc<Broadcast>> = held.filter(|b| !b.expired(now)).cloned().collect();
+            let expired = upto - after - held.len() as u64;
             if expired > 0 {
                 subscriber.push_control(framing.frame(&messages::lagged(&self.id, expired, LagReason::Expired)));
             }
-            for broadcast in held {
-                let frame = broadcast.frames.get(framing);
-                subscriber.push_broadcast(slot, broadcast.seq, frame, broadcast.delivery, &mut drops);
+            for broadcast in &held {
+                subscriber.push_broadcast(slot, broadcast, &mut drops);
+                drops.count_reach(broadcast, subscriber.id());
                 replayed += 1;
             }
             expired
@@ -401,6 +464,26 @@ impl Room {
         if !drops.is_empty() {
             self.metrics.record_drops(&drops);
         }
+    }
+
+    /// Unpins the room's sticky message; false when none was pinned.
+    pub fn unpin(&self) -> bool {
+        self.sticky.unpin(Instant::now())
+    }
+
+    /// The pinned broadcast's seq, unless none is pinned (or it expired).
+    pub fn sticky_seq(&self) -> Option<u64> {
+        self.sticky.seq(Instant::now())
+    }
+
+    /// The pinned message as the registry writes it.
+    pub fn stored_sticky(&self) -> Option<StoredSticky> {
+        self.sticky.stored(Instant::now())
+    }
+
+    /// Broadcast `seq`'s reach as this node counted it, if it is still held.
+    pub fn reach(&self, seq: u64) -> Option<reach_log::Counts> {
+        self.reach_log.lock().expect("reach log lock").get(seq)
     }
 
     pub fn leave(&self, key: MemberKey) {
@@ -422,6 +505,7 @@ impl Room {
     pub fn heartbeat(&self) {
         let now = Instant::now();
         self.resume_ring().expire(now);
+        self.reach_log.lock().expect("reach log lock").settle(now_ms());
         self.sequencer().keys.expire(now);
         self.presence.for_each_member(|member| {
             if member.slot == 0 {
@@ -459,7 +543,14 @@ mod tests {
 
     /// A one-shard room whose lane is drained only when the test says.
     fn room_whose_lane_waits() -> Arc<Room> {
-        let spec = RoomSpec { app: "a".into(), id: "r".into(), name: "r".into(), created_at: String::new(), seq: 0 };
+        let spec = RoomSpec {
+            app: "a".into(),
+            id: "r".into(),
+            name: "r".into(),
+            created_at: String::new(),
+            seq: 0,
+            sticky: None,
+        };
         let lanes = LaneDriver::Shards(Arc::new(Later));
         let config = RoomConfig { shards: 1, resume: ResumeLimits::default(), broadcasts_per_sec: 0, lanes };
         Arc::new(Room::new(spec, config, Metrics::new()))

@@ -97,7 +97,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn broadcast(seq: u64, at: Instant) -> Arc<Broadcast> {
-        let mut b = Broadcast::new(seq, Delivery::default(), Frames::encode("r", seq, 0, "0"), 1);
+        let mut b = Broadcast::new(&Arc::from("r"), seq, Delivery::default(), Frames::encode("r", seq, 0, "0"), 1);
         b.accepted_at = at;
         Arc::new(b)
     }

@@ -12,8 +12,8 @@ use crate::admin::rooms;
 use crate::fanout::Priority;
 use crate::ids::is_valid_id;
 use crate::registry::App;
-use crate::room::Outgoing;
 use crate::room::Room;
+use crate::room::{Extras, Outgoing};
 use crate::state::Shared;
 
 /// The only group type: the online-member broadcast group.
@@ -99,7 +99,8 @@ pub async fn send_group_msg(caller: &Caller<'_>, body: &Map<String, Value>) -> R
     // Tencent drops a repeat of the same sender's Random within 5 minutes; the
     // idempotency keys do exactly that, answering with the first seq.
     let key = format!("tencent:{from}:{random}");
-    let outgoing = Outgoing { data: &data, priority, conflate: None, idempotency_key: Some(&key) };
+    let outgoing =
+        Outgoing { data: &data, priority, conflate: None, idempotency_key: Some(&key), extras: Extras::default() };
     let origin = Origin { from_account: Some(from), random: Some(random) };
     let Accepted { seq, .. } = broadcast::publish(caller.shared, &room, outgoing, origin).await?;
     Ok(json!({"MsgTime": unix_seconds(), "MsgSeq": seq}))

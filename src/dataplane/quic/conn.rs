@@ -372,9 +372,9 @@ impl QuicConn {
                 let id = cx.shared.next_connection_id_on(cx.shard, cx.shards);
                 let subscriber = session::open_with_id(cx.shared, id, Framing::Quic, &mut memberships);
                 self.stage = Stage::Subscribed(Session {
+                    out: Outbox::new(&subscriber),
                     subscriber,
                     memberships,
-                    out: Outbox::default(),
                     closing: None,
                     transport,
                     _permit: permit,
@@ -407,7 +407,7 @@ impl QuicConn {
                 && let Some(reason) = session.out.refill(&session.subscriber)
             {
                 // A stream is ordered: `closing` can follow the backlog at once.
-                session.out.frames.push_back(quic::frame(&messages::closing(reason)));
+                session.out.push_frame(quic::frame(&messages::closing(reason)));
                 session.closing = Some(reason);
             }
             if session.out.is_empty() {
@@ -419,11 +419,13 @@ impl QuicConn {
                     Poll::Pending => return,
                 }
             }
-            match conn.send_stream(send).write_chunks(session.out.frames.make_contiguous()) {
-                Ok(written) => {
-                    session.out.frames.drain(..written.chunks);
-                    session.out.sent(&session.subscriber, written.bytes, deliveries);
-                }
+            let expired = session.out.expire(&session.subscriber, cx.now);
+            if expired > 0 {
+                cx.shared.metrics.dropped_expired.increment(expired);
+            }
+            let mut stream = conn.send_stream(send);
+            match session.out.write_chunks(|chunks| stream.write_chunks(chunks).map(|written| written.bytes)) {
+                Ok(bytes) => session.out.sent(&session.subscriber, bytes, deliveries),
                 Err(WriteError::Blocked) => {
                     // Writable comes when the peer reads. Meanwhile a close
                     // (slow consumer, drain, room deleted) must still be

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
-use crate::fanout::{Delivery, Drops, Frames, QueueLimits, Subscriber};
+use crate::fanout::{Broadcast, Delivery, Drops, Frames, QueueLimits, Subscriber};
 use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 
@@ -77,7 +77,8 @@ fn conn(socket: Scripted) -> (WsConn<Scripted>, Arc<Subscriber>) {
 
 fn broadcast(subscriber: &Subscriber, seq: u64) {
     let frames = Frames::encode("r", seq, 0, &seq.to_string());
-    subscriber.push_broadcast(0, seq, frames.get(Framing::WebSocket), Delivery::default(), &mut Drops::default());
+    let broadcast = Arc::new(Broadcast::new(&Arc::from("r"), seq, Delivery::default(), frames, 1));
+    subscriber.push_broadcast(0, &broadcast, &mut Drops::default());
 }
 
 /// Server frames on the wire: (opcode, payload).
@@ -108,7 +109,8 @@ fn kind(payload: &[u8]) -> String {
 fn drive(conn: &mut WsConn<Scripted>, steps: usize) -> Life {
     let mut cx = Context::from_waker(Waker::noop());
     let mut buf = [0u8; 64];
-    let shard = ShardContext { idle_timeout: Duration::from_secs(60), deliveries: Counter::noop() };
+    let shard =
+        ShardContext { idle_timeout: Duration::from_secs(60), deliveries: Counter::noop(), expired: Counter::noop() };
     for _ in 0..steps {
         let now = Instant::now();
         if conn.on_readable(&mut buf, now) == Life::Over || conn.on_woken(&mut cx, &shard, now) == Life::Over {

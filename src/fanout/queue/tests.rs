@@ -1,5 +1,6 @@
 use super::*;
-use crate::fanout::tag::ConflateKey;
+use crate::fanout::Frames;
+use crate::fanout::tag::{ConflateKey, Delivery};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -26,6 +27,13 @@ fn frame(n: u64) -> Bytes {
     frame_in(0, n)
 }
 
+/// Broadcast `n` of the room in `slot`, its frames as [`frame_in`] has them.
+fn bc(slot: usize, n: u64, delivery: Delivery) -> Arc<Broadcast> {
+    let frame = frame_in(slot, n);
+    let frames = Frames { websocket: frame.clone(), quic: frame };
+    Arc::new(Broadcast::new(&Arc::from(ROOMS[slot]), n, delivery, frames, 1))
+}
+
 fn normal() -> Delivery {
     Delivery::default()
 }
@@ -40,16 +48,16 @@ fn keyed(key: &str) -> Delivery {
 
 /// Pushes to slot 0 with a throwaway tally.
 fn push(s: &Subscriber, n: u64, delivery: Delivery) -> PushOutcome {
-    s.push_broadcast(0, n, &frame(n), delivery, &mut Drops::default())
+    s.push_broadcast(0, &bc(0, n, delivery), &mut Drops::default())
 }
 
 /// Takes and "writes" everything; returns the messages as JSON.
 fn drain(s: &Subscriber) -> Vec<Value> {
     let mut out = VecDeque::new();
     s.take(&mut out);
-    let bytes = out.iter().map(|f| f.len()).sum();
+    let bytes = out.iter().map(|f: &Entry| f.bytes(Framing::Quic).len()).sum();
     s.written(bytes);
-    out.iter().map(json).collect()
+    out.iter().map(|f| json(f.bytes(Framing::Quic))).collect()
 }
 
 /// `"seq"` of broadcasts and `"lagged:N:reason"` of lagged messages, in order.
@@ -80,9 +88,9 @@ fn overflow_becomes_lagged_before_the_next_message() {
 #[test]
 fn lagged_is_sent_when_the_writer_catches_up_without_new_messages() {
     let s = sub(1, usize::MAX);
-    s.push_broadcast(1, 1, &frame_in(1, 1), normal(), &mut Drops::default());
+    s.push_broadcast(1, &bc(1, 1, normal()), &mut Drops::default());
     let mut drops = Drops::default();
-    assert_eq!(s.push_broadcast(1, 2, &frame_in(1, 2), normal(), &mut drops), PushOutcome::Dropped);
+    assert_eq!(s.push_broadcast(1, &bc(1, 2, normal()), &mut drops), PushOutcome::Dropped);
     assert_eq!(drops.slow, [0, 1, 0]);
     assert_eq!(summary(&drain(&s)), ["1"]);
     let messages = drain(&s);
@@ -132,9 +140,9 @@ fn staying_behind_closes_as_slow_consumer() {
         QueueLimits { max_messages: 1, max_bytes: usize::MAX, slow_consumer_after: Duration::ZERO },
     );
     let mut drops = Drops::default();
-    s.push_broadcast(0, 1, &frame(1), normal(), &mut drops);
-    assert_eq!(s.push_broadcast(0, 2, &frame(2), normal(), &mut drops), PushOutcome::SlowConsumer);
-    assert_eq!(s.push_broadcast(0, 3, &frame(3), normal(), &mut drops), PushOutcome::Closed);
+    s.push_broadcast(0, &bc(0, 1, normal()), &mut drops);
+    assert_eq!(s.push_broadcast(0, &bc(0, 2, normal()), &mut drops), PushOutcome::SlowConsumer);
+    assert_eq!(s.push_broadcast(0, &bc(0, 3, normal()), &mut drops), PushOutcome::Closed);
     assert!(matches!(s.closing(), Some(CloseReason::SlowConsumer { .. })));
     assert_eq!((drops.slow, drops.slow_consumers), ([0, 1, 0], 1));
 }
@@ -147,7 +155,7 @@ fn control_frames_ignore_the_bounds_and_welcome_goes_first() {
     s.push_control(Bytes::from_static(b"y"));
     s.push_control_front(Bytes::from_static(b"w"));
     s.take(&mut out);
-    let frames: Vec<&[u8]> = out.iter().map(|f| &f[..]).collect();
+    let frames: Vec<&[u8]> = out.iter().map(|f: &Entry| &f.bytes(Framing::Quic)[..]).collect();
     assert_eq!(frames, [&b"w"[..], &b"x"[..], &b"y"[..]]);
 }
 
@@ -165,16 +173,16 @@ fn low_goes_before_normal_and_normal_before_high() {
     let s = sub(3, usize::MAX);
     let mut drops = Drops::default();
     for (n, p) in [(1, Priority::Low), (2, Priority::Normal), (3, Priority::Low)] {
-        s.push_broadcast(0, n, &frame(n), with(p), &mut drops);
+        s.push_broadcast(0, &bc(0, n, with(p)), &mut drops);
     }
     // Full: a high message drops the oldest low, then the next low, then the normal.
     for n in 4..=6 {
-        assert_eq!(s.push_broadcast(0, n, &frame(n), with(Priority::High), &mut drops), PushOutcome::Queued);
+        assert_eq!(s.push_broadcast(0, &bc(0, n, with(Priority::High)), &mut drops), PushOutcome::Queued);
     }
     assert_eq!(drops.slow, [2, 1, 0]);
     // Only highs are queued: the next high is dropped itself, as is a low.
-    assert_eq!(s.push_broadcast(0, 7, &frame(7), with(Priority::High), &mut drops), PushOutcome::Dropped);
-    assert_eq!(s.push_broadcast(0, 8, &frame(8), with(Priority::Low), &mut drops), PushOutcome::Dropped);
+    assert_eq!(s.push_broadcast(0, &bc(0, 7, with(Priority::High)), &mut drops), PushOutcome::Dropped);
+    assert_eq!(s.push_broadcast(0, &bc(0, 8, with(Priority::Low)), &mut drops), PushOutcome::Dropped);
     assert_eq!(drops.slow, [3, 1, 1]);
     // Every drop is announced where it happened; adjacent gaps are one `lagged`.
     assert_eq!(summary(&drain(&s)), ["lagged:3:slow", "4", "5", "6"]);
@@ -185,9 +193,9 @@ fn low_goes_before_normal_and_normal_before_high() {
 fn equal_priorities_never_evict_each_other() {
     let s = sub(2, usize::MAX);
     let mut drops = Drops::default();
-    s.push_broadcast(0, 1, &frame(1), with(Priority::Low), &mut drops);
-    s.push_broadcast(0, 2, &frame(2), with(Priority::Low), &mut drops);
-    assert_eq!(s.push_broadcast(0, 3, &frame(3), with(Priority::Low), &mut drops), PushOutcome::Dropped);
+    s.push_broadcast(0, &bc(0, 1, with(Priority::Low)), &mut drops);
+    s.push_broadcast(0, &bc(0, 2, with(Priority::Low)), &mut drops);
+    assert_eq!(s.push_broadcast(0, &bc(0, 3, with(Priority::Low)), &mut drops), PushOutcome::Dropped);
     assert_eq!(summary(&drain(&s)), ["1", "2"]);
 }
 
@@ -195,16 +203,16 @@ fn equal_priorities_never_evict_each_other() {
 fn a_conflated_message_is_replaced_by_the_newest_at_the_end() {
     let s = sub(10, usize::MAX);
     let mut drops = Drops::default();
-    s.push_broadcast(0, 1, &frame(1), keyed("score"), &mut drops);
-    s.push_broadcast(0, 2, &frame(2), normal(), &mut drops);
-    s.push_broadcast(0, 3, &frame(3), keyed("score"), &mut drops);
-    s.push_broadcast(1, 1, &frame_in(1, 1), keyed("score"), &mut drops); // another room: its own key space
-    s.push_broadcast(0, 4, &frame(4), keyed("other"), &mut drops);
-    s.push_broadcast(0, 5, &frame(5), keyed("score"), &mut drops);
+    s.push_broadcast(0, &bc(0, 1, keyed("score")), &mut drops);
+    s.push_broadcast(0, &bc(0, 2, normal()), &mut drops);
+    s.push_broadcast(0, &bc(0, 3, keyed("score")), &mut drops);
+    s.push_broadcast(1, &bc(1, 1, keyed("score")), &mut drops); // another room: its own key space
+    s.push_broadcast(0, &bc(0, 4, keyed("other")), &mut drops);
+    s.push_broadcast(0, &bc(0, 5, keyed("score")), &mut drops);
     assert_eq!(drops.conflated, 2);
     assert_eq!(summary(&drain(&s)), ["lagged:1:conflated", "2", "lagged:1:conflated", "1", "4", "5"]);
     // Once taken, nothing is replaced any more.
-    s.push_broadcast(0, 6, &frame(6), keyed("score"), &mut drops);
+    s.push_broadcast(0, &bc(0, 6, keyed("score")), &mut drops);
     assert_eq!(summary(&drain(&s)), ["6"]);
 }
 
@@ -212,11 +220,11 @@ fn a_conflated_message_is_replaced_by_the_newest_at_the_end() {
 fn conflation_frees_room_for_the_newest() {
     let s = sub(2, usize::MAX);
     let mut drops = Drops::default();
-    s.push_broadcast(0, 1, &frame(1), normal(), &mut drops);
-    s.push_broadcast(0, 2, &frame(2), keyed("k"), &mut drops);
-    assert_eq!(s.push_broadcast(0, 3, &frame(3), keyed("k"), &mut drops), PushOutcome::Queued);
+    s.push_broadcast(0, &bc(0, 1, normal()), &mut drops);
+    s.push_broadcast(0, &bc(0, 2, keyed("k")), &mut drops);
+    assert_eq!(s.push_broadcast(0, &bc(0, 3, keyed("k")), &mut drops), PushOutcome::Queued);
     assert_eq!(summary(&drain(&s)), ["1", "lagged:1:conflated", "3"]);
-    assert_eq!(drops, Drops { conflated: 1, ..Drops::default() });
+    assert_eq!(drops, Drops { conflated: 1, targets: 3, ..Drops::default() });
 }
 
 /// One step of a queue's life.
@@ -268,7 +276,7 @@ proptest! {
                     let conflate = key.map_or(ConflateKey::NONE, |k| ConflateKey::of(&k.to_string()));
                     let lower_queued = s.lock().counts.queued.iter().take(priority.index()).any(|n| *n > 0);
                     let before = drops;
-                    s.push_broadcast(slot, pushed[slot], &frame_in(slot, pushed[slot]), Delivery { priority, conflate }, &mut drops);
+                    s.push_broadcast(slot, &bc(slot, pushed[slot], Delivery { priority, conflate }), &mut drops);
                     if priority == Priority::High && drops.slow[2] > before.slow[2] {
                         prop_assert!(!lower_queued, "a high message went while a lower one was queued");
                     }
