@@ -9,7 +9,9 @@
 //! Each size runs twice in one process: with the delivery features off (no
 //! resume window, no priority, conflate or idempotency key) and on (a
 //! 64-message window, `high`, a conflate key, a fresh idempotency key each
-//! time), so their ratio comes from one run on one machine.
+//! time), so their ratio comes from one run on one machine. `live_ratio`
+//! does the same for the live-room features (a ttl and a pin on every
+//! broadcast, occupancy on) against off.
 //!
 //! It also counts allocations per delivery with a counting global allocator
 //! (goal: no payload copy and under 0.05 allocations per delivery) and prints
@@ -40,6 +42,7 @@ fn fanout(c: &mut Criterion) {
         let name = match features {
             rig::Features::Off => "publish",
             rig::Features::On => "publish_features_on",
+            rig::Features::Live => "publish_live_room_on",
         };
         let mut rig = rig::Rig::with(subscribers, 2, features);
         rig.publish(&data); // warm the queues' capacity
@@ -79,10 +82,15 @@ fn fanout(c: &mut Criterion) {
 /// alive at once, the order alternating), so a noisy neighbour or a memory
 /// layout that changed between criterion's groups cannot pass for a cost.
 fn features_ratio(_: &mut Criterion) {
+    ratio("features_ratio", rig::Features::On);
+    ratio("live_ratio", rig::Features::Live);
+}
+
+/// `features` against `Off`, interleaved (see [`features_ratio`]).
+fn ratio(name: &str, features: rig::Features) {
     let data = rig::payload_100();
     for subscribers in [10_000usize, 100_000] {
-        let mut rigs =
-            [rig::Rig::with(subscribers, 2, rig::Features::Off), rig::Rig::with(subscribers, 2, rig::Features::On)];
+        let mut rigs = [rig::Rig::with(subscribers, 2, rig::Features::Off), rig::Rig::with(subscribers, 2, features)];
         let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
         for round in 0..200 {
             for turn in 0..2 {
@@ -99,7 +107,7 @@ fn features_ratio(_: &mut Criterion) {
         };
         let (off, on) = (median(&mut times[0]), median(&mut times[1]));
         println!(
-            "fanout/features_ratio/{subscribers}: off {off:.1} ns, on {on:.1} ns per delivery (median of 200 interleaved): on/off = {:.3}",
+            "fanout/{name}/{subscribers}: off {off:.1} ns, on {on:.1} ns per delivery (median of 200 interleaved): on/off = {:.3}",
             on / off
         );
     }

@@ -11,10 +11,13 @@ use std::sync::Arc;
 use tokio::task::AbortHandle;
 
 use crate::api_error::ApiError;
+use crate::cluster::events::Claim;
 use crate::cluster::{Cluster, ClusterError};
 use crate::fanout::{ConflateKey, Delivery};
 use crate::metrics::Metrics;
 use crate::registry::{App, Registry, RegistryError};
+use crate::room::events::Transition;
+use crate::room::reach_log::Counts;
 use crate::room::{Outgoing, Published, Room};
 
 /// The node's broker.
@@ -83,6 +86,36 @@ impl Broker {
                     ApiError::cluster_unavailable(error.to_string())
                 })?;
                 Ok(Published { seq: accepted.seq, online: self.online(room), duplicate: accepted.duplicate })
+            }
+        }
+    }
+
+    /// Broadcast `seq` of `room` as every node counted it (this one alone, on one node).
+    pub async fn reach(&self, room: &Room, seq: u64) -> Option<Counts> {
+        match self {
+            Broker::Local => room.reach(seq),
+            Broker::Nats(cluster) => cluster.reach(room, seq).await,
+        }
+    }
+
+    /// Whether this node is the one to tell `room`'s `transition` (always, on
+    /// one node). When it is not, the room takes the state the cluster holds;
+    /// when the cluster cannot say, the room goes back to where it was, so the
+    /// next look tries again.
+    pub async fn claim_room_event(&self, room: &Room, transition: Transition) -> bool {
+        let Broker::Nats(cluster) = self else {
+            return true;
+        };
+        match cluster.claim_room_event(room.app(), room.id(), transition).await {
+            Ok(Claim::Won) => true,
+            Ok(Claim::Known { occupied }) => {
+                room.set_occupied(occupied);
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, room = %room.id(), event = transition.event(), "room event not decided; retrying");
+                room.set_occupied(transition == Transition::Vacated);
+                false
             }
         }
     }

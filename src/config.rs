@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::callbacks::CallbackConfig;
+use crate::callbacks::{CallbackConfig, RoomEvents};
 use crate::cli::ServeArgs;
 use crate::fanout::QueueLimits;
 use crate::ids::is_valid_id;
@@ -236,6 +236,9 @@ struct FileCallbacks {
     before_broadcast: Option<bool>,
     after_broadcast: Option<bool>,
     after_queue: Option<usize>,
+    /// `"room.occupied"`, `"room.vacated"`: none by default.
+    events: Option<Vec<String>>,
+    vacated_after_ms: Option<u64>,
 }
 
 impl Config {
@@ -418,6 +421,23 @@ fn resolve_callbacks(
     if after_queue == 0 {
         return Err(invalid(field("after_queue"), "must be at least 1"));
     }
+    let mut events = RoomEvents::default();
+    for event in file.events.unwrap_or_default() {
+        match event.as_str() {
+            "room.occupied" => events.occupied = true,
+            "room.vacated" => events.vacated = true,
+            _ => {
+                return Err(invalid(
+                    field("events"),
+                    format!("{event:?} is not \"room.occupied\" or \"room.vacated\""),
+                ));
+            }
+        }
+    }
+    let vacated_after_ms = file.vacated_after_ms.unwrap_or(5_000);
+    if !(100..=3_600_000).contains(&vacated_after_ms) {
+        return Err(invalid(field("vacated_after_ms"), "must be 100 to 3600000"));
+    }
     Ok(CallbackConfig {
         url: file.url,
         timeout,
@@ -426,6 +446,8 @@ fn resolve_callbacks(
         before_broadcast: file.before_broadcast.unwrap_or(true),
         after_broadcast: file.after_broadcast.unwrap_or(true),
         after_queue,
+        events,
+        vacated_after: Duration::from_millis(vacated_after_ms),
     })
 }
 

@@ -22,7 +22,8 @@ use crate::protocol::close::CloseReason;
 use crate::registry::keys::{self, KeySource};
 use crate::registry::store::Store;
 use crate::registry::{AppSpec, Registry};
-use crate::room::{LaneDriver, RoomConfig};
+use crate::room::events::Transition;
+use crate::room::{LaneDriver, Room, RoomConfig};
 use crate::shutdown::Drain;
 use crate::state::{Planes, Settings, Shared};
 use crate::tls::CertStore;
@@ -240,8 +241,34 @@ impl Server {
             }
         });
 
+        // Occupancy to members (and, with it, room events) looks at every room's count each tick.
+        let room_ticks = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let mut every = tokio::time::interval(crate::room::occupancy::TICK);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let now = std::time::Instant::now();
+                    let mut transitions = 0;
+                    for room in shared.registry.rooms() {
+                        let online = shared.online(&room);
+                        room.tick_occupancy(now, online);
+                        transitions += usize::from(tell_room_events(&shared, &room, now, online).await);
+                    }
+                    // The registry keeps each room's last event, so a restart does not tell it twice.
+                    if transitions > 0
+                        && let Err(error) = shared.registry.persist().await
+                    {
+                        tracing::warn!(%error, "the registry could not be written after a room event");
+                    }
+                }
+            }
+        });
+
         shutdown.await;
         heartbeat.abort();
+        room_ticks.abort();
         tracing::info!(connections = shared.connections.open(), "draining");
         println!("bullhorn: draining {} connections", shared.connections.open());
         shared.drain.begin();
@@ -354,4 +381,24 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Looks at `room` for its events (`room::events`) when its app asked for
+/// any, and queues the one owed if this node is the one to tell it (in a
+/// cluster, the one that moved the room's shared state); true when it did.
+async fn tell_room_events(shared: &Shared, room: &Room, now: std::time::Instant, online: usize) -> bool {
+    let Some(callbacks) = shared.registry.app(room.app()).and_then(|app| app.callbacks()).filter(|c| c.wants_events())
+    else {
+        return false;
+    };
+    let Some(transition) = room.look_for_events(now, online, callbacks.vacated_after()) else {
+        return false;
+    };
+    if !shared.broker.claim_room_event(room, transition).await {
+        return false;
+    }
+    // An occupied room had at least one member, even one already gone by this look.
+    let online = if transition == Transition::Occupied { online.max(1) } else { online };
+    callbacks.room_event(transition, room.id(), online);
+    true
 }

@@ -335,3 +335,101 @@ async fn nodes_share_one_reset_key_so_any_node_resets_a_dead_nodes_quic_clients(
     let closed = tokio::time::timeout(HANG, sub.conn.closed()).await.expect("never reset");
     assert_eq!(closed, quinn::ConnectionError::Reset);
 }
+
+/// Room events across 3 nodes: whichever nodes see a transition, one tells
+/// it (the one that moves the room's state in the KV bucket); a node killed
+/// with the last members on it leaves the `room.vacated` to the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_room_event_is_told_once_by_the_cluster_even_when_a_node_dies_with_members() {
+    use common::receiver::{Receiver, events_config, occupied, vacated};
+    let nats = NatsServer::start().await;
+    let (receiver, url) = Receiver::start().await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("bullhorn.toml");
+    // Longer than a presence report's way to the other nodes, so they agree the room is empty.
+    std::fs::write(&config, events_config(&url, 3_000)).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        let args = ["--cluster-nats", &nats.url(), "--config", config.to_str().unwrap()];
+        nodes.push(ChildServer::start(dir.path(), &args).await);
+    }
+    wait_for_each_other(&nodes).await;
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+
+    let on_first = subscribe(&nodes[0], "gifts").await;
+    assert_eq!(receiver.until(1).await, [occupied(1)]);
+    let on_second = subscribe(&nodes[1], "gifts").await;
+    let on_third = subscribe(&nodes[2], "gifts").await;
+    for node in &nodes {
+        eventually("every node counts 3", || async { online(&node.admin, "gifts").await == 3 }).await;
+    }
+    drop((on_first, on_second));
+    for node in &nodes[..2] {
+        eventually("the others count 1", || async { online(&node.admin, "gifts").await == 1 }).await;
+    }
+    assert_eq!(receiver.events(), [occupied(1)], "every node saw the room occupied; one told it");
+
+    // The last member's node dies: the others stop counting it, wait out the debounce, and one tells.
+    nodes[2].signal(9);
+    nodes[2].wait().await;
+    drop(on_third);
+    assert_eq!(receiver.until(2).await, [occupied(1), vacated()]);
+    // Another node's look after the first one's claim finds the state there already.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.events(), [occupied(1), vacated()], "once each");
+
+    let again = subscribe(&nodes[1], "gifts").await;
+    assert_eq!(receiver.until(3).await, [occupied(1), vacated(), occupied(1)]);
+    drop(again);
+    assert_eq!(receiver.until(4).await.len(), 4);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.events(), [occupied(1), vacated(), occupied(1), vacated()], "alternating, once each");
+}
+
+/// A broadcast's reach summed over 3 nodes: every node's subscribers are
+/// targets, `delivered` is what they all read, and the sum is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reach_is_summed_over_every_node() {
+    let nats = NatsServer::start().await;
+    let (nodes, _dirs) = nodes(3, &[nats.url()]).await;
+    wait_for_each_other(&nodes).await;
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+    let mut subscribers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for _ in 0..(i + 1) * 4 {
+            subscribers.push(subscribe(node, "gifts").await);
+        }
+    }
+    for node in &nodes {
+        eventually("every node counts 24", || async { online(&node.admin, "gifts").await == 24 }).await;
+    }
+    for n in 1..=5 {
+        assert_eq!(broadcast(&nodes[n % 3].admin, "gifts", json!(n)).await.0, StatusCode::ACCEPTED);
+    }
+    for subscriber in &mut subscribers {
+        for seq in 1..=5 {
+            assert_eq!(next_of(subscriber, "broadcast").await["seq"], seq);
+        }
+    }
+    for seq in 1..=5 {
+        for node in &nodes {
+            let path = format!("/v1/apps/demo/rooms/gifts/broadcasts/{seq}");
+            let deadline = tokio::time::Instant::now() + HANG;
+            let reach = loop {
+                let reach = node.admin.get(&path).await.1;
+                if reach["complete"] == true {
+                    break reach;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "never complete: {reach}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            assert_eq!((reach["targets"].as_u64(), reach["delivered"].as_u64()), (Some(24), Some(24)), "{reach}");
+            assert_eq!(reach["pending"], 0);
+        }
+    }
+    let (status, error) = nodes[1].admin.get("/v1/apps/demo/rooms/gifts/broadcasts/6").await;
+    assert_eq!((status, &error["error"]["code"]), (StatusCode::NOT_FOUND, &json!("broadcast_not_found")));
+}

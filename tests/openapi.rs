@@ -139,6 +139,19 @@ async fn every_documented_status_and_error_code_is_what_the_server_answers() {
         StatusCode::NOT_FOUND,
     );
 
+    let change = |body: Value| Some(body.to_string());
+    let renamed = change(json!({"name": "Gifts", "occupancy_interval_ms": 1000}));
+    seen.record("changeRoom", call(admin, Method::PATCH, &room, renamed.as_deref(), Some(KEY)).await, StatusCode::OK);
+    let too_often = change(json!({"occupancy_interval_ms": 10}));
+    let answer = call(admin, Method::PATCH, &room, too_often.as_deref(), Some(KEY)).await;
+    seen.record("changeRoom", answer, StatusCode::BAD_REQUEST);
+    seen.record("changeRoom", call(admin, Method::PATCH, &room, Some("{}"), None).await, StatusCode::UNAUTHORIZED);
+    let answer = call(admin, Method::PATCH, &format!("{ROOMS}/nope"), Some("{}"), Some(KEY)).await;
+    seen.record("changeRoom", answer, StatusCode::NOT_FOUND);
+    let long = change(json!({"name": "n".repeat(64 * 1024)}));
+    let answer = call(admin, Method::PATCH, &room, long.as_deref(), Some(KEY)).await;
+    seen.record("changeRoom", answer, StatusCode::PAYLOAD_TOO_LARGE);
+
     let broadcast = format!("{room}/broadcast");
     let data = json!({"data": {"n": 1}}).to_string();
     seen.record("broadcast", call(admin, Method::POST, &broadcast, Some(&data), Some(KEY)).await, StatusCode::ACCEPTED);
@@ -220,6 +233,7 @@ async fn every_documented_status_and_error_code_is_what_the_server_answers() {
     until_rate_limited(&mut seen, "listRooms", admin, Method::GET, ROOMS, None).await;
     until_rate_limited(&mut seen, "createRoom", admin, Method::POST, ROOMS, Some(&create("a"))).await;
     until_rate_limited(&mut seen, "getRoom", admin, Method::GET, &room, None).await;
+    until_rate_limited(&mut seen, "changeRoom", admin, Method::PATCH, &room, Some("{}")).await;
     until_rate_limited(&mut seen, "deleteRoom", admin, Method::DELETE, &room, None).await;
     until_rate_limited(&mut seen, "broadcast", admin, Method::POST, &broadcast, Some(&data)).await;
     until_rate_limited(&mut seen, "getReach", admin, Method::GET, &format!("{room}/broadcasts/1"), None).await;

@@ -6,13 +6,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bullhorn::fanout::{ConflateKey, Delivery, Entry, Priority, QueueLimits, Subscriber};
 use bullhorn::metrics::Metrics;
 use bullhorn::presence::Member;
 use bullhorn::protocol::Framing;
 use bullhorn::room::resume::ResumeLimits;
-use bullhorn::room::{Room, RoomConfig, RoomSpec};
+use bullhorn::room::{Extras, Room, RoomConfig, RoomSpec};
 
 /// Whether the delivery features of contract §2–3 are in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,11 @@ pub enum Features {
     /// A 64-message resume window, `high` priority, a conflate key and a fresh
     /// idempotency key on every broadcast.
     On,
+    /// The live-room features (contract §9) on every broadcast, the rest as
+    /// `Off`: a `ttl_ms` (a minute: nothing expires) and a pin (every
+    /// broadcast replaces the sticky message), in a room with occupancy on.
+    /// Reach is counted in every mode: it cannot be turned off.
+    Live,
 }
 
 pub struct Rig {
@@ -45,9 +51,11 @@ impl Rig {
             created_at: "2026-01-01T00:00:00Z".into(),
             seq: 0,
             sticky: None,
+            occupancy_interval_ms: if features == Features::Live { 1_000 } else { 0 },
+            occupied: false,
         };
         let resume = match features {
-            Features::Off => ResumeLimits { messages: 0, ..ResumeLimits::default() },
+            Features::Off | Features::Live => ResumeLimits { messages: 0, ..ResumeLimits::default() },
             Features::On => ResumeLimits::default(),
         };
         let room = Arc::new(Room::new(
@@ -76,6 +84,10 @@ impl Rig {
             Features::On => {
                 let delivery = Delivery { priority: Priority::High, conflate: ConflateKey::of("score") };
                 self.room.publish(data, delivery, Some(&format!("key-{n}")));
+            }
+            Features::Live => {
+                let extras = Extras { ttl: Some(Duration::from_secs(60)), sticky: true };
+                self.room.publish_with(data, Delivery::default(), extras, None);
             }
         }
     }

@@ -50,6 +50,46 @@ impl Admin {
         }
     }
 
+    /// Sets the room's `occupancy_interval_ms`.
+    pub async fn set_occupancy_interval(&self, ms: u64) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .patch(format!("{}/v1/apps/{}/rooms/{}", self.base, self.app, self.room))
+            .bearer_auth(&self.key)
+            .json(&json!({"occupancy_interval_ms": ms}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("cannot set the occupancy interval: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// The room's object now.
+    pub async fn room(&self) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/apps/{}/rooms/{}", self.base, self.app, self.room))
+            .bearer_auth(&self.key)
+            .send()
+            .await?;
+        Ok(resp.json().await?)
+    }
+
+    /// Broadcast `seq`'s reach (contract §9).
+    pub async fn reach(&self, seq: u64) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/apps/{}/rooms/{}/broadcasts/{seq}", self.base, self.app, self.room))
+            .bearer_auth(&self.key)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("no reach for broadcast {seq}: {}", resp.status());
+        }
+        Ok(resp.json().await?)
+    }
+
     /// The room's `online` count now.
     pub async fn online(&self) -> anyhow::Result<u64> {
         let resp = self
@@ -70,6 +110,12 @@ impl Admin {
         }
         if let Some(conflate) = &options.conflate {
             body["conflate"] = json!(conflate.replace("{n}", &n.to_string()));
+        }
+        if let Some(ttl_ms) = options.ttl_ms {
+            body["ttl_ms"] = json!(ttl_ms);
+        }
+        if options.sticky {
+            body["sticky"] = json!(true);
         }
         let mut request = self
             .http

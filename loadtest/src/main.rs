@@ -158,6 +158,19 @@ pub struct DeliveryArgs {
     /// Send a fresh `Idempotency-Key` with every broadcast
     #[arg(long)]
     pub idempotency_keys: bool,
+    /// `ttl_ms` of every broadcast (contract §9)
+    #[arg(long)]
+    pub ttl_ms: Option<u64>,
+    /// Pin every broadcast as the room's sticky message
+    #[arg(long)]
+    pub sticky: bool,
+    /// The room's `occupancy_interval_ms`, set before the run (0 turns it off)
+    #[arg(long)]
+    pub occupancy_interval_ms: Option<u64>,
+    /// After the run, read every broadcast's reach from the admin API and
+    /// check that `delivered` adds up to what the subscribers received
+    #[arg(long)]
+    pub check_reach: bool,
 }
 
 #[derive(Debug, Clone, Args, Serialize)]

@@ -69,6 +69,26 @@ pub struct Report {
     /// `fanout --with-ceiling`: deliveries per second over the ceiling's writes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ceiling_ratio: Option<f64>,
+    /// `fanout --check-reach`: the server's reach of every broadcast against what was received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reach: Option<ReachCheck>,
+}
+
+/// The admin API's reach (contract §9) summed over the run's broadcasts.
+#[derive(Debug, Default, Serialize)]
+pub struct ReachCheck {
+    pub broadcasts: u64,
+    pub targets: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub disconnected: u64,
+    pub pending: u64,
+    /// Every broadcast's reach was complete.
+    pub complete: bool,
+    /// `targets = delivered + dropped + disconnected + pending` for every broadcast.
+    pub accounted: bool,
+    /// The sum of `delivered` is what the subscribers received.
+    pub delivered_matches_received: bool,
 }
 
 /// `ceiling`: raw writes of one frame each, round-robin over the sockets.
@@ -283,6 +303,22 @@ impl Report {
         }
         if let Some(ratio) = self.ceiling_ratio {
             eprintln!("  vs ceiling       {ratio:.2}× the machine's one-write-per-delivery rate");
+        }
+        if let Some(r) = &self.reach {
+            let verdict = |ok: bool| if ok { "yes" } else { "NO" };
+            eprintln!(
+                "  reach            {} broadcasts: targets {} = delivered {} + dropped {} + disconnected {} + pending {}; \
+                 accounted {}, complete {}, delivered = received {}",
+                r.broadcasts,
+                r.targets,
+                r.delivered,
+                r.dropped,
+                r.disconnected,
+                r.pending,
+                verdict(r.accounted),
+                verdict(r.complete),
+                verdict(r.delivered_matches_received)
+            );
         }
         if let Some(cpu) = self.server_cpu_seconds {
             eprintln!("  server CPU       {cpu:.2} s");

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use bullhorn::cli::ServeArgs;
 use bullhorn::{Config, Server};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The bullhorn tests' nats-server helper (JetStream on free ports).
 #[path = "../../tests/common/nats.rs"]
@@ -128,6 +128,26 @@ async fn fanout_delivers_everything_and_reports_every_field() {
     assert_eq!(u(&report, "deliveries"), u(&report, "expected_deliveries"), "nothing dropped, all delivered");
     assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
     assert_eq!(u(&report, "payload_bytes"), 120);
+}
+
+/// With every live-room feature on (ttl, a pin on every broadcast, occupancy
+/// pushed every second), everything still arrives once, and the server's
+/// reach of each broadcast adds up to what the subscribers received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_s_reach_is_what_the_subscribers_received() {
+    let node = start(ServeArgs::default()).await;
+    let args = ["--subscribers", "200", "--workers", "2", "--rate", "20", "--duration", "2", "--payload", "120"];
+    let live = ["--ttl-ms", "60000", "--sticky", "--occupancy-interval-ms", "1000", "--check-reach"];
+    let report = run(&node, "fanout", &[&args[..], &live[..]].concat()).await;
+    assert_eq!(u(&report, "deliveries"), 40 * 200, "nothing dropped, all delivered");
+    assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
+    let reach = &report["reach"];
+    assert_eq!((reach["broadcasts"].as_u64(), reach["targets"].as_u64()), (Some(40), Some(40 * 200)), "{reach}");
+    assert_eq!(reach["delivered"].as_u64(), Some(40 * 200));
+    assert_eq!(
+        (&reach["complete"], &reach["accounted"], &reach["delivered_matches_received"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

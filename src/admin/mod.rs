@@ -1,7 +1,7 @@
 //! The private admin listener: the REST API of contract §2, health, metrics.
 //!
 //! * [`auth`]: bearer-key check for every `/v1/` route, before any lookup.
-//! * [`rooms`]: create, list, show, delete.
+//! * [`rooms`]: create, list, show, change, delete; unpin.
 //! * [`broadcast`]: accept a broadcast and hand it to the room.
 //! * [`reach`]: what became of one broadcast's copies.
 //! * [`health`]: `/healthz`, `/readyz`, `/metrics`.
@@ -38,7 +38,7 @@ pub fn router(shared: Arc<Shared>, others: Router<Arc<Shared>>) -> Router {
     let body_limit = shared.settings.max_payload_bytes + BODY_ENVELOPE_BYTES;
     Router::new()
         .route("/v1/apps/{app}/rooms", post(rooms::create).get(rooms::list))
-        .route("/v1/apps/{app}/rooms/{room}", get(rooms::show).delete(rooms::delete))
+        .route("/v1/apps/{app}/rooms/{room}", get(rooms::show).patch(rooms::change).delete(rooms::delete))
         .route("/v1/apps/{app}/rooms/{room}/broadcast", post(broadcast::broadcast))
         .route("/v1/apps/{app}/rooms/{room}/broadcasts/{seq}", get(reach::show))
         .route("/v1/apps/{app}/rooms/{room}/sticky", delete(rooms::unpin))

@@ -1,4 +1,5 @@
-//! Room administration: create (atomic against the cap), list, show, delete.
+//! Room administration: create (atomic against the cap), list, show, change
+//! (name, occupancy interval), delete, and unpin its sticky message.
 //! There is deliberately no endpoint that adds, invites or lists members.
 
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use super::body;
 use crate::api_error::ApiError;
 use crate::ids::is_valid_id;
 use crate::registry::App;
-use crate::room::Room;
+use crate::room::{Room, occupancy};
 use crate::state::Shared;
 
 const MAX_NAME_CHARS: usize = 256;
@@ -26,6 +27,37 @@ struct CreateRoom {
     room: String,
     #[serde(default, deserialize_with = "body::present_string")]
     name: Option<String>,
+    #[serde(default)]
+    occupancy_interval_ms: u64,
+}
+
+/// `PATCH …/rooms/{room}`: any of these, the rest unchanged.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRoom {
+    #[serde(default, deserialize_with = "body::present_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present_u64")]
+    occupancy_interval_ms: Option<u64>,
+}
+
+fn present_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    <u64 as Deserialize>::deserialize(deserializer).map(Some)
+}
+
+fn check_name(name: Option<&String>) -> Result<(), ApiError> {
+    if name.is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
+        return Err(ApiError::invalid_request(format!("name is longer than {MAX_NAME_CHARS} characters")));
+    }
+    Ok(())
+}
+
+fn check_interval(ms: u64) -> Result<(), ApiError> {
+    if !occupancy::valid_interval(ms) {
+        let (min, max) = (occupancy::MIN_INTERVAL_MS, occupancy::MAX_INTERVAL_MS);
+        return Err(ApiError::invalid_request(format!("occupancy_interval_ms must be 0 (off) or {min} to {max}")));
+    }
+    Ok(())
 }
 
 /// The room object of contract §2 (`online` is cluster-wide in a cluster).
@@ -37,6 +69,7 @@ pub fn room_json(shared: &Shared, room: &Room) -> Value {
         "seq": room.seq(),
         "created_at": room.created_at(),
         "sticky_seq": room.sticky_seq(),
+        "occupancy_interval_ms": room.occupancy_interval_ms(),
     })
 }
 
@@ -51,12 +84,13 @@ fn is_invite_like(key: &str) -> bool {
     key.contains("member") || key.contains("invite") || key == "users" || key == "user_ids"
 }
 
-pub async fn create(
-    State(shared): State<Arc<Shared>>,
-    Path(app_id): Path<String>,
+/// A room request's body: a JSON object, no field that would add people
+/// (refused with its own code), then the request's own fields.
+fn room_body<T: serde::de::DeserializeOwned>(
+    shared: &Shared,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let app = app(&shared, &app_id)?;
+    what: &str,
+) -> Result<T, ApiError> {
     let bytes = body::bytes(body, shared.settings.max_payload_bytes)?;
     let value: Value = body::json(&bytes)?;
     let Some(object) = value.as_object() else {
@@ -65,15 +99,26 @@ pub async fn create(
     if object.keys().any(|k| is_invite_like(k)) {
         return Err(ApiError::invites_not_allowed());
     }
-    let request: CreateRoom =
-        serde_json::from_value(value).map_err(|e| ApiError::invalid_request(format!("invalid room: {e}")))?;
+    serde_json::from_value(value).map_err(|e| ApiError::invalid_request(format!("{what}: {e}")))
+}
+
+pub async fn create(
+    State(shared): State<Arc<Shared>>,
+    Path(app_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let app = app(&shared, &app_id)?;
+    let request: CreateRoom = room_body(&shared, body, "invalid room")?;
     if !is_valid_id(&request.room) {
         return Err(ApiError::invalid_request("room must match ^[A-Za-z0-9_-]{1,64}$"));
     }
-    if request.name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
-        return Err(ApiError::invalid_request(format!("name is longer than {MAX_NAME_CHARS} characters")));
-    }
+    check_name(request.name.as_ref())?;
+    check_interval(request.occupancy_interval_ms)?;
     let created = create_room(&shared, app, &request.room, request.name).await?;
+    if request.occupancy_interval_ms > 0 {
+        created.set_occupancy_interval_ms(request.occupancy_interval_ms);
+        persist(&shared, &request.room).await;
+    }
     Ok((StatusCode::CREATED, Json(room_json(&shared, &created))))
 }
 
@@ -108,6 +153,37 @@ pub async fn show(
     Ok(Json(room_json(&shared, &room)))
 }
 
+/// `PATCH …/rooms/{room}`: changes its name or its occupancy interval.
+pub async fn change(
+    State(shared): State<Arc<Shared>>,
+    Path((app_id, room_id)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let app = app(&shared, &app_id)?;
+    let request: ChangeRoom = room_body(&shared, body, "invalid change")?;
+    check_name(request.name.as_ref())?;
+    if let Some(ms) = request.occupancy_interval_ms {
+        check_interval(ms)?;
+    }
+    let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
+    if let Some(name) = request.name {
+        room.rename(name);
+    }
+    if let Some(ms) = request.occupancy_interval_ms {
+        room.set_occupancy_interval_ms(ms);
+    }
+    persist(&shared, &room_id).await;
+    Ok(Json(room_json(&shared, &room)))
+}
+
+/// Writes the registry after a change to a room that is not a create or a
+/// delete (those write it themselves); a failure is logged, the change stays.
+async fn persist(shared: &Shared, room: &str) {
+    if let Err(error) = shared.registry.persist().await {
+        tracing::warn!(%error, room, "the registry could not be written");
+    }
+}
+
 pub async fn delete(
     State(shared): State<Arc<Shared>>,
     Path((app_id, room_id)): Path<(String, String)>,
@@ -128,9 +204,7 @@ pub async fn unpin(
     if !room.unpin() {
         return Err(ApiError::sticky_not_found(&room_id));
     }
-    if let Err(error) = shared.registry.persist().await {
-        tracing::warn!(%error, room = room_id, "unpinned, but the registry could not be written");
-    }
+    persist(&shared, &room_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

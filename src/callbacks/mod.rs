@@ -10,6 +10,9 @@
 //! * after-broadcast: queued (bounded) and sent by one task per app, in
 //!   order, retried with backoff until the server takes it; what does not fit
 //!   the queue is counted, never silently lost.
+//! * room events (`room.occupied`, `room.vacated`, as `events` asks): decided
+//!   by the room (`room::events`), then queued and sent like after-broadcast
+//!   ones, in the same order, with the event's name as `CallbackCommand`.
 //!
 //! [`wire`] has the request bodies and the reading of answers.
 
@@ -22,6 +25,7 @@ use metrics::{Counter, Gauge, counter, gauge};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::room::events::Transition;
 use wire::{Message, Verdict};
 
 /// One app's callback settings (`[app.callbacks]`).
@@ -36,8 +40,46 @@ pub struct CallbackConfig {
     pub token: Option<String>,
     pub before_broadcast: bool,
     pub after_broadcast: bool,
-    /// After-broadcast events held while the server is slow or down.
+    /// After-broadcast events (and room events) held while the server is slow or down.
     pub after_queue: usize,
+    /// Which room events to send.
+    pub events: RoomEvents,
+    /// How long a room stays empty before `room.vacated`.
+    pub vacated_after: Duration,
+}
+
+/// The room events an app asked for (`events` in `[app.callbacks]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomEvents {
+    pub occupied: bool,
+    pub vacated: bool,
+}
+
+impl RoomEvents {
+    pub fn any(self) -> bool {
+        self.occupied || self.vacated
+    }
+
+    fn wants(self, transition: Transition) -> bool {
+        match transition {
+            Transition::Occupied => self.occupied,
+            Transition::Vacated => self.vacated,
+        }
+    }
+}
+
+/// What the sending task posts: the `CallbackCommand`, the metrics' kind and the body.
+#[derive(Debug)]
+struct Queued {
+    command: &'static str,
+    kind: Kind,
+    body: Value,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    After,
+    Event,
 }
 
 impl std::fmt::Debug for CallbackConfig {
@@ -51,6 +93,8 @@ impl std::fmt::Debug for CallbackConfig {
             .field("before_broadcast", &self.before_broadcast)
             .field("after_broadcast", &self.after_broadcast)
             .field("after_queue", &self.after_queue)
+            .field("events", &self.events)
+            .field("vacated_after", &self.vacated_after)
             .finish()
     }
 }
@@ -70,6 +114,8 @@ struct CallbackMetrics {
     before_failed: Counter,
     after_ok: Counter,
     after_retried: Counter,
+    event_ok: Counter,
+    event_retried: Counter,
     overflow: Counter,
     queue_depth: Gauge,
 }
@@ -82,12 +128,15 @@ impl CallbackMetrics {
             before_failed: calls("before", if fail_closed { "failed_closed" } else { "failed_open" }),
             after_ok: calls("after", "ok"),
             after_retried: calls("after", "retried"),
+            event_ok: calls("event", "ok"),
+            event_retried: calls("event", "retried"),
             overflow: counter!(crate::metrics::CALLBACK_OVERFLOW, "app" => app.to_owned()),
             queue_depth: gauge!(crate::metrics::CALLBACK_QUEUE, "app" => app.to_owned()),
         };
         // Exported from the start, so dashboards and alerts see zeros rather than nothing.
         metrics.before_ok.increment(0);
         metrics.after_ok.increment(0);
+        metrics.event_ok.increment(0);
         metrics.overflow.increment(0);
         metrics.queue_depth.set(0.0);
         metrics
@@ -100,9 +149,9 @@ pub struct Callbacks {
     sdkappid: String,
     config: CallbackConfig,
     http: reqwest::Client,
-    after_send: mpsc::Sender<Value>,
+    after_send: mpsc::Sender<Queued>,
     /// Taken by the worker when the server starts.
-    after_receive: Mutex<Option<mpsc::Receiver<Value>>>,
+    after_receive: Mutex<Option<mpsc::Receiver<Queued>>>,
     metrics: CallbackMetrics,
 }
 
@@ -157,9 +206,32 @@ impl Callbacks {
 
     /// Queues an after-broadcast event; counts it if the queue is full.
     pub fn after(&self, body: Value) {
-        if self.after_send.try_send(body).is_err() {
+        self.queue(Queued { command: wire::AFTER_COMMAND, kind: Kind::After, body });
+    }
+
+    pub fn wants_events(&self) -> bool {
+        self.config.events.any()
+    }
+
+    /// How long a room stays empty before `room.vacated`.
+    pub fn vacated_after(&self) -> Duration {
+        self.config.vacated_after
+    }
+
+    /// Queues room event `transition` of `room` (if the app asked for it).
+    pub fn room_event(&self, transition: Transition, room: &str, online: usize) {
+        if !self.config.events.wants(transition) {
+            return;
+        }
+        let command = transition.event();
+        let body = wire::room_event_body(command, &self.app, room, online, std::time::SystemTime::now());
+        self.queue(Queued { command, kind: Kind::Event, body });
+    }
+
+    fn queue(&self, queued: Queued) {
+        if self.after_send.try_send(queued).is_err() {
             self.metrics.overflow.increment(1);
-            tracing::warn!(app = %self.app, "after-broadcast callback queue full: event not queued");
+            tracing::warn!(app = %self.app, "callback queue full: event not queued");
         }
         self.record_depth();
     }
@@ -169,25 +241,29 @@ impl Callbacks {
         let mut receive = self.after_receive.lock().expect("callback receiver").take()?;
         let this = self.clone();
         Some(tokio::spawn(async move {
-            while let Some(body) = receive.recv().await {
-                this.deliver(&body).await;
+            while let Some(queued) = receive.recv().await {
+                this.deliver(&queued).await;
                 this.record_depth();
             }
         }))
     }
 
     /// Sends one event until the server takes it.
-    async fn deliver(&self, body: &Value) {
+    async fn deliver(&self, queued: &Queued) {
+        let (ok, retried) = match queued.kind {
+            Kind::After => (&self.metrics.after_ok, &self.metrics.after_retried),
+            Kind::Event => (&self.metrics.event_ok, &self.metrics.event_retried),
+        };
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.post(wire::AFTER_COMMAND, body).await {
+            match self.post(queued.command, &queued.body).await {
                 Ok(_) => {
-                    self.metrics.after_ok.increment(1);
+                    ok.increment(1);
                     return;
                 }
                 Err(error) => {
-                    self.metrics.after_retried.increment(1);
-                    tracing::debug!(app = %self.app, %error, "after-broadcast callback failed; retrying");
+                    retried.increment(1);
+                    tracing::debug!(app = %self.app, %error, command = queued.command, "callback failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

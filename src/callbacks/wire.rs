@@ -53,6 +53,12 @@ pub fn before_body(message: &Message<'_>) -> Value {
 }
 
 /// The body of the after-broadcast request.
+/// `{"event":"room.occupied","app":…,"room":…,"online":…,"at":"<RFC 3339>"}` (contract §9).
+pub fn room_event_body(event: &str, app: &str, room: &str, online: usize, at: std::time::SystemTime) -> Value {
+    let at = humantime::format_rfc3339_millis(at).to_string();
+    serde_json::json!({"event": event, "app": app, "room": room, "online": online, "at": at})
+}
+
 pub fn after_body(message: &Message<'_>, seq: u64, time_ms: u64, online: usize) -> Value {
     let mut body = common(message, AFTER_COMMAND);
     body.insert("event".into(), "after_broadcast".into());

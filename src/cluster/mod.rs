@@ -8,13 +8,17 @@
 //! * [`feed`]: a broadcast published to its room's stream (the stream numbers
 //!   it), and the ordered consumer that delivers the stream on this node.
 //! * [`presence`]: per-node room counts every second; `online` sums live nodes.
+//! * [`reach`]: a broadcast's reach summed over the nodes, by scatter-gather.
+//! * [`events`]: one node tells each room event, by compare-and-set in a KV bucket.
 //!
 //! Health is the connection state: async-nats reconnects by itself and buffers
 //! publishes meanwhile, so a publish returning proves nothing (crates.md §9).
 
+pub mod events;
 pub mod feed;
 pub mod names;
 pub mod presence;
+pub mod reach;
 pub mod rooms;
 pub mod secrets;
 
@@ -118,6 +122,8 @@ pub struct Cluster {
     client: async_nats::Client,
     jetstream: jetstream::Context,
     rooms: kv::Store,
+    /// Each room's last room event ([`events`]).
+    events: kv::Store,
     node: String,
     presence: Presence,
     /// Each mirrored room's feed task, by (app, room).
@@ -176,11 +182,15 @@ impl Cluster {
         metrics.cluster_connected.set(1.0);
         let jetstream = jetstream::new(client.clone());
         let rooms = open_bucket_when_ready(&jetstream).await?;
+        let events = events::open_bucket(&jetstream)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the room events bucket: {e}"))?;
         tracing::info!(node, urls, "joined the cluster");
         Ok(Cluster {
             client,
             jetstream,
             rooms,
+            events,
             presence: Presence::new(node.clone()),
             node,
             feeds: Mutex::default(),
@@ -216,6 +226,7 @@ impl Cluster {
             tokio::spawn(rooms::watch(self.clone(), registry.clone())).abort_handle(),
             tokio::spawn(presence::publish(self.clone(), registry.clone())).abort_handle(),
             tokio::spawn(presence::listen(self.clone(), metrics.clone())).abort_handle(),
+            tokio::spawn(reach::answer(self.clone(), registry.clone())).abort_handle(),
         ]
     }
 

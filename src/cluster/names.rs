@@ -10,6 +10,14 @@ pub const SECRETS_BUCKET: &str = "bullhorn_secrets";
 /// The QUIC reset secret's key in [`SECRETS_BUCKET`].
 pub const QUIC_RESET_KEY: &str = "quic-reset";
 
+/// The KV bucket holding each room's last room event (`room.occupied` or `room.vacated`).
+pub const ROOM_EVENTS_BUCKET: &str = "bullhorn_room_events";
+
+/// A room's key in [`ROOM_EVENTS_BUCKET`] (KV keys may hold `.`; ids hold none).
+pub fn room_events_key(app: &str, room: &str) -> String {
+    format!("{app}.{room}")
+}
+
 /// Where every node publishes its per-room counts; the node id is the last token.
 pub const PRESENCE_PREFIX: &str = "bullhorn.presence.";
 
@@ -22,6 +30,18 @@ pub fn broadcast_subject(app: &str, room: &str) -> String {
 /// `("a_b", "c")` and `("a", "b_c")` apart.
 pub fn stream(app: &str, room: &str) -> String {
     format!("bullhorn_{}_{app}_{room}", app.len())
+}
+
+/// Where a node asks the others for a broadcast's reach: `<prefix><app>.<room>`.
+pub const REACH_PREFIX: &str = "bullhorn.reach.";
+
+pub fn reach_subject(app: &str, room: &str) -> String {
+    format!("{REACH_PREFIX}{app}.{room}")
+}
+
+/// The (app, room) of a reach question's subject.
+pub fn reach_room(subject: &str) -> Option<(&str, &str)> {
+    subject.strip_prefix(REACH_PREFIX)?.split_once('.')
 }
 
 /// A node's presence subject.
@@ -44,5 +64,6 @@ mod tests {
         let stream = stream("app-1", "room_2");
         assert!(!stream.contains(['.', '*', '>', ' ']), "{stream}");
         assert_eq!(broadcast_subject("demo", "gifts").split('.').count(), 4);
+        assert_eq!(reach_room(&reach_subject("app-1", "room_2")), Some(("app-1", "room_2")));
     }
 }

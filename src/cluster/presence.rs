@@ -51,6 +51,13 @@ impl Presence {
         counts.sum()
     }
 
+    /// Live nodes other than this one.
+    pub fn live_others(&self) -> usize {
+        let now = Instant::now();
+        let reports = self.reports.lock().expect("presence lock");
+        reports.values().filter(|(at, _)| now.duration_since(*at) < FRESH_FOR).count()
+    }
+
     /// True when every live node's last report lists `room`.
     pub fn everyone_has(&self, app: &str, room: &str) -> bool {
         let now = Instant::now();

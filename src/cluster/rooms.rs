@@ -124,6 +124,7 @@ impl Cluster {
             if let Some(revision) = write(self, app.id(), &list, revision).await? {
                 self.mirror(registry, app, &list, revision).await?;
                 feed::delete_stream(self, app.id(), room).await;
+                self.forget_room_events(app.id(), room).await;
                 return Ok(());
             }
         }
@@ -161,6 +162,7 @@ impl Cluster {
                 continue;
             }
             let seq = feed::last_seq(self, app.id(), &listed.room).await?;
+            let occupied = self.room_occupied(app.id(), &listed.room).await?;
             let spec = RoomSpec {
                 app: app.id().clone(),
                 id: Arc::from(listed.room.as_str()),
@@ -168,6 +170,8 @@ impl Cluster {
                 created_at: listed.created_at.clone(),
                 seq,
                 sticky: None,
+                occupancy_interval_ms: 0,
+                occupied,
             };
             if let Some(room) = registry.mirror_room(app, spec) {
                 self.start_feed(room);

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Broadcast;
+use super::{Broadcast, Frames};
 use crate::protocol::close::CloseReason;
 
 /// The reason each member is closed with (a drain draws a delay per member).
@@ -26,6 +26,15 @@ pub enum LaneEntry {
     Broadcast(Arc<Broadcast>),
     /// Close every member of this shard.
     Close(CloseWith),
+    /// Tell every member of this shard the room's online count, unless told it already.
+    Occupancy(Arc<Occupancy>),
+}
+
+/// A room's online count, encoded once for all its members (contract §9).
+#[derive(Debug)]
+pub struct Occupancy {
+    pub online: u32,
+    pub frames: Frames,
 }
 
 impl std::fmt::Debug for LaneEntry {
@@ -33,6 +42,7 @@ impl std::fmt::Debug for LaneEntry {
         match self {
             LaneEntry::Broadcast(broadcast) => write!(f, "Broadcast({})", broadcast.seq),
             LaneEntry::Close(_) => f.write_str("Close"),
+            LaneEntry::Occupancy(occupancy) => write!(f, "Occupancy({})", occupancy.online),
         }
     }
 }

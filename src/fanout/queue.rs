@@ -130,6 +130,8 @@ struct QueueState {
     behind_since: Option<Instant>,
     /// The earliest `ttl_ms` deadline among the queued broadcasts.
     soonest_expiry: Option<Instant>,
+    /// Some slot has an occupancy message waiting (so a take looks at the slots).
+    occupancy_queued: bool,
     close: Option<CloseReason>,
     /// The connection task, parked until something is queued. A waker under
     /// the lock we already hold costs less than a separate `Notify` per subscriber.
@@ -158,7 +160,14 @@ struct Slot {
     /// Seqs up to here were seen before (a resume that named a seq the
     /// subscriber's shard had not delivered yet): not queued again.
     skip_through: u64,
+    /// The room's online count last taken by the writer ([`NEVER_TOLD`] before the first) ...
+    told_online: u32,
+    /// ... and the one waiting in the queue ([`NEVER_TOLD`] when none waits).
+    queued_online: u32,
 }
+
+/// A slot's `told_online` before its first occupancy message.
+const NEVER_TOLD: u32 = u32::MAX;
 
 impl QueueState {
     fn queued_messages(&self) -> usize {
@@ -207,7 +216,10 @@ impl Subscriber {
         rooms: impl IntoIterator<Item = Arc<str>>,
         limits: QueueLimits,
     ) -> Subscriber {
-        let slots: Box<[Slot]> = rooms.into_iter().map(|room| Slot { room, missed: 0, skip_through: 0 }).collect();
+        let slots: Box<[Slot]> = rooms
+            .into_iter()
+            .map(|room| Slot { room, missed: 0, skip_through: 0, told_online: NEVER_TOLD, queued_online: NEVER_TOLD })
+            .collect();
         assert!(slots.len() <= super::tag::MAX_SLOTS, "too many rooms for one subscriber");
         Subscriber {
             id,
@@ -221,6 +233,7 @@ impl Subscriber {
                 slots,
                 behind_since: None,
                 soonest_expiry: None,
+                occupancy_queued: false,
                 close: None,
                 waker: None,
                 woken: false,
@@ -380,6 +393,44 @@ impl Subscriber {
         }
     }
 
+    /// Queues room `slot`'s online count (contract §9) unless this subscriber
+    /// would be told what it was told last. Like a conflated message, at most
+    /// one waits per room: a newer count replaces a waiting one where it
+    /// stands (or withdraws it, when the count went back to the one told).
+    /// Never bounded nor dropped, so never announced as `lagged` (at most one
+    /// per room, a few dozen bytes). Returns true when something was queued.
+    pub fn push_occupancy(&self, slot: usize, frame: &Bytes, online: u32) -> bool {
+        let mut state = self.lock();
+        let Slot { told_online, queued_online, .. } = state.slots[slot];
+        if state.close.is_some() || online == if queued_online == NEVER_TOLD { told_online } else { queued_online } {
+            return false;
+        }
+        if queued_online != NEVER_TOLD {
+            let tag = Tag::occupancy(slot);
+            let index = state.tags.iter().rposition(|t| *t == tag).expect("the waiting occupancy entry");
+            let waiting = &state.items[index];
+            state.unwritten_bytes -= waiting.bytes(self.framing).len();
+            if online == told_online {
+                state.items.remove(index);
+                state.tags.remove(index);
+                state.slots[slot].queued_online = NEVER_TOLD;
+                return false;
+            }
+            state.items[index] = Entry::Frame(frame.clone());
+            state.unwritten_bytes += frame.len();
+            state.slots[slot].queued_online = online;
+            return true;
+        }
+        state.slots[slot].queued_online = online;
+        state.occupancy_queued = true;
+        let was_empty = state.items.is_empty();
+        state.push_back(Entry::Frame(frame.clone()), frame.len(), Tag::occupancy(slot));
+        if was_empty {
+            wake(state);
+        }
+        true
+    }
+
     /// Queues a reply to the client (a pong) unless [`MAX_QUEUED_FOR_REPLY`]
     /// frames already wait: a client that pings without reading cannot grow
     /// its queue, and it has replies enough waiting (RFC 6455 §5.5.3 lets an
@@ -463,6 +514,11 @@ impl Subscriber {
                         state.push_back(Entry::Frame(lagged), len, Tag::gap(slot, LagReason::Slow, missed));
                     }
                 }
+            }
+        }
+        if std::mem::take(&mut state.occupancy_queued) {
+            for slot in state.slots.iter_mut().filter(|slot| slot.queued_online != NEVER_TOLD) {
+                slot.told_online = std::mem::replace(&mut slot.queued_online, NEVER_TOLD);
             }
         }
         // Nothing queued: keep the buffer where the next push will want it.

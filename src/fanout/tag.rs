@@ -76,7 +76,7 @@ impl Delivery {
     pub const URGENT: Delivery = Delivery { priority: Priority::High, conflate: ConflateKey::NONE };
 }
 
-/// One queue entry's tag. Layout: bits 0–1 kind, 2–3 priority or `lagged` reason,
+/// One queue entry's tag. Layout: bits 0–1 kind (control, broadcast, gap, occupancy), 2–3 priority or `lagged` reason,
 /// 4–19 room slot, 20–63 conflate hash (broadcast) or missed count (gap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag(u64);
@@ -84,6 +84,7 @@ pub struct Tag(u64);
 const KIND_CONTROL: u64 = 0;
 const KIND_BROADCAST: u64 = 1;
 const KIND_GAP: u64 = 2;
+const KIND_OCCUPANCY: u64 = 3;
 
 /// The most room slots a subscriber may have.
 pub const MAX_SLOTS: usize = 1 << 16;
@@ -99,6 +100,12 @@ impl Tag {
     pub fn gap(slot: usize, reason: LagReason, missed: u64) -> Tag {
         debug_assert!(slot < MAX_SLOTS && missed < 1 << HASH_BITS);
         Tag(KIND_GAP | (reason as u64) << 2 | (slot as u64) << 4 | missed << 20)
+    }
+
+    /// A room's online count (contract §9): at most one per slot waits in a queue.
+    pub fn occupancy(slot: usize) -> Tag {
+        debug_assert!(slot < MAX_SLOTS);
+        Tag(KIND_OCCUPANCY | (slot as u64) << 4)
     }
 
     pub fn is_broadcast(self) -> bool {
@@ -158,6 +165,9 @@ mod tests {
                 prop_assert!(g.is_gap() && !g.is_broadcast());
                 prop_assert_eq!((g.slot(), g.gap_reason(), g.missed()), (slot, reason, missed));
             }
+            let o = Tag::occupancy(slot);
+            prop_assert!(!o.is_gap() && !o.is_broadcast() && o != Tag::CONTROL);
+            prop_assert_eq!(o.slot(), slot);
             prop_assert!(!Tag::CONTROL.is_broadcast() && !Tag::CONTROL.is_gap());
         }
     }

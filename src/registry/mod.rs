@@ -150,6 +150,8 @@ impl Registry {
                         created_at: stored.created_at,
                         seq: stored.seq,
                         sticky: stored.sticky,
+                        occupancy_interval_ms: u64::from(stored.occupancy_interval_ms),
+                        occupied: stored.occupied,
                     },
                     room_config.clone(),
                     metrics.clone(),
@@ -228,6 +230,8 @@ impl Registry {
                 created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 seq: 0,
                 sticky: None,
+                occupancy_interval_ms: 0,
+                occupied: false,
             };
             let created = Arc::new(Room::new(spec, self.room_config.clone(), self.metrics.clone()));
             rooms.insert(created.id().clone(), created.clone());
@@ -303,11 +307,12 @@ impl Registry {
                 .iter()
                 .map(|room| StoredRoom {
                     room: room.id().to_string(),
-                    name: Some(room.name().to_owned()),
+                    name: Some(room.name()),
                     created_at: room.created_at().to_owned(),
                     seq: room.seq(),
                     sticky: room.stored_sticky(),
-                    occupancy_interval_ms: 0,
+                    occupancy_interval_ms: room.occupancy_interval_ms() as u32,
+                    occupied: room.occupied(),
                 })
                 .collect();
             apps.insert(app.id.to_string(), rooms);
@@ -323,6 +328,11 @@ impl Registry {
                 room.close_members(reason_for.clone());
             }
         }
+    }
+
+    /// Every room of every app.
+    pub fn rooms(&self) -> Vec<Arc<Room>> {
+        self.apps.values().flat_map(|app| app.rooms()).collect()
     }
 
     /// One heartbeat to every subscriber of every room.
@@ -404,6 +414,7 @@ mod tests {
                 seq: 9,
                 sticky: None,
                 occupancy_interval_ms: 0,
+                occupied: false,
             }],
         );
         Store::open(dir.path()).unwrap().save(&snap).unwrap();

@@ -40,6 +40,9 @@ pub struct StoredRoom {
     /// Occupancy pushed to viewers every this many ms; 0 is off.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub occupancy_interval_ms: u32,
+    /// The last room event told was `room.occupied` (so a restart does not tell it twice).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub occupied: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -122,6 +125,7 @@ mod tests {
                 seq: 3,
                 sticky: None,
                 occupancy_interval_ms: 0,
+                occupied: false,
             }],
         );
         store.save(&snap).unwrap();

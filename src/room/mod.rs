@@ -12,7 +12,9 @@
 //! The room also keeps its resume window ([`resume`]) and the idempotency keys
 //! it answered ([`idempotency`]), both filled under the sequencer.
 
+pub mod events;
 pub mod idempotency;
+pub mod occupancy;
 pub mod reach_log;
 pub mod resume;
 pub mod sticky;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_utils::CachePadded;
 use metrics::Counter;
 
-use crate::fanout::lane::{CloseWith, Lane, LaneEntry};
+use crate::fanout::lane::{CloseWith, Lane, LaneEntry, Occupancy};
 use crate::fanout::{Broadcast, Delivery, Drops, Frames, Subscriber};
 use crate::limits::{self, TokenBucket};
 use crate::metrics::Metrics;
@@ -32,7 +34,9 @@ use crate::presence::{Member, MemberKey, Presence, RoomClosed};
 use crate::protocol::close::CloseReason;
 use crate::protocol::messages::{self, LagReason};
 use crate::registry::store::StoredSticky;
+use events::{Transition, Transitions};
 use idempotency::IdempotencyKeys;
+use occupancy::OccupancyClock;
 use reach_log::ReachLog;
 use resume::{ResumeLimits, ResumeRing};
 use sticky::Sticky;
@@ -44,7 +48,7 @@ pub const PARALLEL_FANOUT_MIN: usize = 2048;
 pub struct Room {
     app: Arc<str>,
     id: Arc<str>,
-    name: String,
+    name: Mutex<String>,
     created_at: String,
     /// A std `Mutex`: held to number, encode and enqueue one broadcast,
     /// never across an `.await`.
@@ -53,6 +57,11 @@ pub struct Room {
     resume: Mutex<ResumeRing>,
     reach_log: Mutex<ReachLog>,
     sticky: Sticky,
+    occupancy: OccupancyClock,
+    /// Joins ever, so a look at the room sees a member that came and went.
+    joins: AtomicU64,
+    /// Occupied or vacated, and the joins seen at the last look.
+    events: Mutex<(Transitions, u64)>,
     presence: Presence,
     lanes: Box<[CachePadded<Lane>]>,
     destroyed: AtomicBool,
@@ -118,6 +127,10 @@ pub struct RoomSpec {
     pub seq: u64,
     /// The pinned message it had when last written (restored on load).
     pub sticky: Option<StoredSticky>,
+    /// Occupancy pushed to members every this many ms; 0 is off.
+    pub occupancy_interval_ms: u64,
+    /// The last room event told was `room.occupied` (restored on load).
+    pub occupied: bool,
 }
 
 /// A broadcast as the admin asked for it, before it is numbered: what a
@@ -172,13 +185,16 @@ impl Room {
             broadcasts: metrics.room_broadcasts(&spec.app, &spec.id),
             app: spec.app,
             id: spec.id,
-            name: spec.name,
+            name: Mutex::new(spec.name),
             created_at: spec.created_at,
             sequencer: Mutex::new(Sequencer { seq: spec.seq, keys: IdempotencyKeys::default() }),
             last_seq: AtomicU64::new(spec.seq),
             resume: Mutex::new(ResumeRing::new(config.resume)),
             reach_log: Mutex::new(ReachLog::default()),
             sticky,
+            occupancy: OccupancyClock::new(spec.occupancy_interval_ms),
+            joins: AtomicU64::new(0),
+            events: Mutex::new((Transitions::new(spec.occupied), 0)),
             presence,
             lanes,
             destroyed: AtomicBool::new(false),
@@ -196,8 +212,12 @@ impl Room {
         &self.id
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    pub fn name(&self) -> String {
+        self.name.lock().expect("room name lock").clone()
+    }
+
+    pub fn rename(&self, name: String) {
+        *self.name.lock().expect("room name lock") = name;
     }
 
     pub fn created_at(&self) -> &str {
@@ -379,6 +399,14 @@ impl Room {
                     });
                     continue;
                 }
+                LaneEntry::Occupancy(occupancy) => {
+                    let state = shard.lock();
+                    for (_, member) in state.members.iter() {
+                        let frame = occupancy.frames.get(member.subscriber.framing());
+                        member.subscriber.push_occupancy(member.slot, frame, occupancy.online);
+                    }
+                    continue;
+                }
             };
             let mut drops = Drops::default();
             {
@@ -410,7 +438,7 @@ impl Room {
         let subscriber = Arc::clone(&member.subscriber);
         let slot = member.slot;
         let lane = &self.lanes[self.presence.shard_of(hint)];
-        self.presence.join(hint, member, |delivered| {
+        let joined = self.presence.join(hint, member, |delivered| {
             // Broadcasts still waiting in this shard's lane were accepted
             // before the join (their 202 may be out already): the member is
             // treated as if the shard thread had delivered them before it
@@ -435,7 +463,54 @@ impl Room {
                 subscriber.skip_through(slot, skip);
             }
             welcome
-        })
+        })?;
+        self.occupancy.joined();
+        self.joins.fetch_add(1, Ordering::Release);
+        Ok(joined)
+    }
+
+    /// One look at the room for its events ([`events`]), with its count
+    /// (cluster-wide in a cluster): the transition to tell, if any.
+    pub fn look_for_events(&self, now: Instant, online: usize, vacated_after: Duration) -> Option<Transition> {
+        let mut events = self.events.lock().expect("room events lock");
+        let joins = self.joins.load(Ordering::Acquire);
+        let joined = std::mem::replace(&mut events.1, joins) != joins;
+        events.0.look(now, online, joined, vacated_after)
+    }
+
+    /// Takes `occupied` as the last room event told (what the cluster holds).
+    pub fn set_occupied(&self, occupied: bool) {
+        self.events.lock().expect("room events lock").0 = Transitions::new(occupied);
+    }
+
+    /// The last room event told was `room.occupied`.
+    pub fn occupied(&self) -> bool {
+        self.events.lock().expect("room events lock").0.occupied()
+    }
+
+    /// Occupancy pushed to members every this many ms; 0 is off.
+    pub fn occupancy_interval_ms(&self) -> u64 {
+        self.occupancy.interval_ms()
+    }
+
+    pub fn set_occupancy_interval_ms(&self, ms: u64) {
+        self.occupancy.set_interval_ms(ms);
+    }
+
+    /// Called every [`occupancy::TICK`] with the room's online count
+    /// (cluster-wide in a cluster): when the members are owed it, encodes
+    /// it once and has every lane queue it for those not told it yet.
+    pub fn tick_occupancy(self: &Arc<Self>, now: Instant, online: usize) {
+        if !self.occupancy.due(now, online) {
+            return;
+        }
+        let online = u32::try_from(online).unwrap_or(u32::MAX - 1);
+        let frames = Frames::control(&messages::occupancy(&self.id, online as usize));
+        let occupancy = Arc::new(Occupancy { online, frames });
+        let to_drain: Vec<usize> = (0..self.lanes.len())
+            .filter(|&index| self.lanes[index].enqueue(LaneEntry::Occupancy(Arc::clone(&occupancy))))
+            .collect();
+        self.drive(&to_drain, self.online());
     }
 
     /// Queues what a member resuming after `after` is owed up to `upto`: one
@@ -550,6 +625,8 @@ mod tests {
             created_at: String::new(),
             seq: 0,
             sticky: None,
+            occupancy_interval_ms: 0,
+            occupied: false,
         };
         let lanes = LaneDriver::Shards(Arc::new(Later));
         let config = RoomConfig { shards: 1, resume: ResumeLimits::default(), broadcasts_per_sec: 0, lanes };

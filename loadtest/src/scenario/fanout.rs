@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{SETTLE, ServerWatch, broadcast_at_rate, new_report, wait_online};
 use crate::admin::Admin;
-use crate::report::{ChurnResult, Report, SlowResult};
+use crate::report::{ChurnResult, ReachCheck, Report, SlowResult};
 use crate::workers::{self, Plan};
 use crate::{ChurnArgs, Common, FanoutArgs, SlowArgs};
 
@@ -22,6 +22,9 @@ async fn phase(
 ) -> anyhow::Result<Vec<workers::Worker>> {
     let admin = Arc::new(Admin::new(common));
     admin.ensure_room().await?;
+    if let Some(ms) = args.delivery.occupancy_interval_ms {
+        admin.set_occupancy_interval(ms).await?;
+    }
     let mut server = ServerWatch::start(common);
     let plans: Vec<Plan> = plans.iter().map(|plan| Plan { stall_ms: args.stall_ms, ..plan.clone() }).collect();
     let mut workers = workers::spawn(common, &plans).await?;
@@ -58,12 +61,46 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     let mut workers = phase(common, &args, &workers::plans(common.subscribers, common.workers), &mut report).await?;
     let received = workers::collect(&mut workers, &mut report).await?;
     drop(workers);
+    if args.delivery.check_reach {
+        report.reach = Some(check_reach(&Admin::new(common), report.broadcasts, report.deliveries).await?);
+    }
     if args.with_ceiling {
         let ceiling = super::ceiling::measure(common, args.payload, Duration::from_secs(5), None, &mut report).await?;
         report.ceiling_ratio = Some(report.deliveries_per_sec / ceiling.writes_per_sec);
         report.ceiling = Some(ceiling);
     }
     super::finish(common, report, Some(&received))
+}
+
+/// Reads the reach of the run's `broadcasts` (the room's last ones) once each
+/// is complete (or after 10 s of waiting) and adds them up against what the
+/// subscribers received.
+async fn check_reach(admin: &Admin, broadcasts: u64, received: u64) -> anyhow::Result<ReachCheck> {
+    let last = admin.room().await?["seq"].as_u64().unwrap_or(0);
+    let mut check = ReachCheck { complete: true, accounted: true, ..ReachCheck::default() };
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for seq in last.saturating_sub(broadcasts) + 1..=last {
+        let mut reach = admin.reach(seq).await?;
+        while reach["complete"] != true && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reach = admin.reach(seq).await?;
+        }
+        let dropped =
+            n(&reach["dropped"]["slow"]) + n(&reach["dropped"]["conflated"]) + n(&reach["dropped"]["expired"]);
+        let (targets, delivered) = (n(&reach["targets"]), n(&reach["delivered"]));
+        let (disconnected, pending) = (n(&reach["disconnected"]), n(&reach["pending"]));
+        check.accounted &= targets == delivered + dropped + disconnected + pending;
+        check.complete &= reach["complete"] == true;
+        check.broadcasts += 1;
+        check.targets += targets;
+        check.delivered += delivered;
+        check.dropped += dropped;
+        check.disconnected += disconnected;
+        check.pending += pending;
+    }
+    check.delivered_matches_received = check.delivered == received;
+    Ok(check)
 }
 
 /// Runs the same fan-out twice on one server: all subscribers reading, then

@@ -231,12 +231,18 @@ fn conflation_frees_room_for_the_newest() {
 #[derive(Debug, Clone)]
 enum Op {
     Push { slot: usize, priority: Priority, key: Option<u8> },
+    Occupancy { slot: usize, online: u32 },
     Drain,
+}
+
+fn occupancy_frame(slot: usize, online: u32) -> Bytes {
+    Framing::Quic.frame(&messages::occupancy(ROOMS[slot], online as usize))
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => Just(Op::Drain),
+        1 => (0usize..2, 0u32..3).prop_map(|(slot, online)| Op::Occupancy { slot, online }),
         3 => (0usize..2, 0usize..3, proptest::option::of(0u8..3))
             .prop_map(|(slot, p, key)| Op::Push { slot, priority: Priority::ALL[p], key }),
     ]
@@ -246,7 +252,9 @@ proptest! {
     /// Whatever the pushes, priorities, conflate keys and drains: each room's
     /// delivered seqs increase, every pushed broadcast is either delivered once
     /// or counted exactly once in a `lagged`, the queue's own tally agrees, and
-    /// a high message is only dropped when nothing lower was queued.
+    /// a high message is only dropped when nothing lower was queued. Occupancy
+    /// counts take no part: at most one per room per take, never the same
+    /// twice in a row, and the last one pushed always arrives.
     #[test]
     fn nothing_is_lost_silently(ops in proptest::collection::vec(op(), 1..300), max in 1usize..6) {
         let s = sub(max, usize::MAX);
@@ -254,11 +262,20 @@ proptest! {
         let mut delivered = [0u64; 2];
         let mut lagged = [0u64; 2];
         let mut last = [0u64; 2];
+        let mut told: [Option<u64>; 2] = [None; 2];
+        let mut last_occupancy: [Option<u64>; 2] = [None; 2];
         let mut drops = Drops::default();
         let mut check = |messages: Vec<Value>| {
+            let mut occupancies_in_take = [0; 2];
             for v in messages {
                 let slot = ROOMS.iter().position(|r| v["room"] == *r).unwrap();
-                if v["type"] == "lagged" {
+                if v["type"] == "occupancy" {
+                    let online = v["online"].as_u64();
+                    assert_ne!(told[slot], online, "room {slot}: told the same count twice in a row");
+                    told[slot] = online;
+                    occupancies_in_take[slot] += 1;
+                    assert!(occupancies_in_take[slot] <= 1, "room {slot}: two occupancy messages waited at once");
+                } else if v["type"] == "lagged" {
                     lagged[slot] += v["missed"].as_u64().unwrap();
                 } else {
                     let seq = v["seq"].as_u64().unwrap();
@@ -281,10 +298,15 @@ proptest! {
                         prop_assert!(!lower_queued, "a high message went while a lower one was queued");
                     }
                 }
+                Op::Occupancy { slot, online } => {
+                    s.push_occupancy(slot, &occupancy_frame(slot, online), online);
+                    last_occupancy[slot] = Some(u64::from(online));
+                }
             }
         }
         check(drain(&s));
         check(drain(&s));
+        prop_assert_eq!(told, last_occupancy, "the last count pushed is the last one told");
         for slot in 0..2 {
             prop_assert_eq!(delivered[slot] + lagged[slot], pushed[slot], "room {}", slot);
         }
