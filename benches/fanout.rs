@@ -82,6 +82,9 @@ fn fanout(c: &mut Criterion) {
 /// alive at once, the order alternating), so a noisy neighbour or a memory
 /// layout that changed between criterion's groups cannot pass for a cost.
 fn features_ratio(_: &mut Criterion) {
+    // Off against off: what the interleaved comparison itself reads as a cost
+    // (the second room's memory, its place in the loop), to read the others by.
+    ratio("same_ratio", rig::Features::Off);
     ratio("features_ratio", rig::Features::On);
     ratio("live_ratio", rig::Features::Live);
 }

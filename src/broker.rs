@@ -70,6 +70,47 @@ impl Broker {
         }
     }
 
+    /// Changes a room's name or occupancy interval (on every node), and writes it down.
+    pub async fn change_room(
+        &self,
+        registry: &Registry,
+        app: &App,
+        room: &Room,
+        name: Option<String>,
+        occupancy_interval_ms: Option<u64>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Broker::Local => {
+                if let Some(name) = name {
+                    room.rename(name);
+                }
+                if let Some(ms) = occupancy_interval_ms {
+                    room.set_occupancy_interval_ms(ms);
+                }
+                registry.persist().await.map_err(|e| registry_error(RegistryError::Storage(e)))
+            }
+            Broker::Nats(cluster) => {
+                cluster.change_room(registry, app, room.id(), name, occupancy_interval_ms).await.map_err(cluster_error)
+            }
+        }
+    }
+
+    /// Unpins the room's sticky message (on every node); false when none was pinned.
+    pub async fn unpin(&self, registry: &Registry, room: &Room) -> bool {
+        let Some(seq) = room.unpin() else {
+            return false;
+        };
+        match self {
+            Broker::Local => {
+                if let Err(error) = registry.persist().await {
+                    tracing::warn!(%error, room = %room.id(), "unpinned, but the registry could not be written");
+                }
+            }
+            Broker::Nats(cluster) => cluster.publish_unpin(room.app(), room.id(), seq).await,
+        }
+        true
+    }
+
     /// Numbers and sends one broadcast; `online` is counted on every live node in a cluster.
     pub async fn publish(&self, room: &Arc<Room>, outgoing: Outgoing<'_>) -> Result<Published, ApiError> {
         match self {

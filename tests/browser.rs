@@ -278,6 +278,8 @@ async fn the_console_creates_a_room_and_sends_a_broadcast() {
     assert_eq!(message["type"], "broadcast");
     assert_eq!(message["data"], json!({"text": "🎁 test gift from the console"}));
     browser.until("return document.getElementById('status').textContent.startsWith('sent to gifts: seq 1')").await;
+    // The reach panel shows what became of it: one target, delivered.
+    browser.until("return document.querySelector('#reach tr[data-seq=\"1\"] .delivered')?.textContent === '1'").await;
     let stored = browser.eval("return sessionStorage.getItem('bullhorn.key')").await;
     assert_eq!(stored, common::KEY, "the key lives in the tab's session storage");
     browser.screenshot("console").await;

@@ -358,8 +358,15 @@ async fn each_room_event_is_told_once_by_the_cluster_even_when_a_node_dies_with_
     nodes[0].admin.create_room("gifts").await;
     wait_for_room_everywhere(&nodes, "gifts").await;
 
-    let on_first = subscribe(&nodes[0], "gifts").await;
+    let mut on_first = subscribe(&nodes[0], "gifts").await;
     assert_eq!(receiver.until(1).await, [occupied(1)]);
+    // Flapping faster than the debounce, from node to node: never empty for long enough.
+    for node in nodes.iter().cycle().skip(1).take(6) {
+        drop(on_first);
+        on_first = subscribe(node, "gifts").await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(receiver.events(), [occupied(1)], "flapping told nothing new");
     let on_second = subscribe(&nodes[1], "gifts").await;
     let on_third = subscribe(&nodes[2], "gifts").await;
     for node in &nodes {
@@ -432,4 +439,83 @@ async fn reach_is_summed_over_every_node() {
     }
     let (status, error) = nodes[1].admin.get("/v1/apps/demo/rooms/gifts/broadcasts/6").await;
     assert_eq!((status, &error["error"]["code"]), (StatusCode::NOT_FOUND, &json!("broadcast_not_found")));
+}
+
+/// A pin travels with its broadcast to every node; an unpin on any node, and
+/// a change of the room's name or occupancy interval, reach every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_unpins_and_room_changes_reach_every_node() {
+    let nats = NatsServer::start().await;
+    let (nodes, _dirs) = nodes(3, &[nats.url()]).await;
+    wait_for_each_other(&nodes).await;
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+    let body = json!({"data": {"top": "Ana"}, "sticky": true}).to_string();
+    let (status, accepted) = nodes[0].admin.post("/v1/apps/demo/rooms/gifts/broadcast", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let pinned = accepted["seq"].clone();
+    for node in &nodes {
+        eventually("the pin reaches the node", || async { room(&node.admin, "gifts").await.1["sticky_seq"] == pinned })
+            .await;
+        let mut viewer = subscribe(node, "gifts").await;
+        let sticky = viewer.next_json().await;
+        assert_eq!((&sticky["type"], &sticky["seq"]), (&json!("sticky"), &pinned), "{sticky}");
+    }
+
+    let (status, _) = nodes[1].admin.delete("/v1/apps/demo/rooms/gifts/sticky").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for node in &nodes {
+        eventually("the unpin reaches the node", || async {
+            room(&node.admin, "gifts").await.1["sticky_seq"].is_null()
+        })
+        .await;
+    }
+    let mut viewers = Vec::new();
+    for node in &nodes {
+        viewers.push(subscribe(node, "gifts").await);
+    }
+    let (_, live) = broadcast(&nodes[2].admin, "gifts", json!("live")).await;
+    for viewer in &mut viewers {
+        let next = viewer.next_json().await;
+        assert_eq!((&next["type"], &next["seq"]), (&json!("broadcast"), &live["seq"]), "no pin any more: {next}");
+    }
+
+    let change = json!({"name": "Gifts 🎁", "occupancy_interval_ms": 1000}).to_string();
+    let (status, changed) = nodes[2]
+        .admin
+        .request(reqwest::Method::PATCH, "/v1/apps/demo/rooms/gifts", Some(&change), Some(common::KEY))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    for node in &nodes {
+        eventually("the change reaches the node", || async {
+            let (_, room) = room(&node.admin, "gifts").await;
+            room["name"] == "Gifts 🎁" && room["occupancy_interval_ms"] == 1000
+        })
+        .await;
+    }
+    for viewer in &mut viewers {
+        let occupancy = next_of(viewer, "occupancy").await;
+        assert_eq!(occupancy["online"], 3, "the cluster-wide count: {occupancy}");
+    }
+}
+
+/// The 200-subscriber reach scenario of tests/live_room.rs over 3 nodes: 170
+/// readers, 10 leaving mid-run and 20 stalled, spread over the nodes; every
+/// broadcast's reach, summed by the node asked, accounts for every copy, and
+/// `delivered` is exactly what the subscribers read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reach_accounts_for_every_copy_across_three_nodes() {
+    let nats = NatsServer::start().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (url, mut nodes) = (nats.url(), Vec::new());
+    for dir in &dirs {
+        let mut args = vec!["--cluster-nats", url.as_str()];
+        args.extend(common::reach::SMALL_QUEUE_FLAGS);
+        nodes.push(ChildServer::start(dir.path(), &args).await);
+    }
+    wait_for_each_other(&nodes).await;
+    nodes[0].admin.create_room("gifts").await;
+    wait_for_room_everywhere(&nodes, "gifts").await;
+    let viewers: Vec<_> = nodes.iter().map(|node| node.viewer).collect();
+    common::reach::every_copy_accounted(&viewers, &nodes[1].admin).await;
 }

@@ -116,8 +116,8 @@ pub async fn create(
     check_interval(request.occupancy_interval_ms)?;
     let created = create_room(&shared, app, &request.room, request.name).await?;
     if request.occupancy_interval_ms > 0 {
-        created.set_occupancy_interval_ms(request.occupancy_interval_ms);
-        persist(&shared, &request.room).await;
+        let interval = Some(request.occupancy_interval_ms);
+        shared.broker.change_room(&shared.registry, app, &created, None, interval).await?;
     }
     Ok((StatusCode::CREATED, Json(room_json(&shared, &created))))
 }
@@ -166,22 +166,8 @@ pub async fn change(
         check_interval(ms)?;
     }
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
-    if let Some(name) = request.name {
-        room.rename(name);
-    }
-    if let Some(ms) = request.occupancy_interval_ms {
-        room.set_occupancy_interval_ms(ms);
-    }
-    persist(&shared, &room_id).await;
+    shared.broker.change_room(&shared.registry, app, &room, request.name, request.occupancy_interval_ms).await?;
     Ok(Json(room_json(&shared, &room)))
-}
-
-/// Writes the registry after a change to a room that is not a create or a
-/// delete (those write it themselves); a failure is logged, the change stays.
-async fn persist(shared: &Shared, room: &str) {
-    if let Err(error) = shared.registry.persist().await {
-        tracing::warn!(%error, room, "the registry could not be written");
-    }
 }
 
 pub async fn delete(
@@ -201,10 +187,9 @@ pub async fn unpin(
 ) -> Result<StatusCode, ApiError> {
     let app = app(&shared, &app_id)?;
     let room = app.room(&room_id).ok_or_else(|| ApiError::room_not_found(&room_id))?;
-    if !room.unpin() {
+    if !shared.broker.unpin(&shared.registry, &room).await {
         return Err(ApiError::sticky_not_found(&room_id));
     }
-    persist(&shared, &room_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

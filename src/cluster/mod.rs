@@ -9,6 +9,7 @@
 //!   it), and the ordered consumer that delivers the stream on this node.
 //! * [`presence`]: per-node room counts every second; `online` sums live nodes.
 //! * [`reach`]: a broadcast's reach summed over the nodes, by scatter-gather.
+//! * [`sticky`]: unpins reach every node (pins travel in the stream).
 //! * [`events`]: one node tells each room event, by compare-and-set in a KV bucket.
 //!
 //! Health is the connection state: async-nats reconnects by itself and buffers
@@ -21,6 +22,7 @@ pub mod presence;
 pub mod reach;
 pub mod rooms;
 pub mod secrets;
+pub mod sticky;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -227,6 +229,7 @@ impl Cluster {
             tokio::spawn(presence::publish(self.clone(), registry.clone())).abort_handle(),
             tokio::spawn(presence::listen(self.clone(), metrics.clone())).abort_handle(),
             tokio::spawn(reach::answer(self.clone(), registry.clone())).abort_handle(),
+            tokio::spawn(sticky::follow_unpins(self.clone(), registry.clone())).abort_handle(),
         ]
     }
 

@@ -44,6 +44,18 @@ pub fn reach_room(subject: &str) -> Option<(&str, &str)> {
     subject.strip_prefix(REACH_PREFIX)?.split_once('.')
 }
 
+/// Where an unpin goes to every node: `<prefix><app>.<room>`.
+pub const UNPIN_PREFIX: &str = "bullhorn.unpin.";
+
+pub fn unpin_subject(app: &str, room: &str) -> String {
+    format!("{UNPIN_PREFIX}{app}.{room}")
+}
+
+/// The (app, room) of an unpin's subject.
+pub fn unpin_room(subject: &str) -> Option<(&str, &str)> {
+    subject.strip_prefix(UNPIN_PREFIX)?.split_once('.')
+}
+
 /// A node's presence subject.
 pub fn presence_subject(node: &str) -> String {
     format!("{PRESENCE_PREFIX}{node}")

@@ -31,6 +31,13 @@ pub struct ListedRoom {
     pub room: String,
     pub name: String,
     pub created_at: String,
+    /// Occupancy pushed to members every this many ms; 0 is off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub occupancy_interval_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub(super) async fn open_bucket(jetstream: &jetstream::Context) -> Result<kv::Store, async_nats::Error> {
@@ -89,6 +96,7 @@ impl Cluster {
             room: room.to_owned(),
             name: name.unwrap_or_else(|| room.to_owned()),
             created_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            occupancy_interval_ms: 0,
         };
         loop {
             let (mut list, revision) = read(self, app.id()).await?;
@@ -130,6 +138,34 @@ impl Cluster {
         }
     }
 
+    /// Changes a room's name or occupancy interval in the list; every node
+    /// (this one at once) takes the change from the list it mirrors.
+    pub async fn change_room(
+        &self,
+        registry: &Registry,
+        app: &App,
+        room: &str,
+        name: Option<String>,
+        occupancy_interval_ms: Option<u64>,
+    ) -> Result<(), ClusterError> {
+        self.require_connection()?;
+        loop {
+            let (mut list, revision) = read(self, app.id()).await?;
+            let Some(listed) = list.iter_mut().find(|r| r.room == room) else {
+                return Err(RegistryError::RoomNotFound(room.to_owned()).into());
+            };
+            if let Some(name) = &name {
+                listed.name.clone_from(name);
+            }
+            if let Some(ms) = occupancy_interval_ms {
+                listed.occupancy_interval_ms = ms;
+            }
+            if let Some(revision) = write(self, app.id(), &list, revision).await? {
+                return self.mirror(registry, app, &list, revision).await;
+            }
+        }
+    }
+
     /// Waits (briefly) until every live node reports the new room, so a
     /// viewer sent to any node right after the 201 finds it there.
     async fn settle(&self, app: &str, room: &str) {
@@ -158,7 +194,13 @@ impl Cluster {
             return Ok(());
         }
         for listed in list {
-            if app.room(&listed.room).is_some() {
+            if let Some(room) = app.room(&listed.room) {
+                if room.name() != listed.name {
+                    room.rename(listed.name.clone());
+                }
+                if room.occupancy_interval_ms() != listed.occupancy_interval_ms {
+                    room.set_occupancy_interval_ms(listed.occupancy_interval_ms);
+                }
                 continue;
             }
             let seq = feed::last_seq(self, app.id(), &listed.room).await?;
@@ -170,7 +212,7 @@ impl Cluster {
                 created_at: listed.created_at.clone(),
                 seq,
                 sticky: None,
-                occupancy_interval_ms: 0,
+                occupancy_interval_ms: listed.occupancy_interval_ms,
                 occupied,
             };
             if let Some(room) = registry.mirror_room(app, spec) {

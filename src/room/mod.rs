@@ -541,9 +541,14 @@ impl Room {
         }
     }
 
-    /// Unpins the room's sticky message; false when none was pinned.
-    pub fn unpin(&self) -> bool {
+    /// Unpins the room's sticky message; returns its seq, None when none was pinned.
+    pub fn unpin(&self) -> Option<u64> {
         self.sticky.unpin(Instant::now())
+    }
+
+    /// Unpins a pin of `seq` or earlier (another node's unpin, in a cluster).
+    pub fn unpin_through(&self, seq: u64) {
+        self.sticky.unpin_through(seq);
     }
 
     /// The pinned broadcast's seq, unless none is pinned (or it expired).

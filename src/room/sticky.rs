@@ -26,12 +26,20 @@ struct Pinned {
 
 #[derive(Debug, Default)]
 pub struct Sticky {
-    pinned: Mutex<Option<Pinned>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pinned: Option<Pinned>,
+    /// Pins of seqs up to here were unpinned (in a cluster an unpin may reach
+    /// a node before the pin it undoes): they are not taken again.
+    unpinned_through: u64,
 }
 
 impl Sticky {
-    fn pinned(&self) -> std::sync::MutexGuard<'_, Option<Pinned>> {
-        self.pinned.lock().expect("sticky lock")
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("sticky lock")
     }
 
     /// Pins broadcast `stored` of `room`, replacing what was pinned. One
@@ -40,14 +48,26 @@ impl Sticky {
         let remaining = stored.expires_at_ms.map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
         let frames = Frames::encode_as("sticky", room, stored.seq, stored.ts, &stored.data);
         let expires_at = remaining.map(|left| Instant::now() + left);
-        *self.pinned() = Some(Pinned { stored, frames, expires_at });
+        let mut state = self.state();
+        if stored.seq > state.unpinned_through {
+            state.pinned = Some(Pinned { stored, frames, expires_at });
+        }
     }
 
-    /// Unpins; false when nothing was pinned (or it had expired).
-    pub fn unpin(&self, now: Instant) -> bool {
-        let mut pinned = self.pinned();
-        let was = pinned.take();
-        was.is_some_and(|p| p.expires_at.is_none_or(|at| now < at))
+    /// Unpins; returns the seq that was pinned, None when nothing was (or it had expired).
+    pub fn unpin(&self, now: Instant) -> Option<u64> {
+        let seq = self.live(now, |pinned| pinned.stored.seq)?;
+        self.unpin_through(seq);
+        Some(seq)
+    }
+
+    /// Unpins a pin of `seq` or earlier, and refuses such pins from now on.
+    pub fn unpin_through(&self, seq: u64) {
+        let mut state = self.state();
+        state.unpinned_through = state.unpinned_through.max(seq);
+        if state.pinned.as_ref().is_some_and(|p| p.stored.seq <= seq) {
+            state.pinned = None;
+        }
     }
 
     /// The pinned message for a joining member in `framing`, unless it expired.
@@ -66,11 +86,11 @@ impl Sticky {
     }
 
     fn live<T>(&self, now: Instant, f: impl FnOnce(&Pinned) -> T) -> Option<T> {
-        let mut pinned = self.pinned();
-        if pinned.as_ref().is_some_and(|p| p.expires_at.is_some_and(|at| now >= at)) {
-            *pinned = None;
+        let mut state = self.state();
+        if state.pinned.as_ref().is_some_and(|p| p.expires_at.is_some_and(|at| now >= at)) {
+            state.pinned = None;
         }
-        pinned.as_ref().map(f)
+        state.pinned.as_ref().map(f)
     }
 }
 
@@ -92,11 +112,24 @@ mod tests {
         let frame = sticky.frame(Framing::WebSocket, now).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&frame[2..]).unwrap();
         assert_eq!(json, serde_json::json!({"type":"sticky","room":"gifts","seq":4,"ts":5,"data":{"top":"Ana"}}));
-        assert!(sticky.unpin(now));
-        assert!(!sticky.unpin(now), "nothing left to unpin");
+        assert_eq!(sticky.unpin(now), Some(4));
+        assert_eq!(sticky.unpin(now), None, "nothing left to unpin");
         sticky.pin("gifts", stored(5, Some(now_ms() + 60_000)));
         assert_eq!(sticky.seq(now + Duration::from_secs(59)), Some(5));
         assert_eq!(sticky.seq(now + Duration::from_secs(61)), None, "its ttl passed");
-        assert!(!sticky.unpin(now), "an expired pin is gone");
+        assert_eq!(sticky.unpin(now + Duration::from_secs(61)), None, "an expired pin is gone");
+    }
+
+    #[test]
+    fn an_unpin_that_arrives_before_its_pin_still_wins() {
+        let sticky = Sticky::default();
+        let now = Instant::now();
+        sticky.unpin_through(7);
+        sticky.pin("gifts", stored(7, None));
+        assert_eq!(sticky.seq(now), None, "the pin of 7 was undone already");
+        sticky.pin("gifts", stored(8, None));
+        assert_eq!(sticky.seq(now), Some(8), "a later pin is taken");
+        sticky.unpin_through(7);
+        assert_eq!(sticky.seq(now), Some(8), "an older unpin does not undo a newer pin");
     }
 }

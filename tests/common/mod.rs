@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod nats;
+pub mod reach;
 pub mod receiver;
 
 pub const KEY: &str = "test-admin-key-0123456789";
