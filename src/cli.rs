@@ -107,6 +107,12 @@ pub struct ServeArgs {
     /// A subscriber silent this long is dropped [default: 60000]
     #[arg(long, env = "BULLHORN_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: Option<u64>,
+    /// `permessage-deflate` for WebSocket clients that offer it: on or off [default: on]
+    #[arg(long, env = "BULLHORN_WS_COMPRESSION")]
+    pub ws_compression: Option<String>,
+    /// Broadcasts at least this long go compressed to clients that negotiated it [default: 256]
+    #[arg(long, env = "BULLHORN_WS_COMPRESS_MIN_BYTES")]
+    pub ws_compress_min_bytes: Option<usize>,
     /// Subscriber connections this node accepts [default: open-file limit minus a reserve]
     #[arg(long, env = "BULLHORN_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,

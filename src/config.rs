@@ -72,6 +72,10 @@ pub struct FanoutConfig {
 pub struct WebSocketConfig {
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
+    /// `permessage-deflate` offered by a client is accepted.
+    pub compression: bool,
+    /// Broadcasts at least this long are compressed (once each) for those clients.
+    pub compress_min_bytes: usize,
     /// `None`: derived from the open-file limit at start.
     pub max_connections: Option<usize>,
 }
@@ -184,6 +188,9 @@ struct FileFanout {
 struct FileWebSocket {
     heartbeat_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    /// "on" or "off".
+    compression: Option<String>,
+    compress_min_bytes: Option<usize>,
     max_connections: Option<usize>,
 }
 
@@ -304,6 +311,14 @@ impl Config {
             websocket: WebSocketConfig {
                 heartbeat: ms(args.heartbeat_ms.or(file.websocket.heartbeat_ms).unwrap_or(25_000)),
                 idle_timeout: ms(args.idle_timeout_ms.or(file.websocket.idle_timeout_ms).unwrap_or(60_000)),
+                compression: match args.ws_compression.clone().or(file.websocket.compression).as_deref() {
+                    None | Some("on") => true,
+                    Some("off") => false,
+                    Some(_) => {
+                        return Err(invalid("websocket.compression (--ws-compression)", "must be \"on\" or \"off\""));
+                    }
+                },
+                compress_min_bytes: args.ws_compress_min_bytes.or(file.websocket.compress_min_bytes).unwrap_or(256),
                 max_connections: args.max_connections.or(file.websocket.max_connections),
             },
             admin: AdminConfig {
@@ -582,6 +597,11 @@ mod tests {
             ("[[app]]\nid = \"a\"\nadmin_key_env = \"NOPE\"", "app[0].admin_key_env"),
             ("[[app]]\nid = \"a\"", "app[0].admin_key"),
             ("[fanout]\nqueue_max_messages = 0", "fanout.queue_max_messages"),
+            ("[websocket]\ncompression = \"maybe\"", "websocket.compression"),
+            (
+                "[[app]]\nid = \"a\"\nadmin_key = \"0123456789abcdef\"\n[app.callbacks]\nurl = \"http://x/\"\nvacated_after_ms = 10",
+                "app[0].callbacks.vacated_after_ms",
+            ),
             ("[websocket]\nheartbeat_ms = 5000\nidle_timeout_ms = 1000", "websocket.idle_timeout_ms"),
             ("viewer_addr = \"nonsense\"", "viewer_addr"),
             ("[[app]]\nid = \"a\"\nadmin_key = \"0123456789abcdef\"\nsdkappid = 1400000000", "app[0].sdkappid"),

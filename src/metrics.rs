@@ -30,6 +30,7 @@ pub const RATE_LIMITED: &str = "bullhorn_rate_limited_total";
 pub const ACCEPT_THROTTLED: &str = "bullhorn_accept_throttled_total";
 pub const CLUSTER_CONNECTED: &str = "bullhorn_cluster_connected";
 pub const CLUSTER_MISSED: &str = "bullhorn_cluster_missed_broadcasts_total";
+pub const COMPRESSED: &str = "bullhorn_compressed_broadcasts_total";
 pub const CLUSTER_NODES: &str = "bullhorn_cluster_nodes";
 pub const TLS_RELOADS: &str = "bullhorn_tls_reloads_total";
 pub const TENCENT_CALLS: &str = "bullhorn_tencent_calls_total";
@@ -95,6 +96,10 @@ fn describe() {
     describe_counter!(TLS_RELOADS, "Certificate reloads on SIGHUP, by result: ok or error (the old one stays).");
     describe_gauge!(CLUSTER_CONNECTED, "1 while this node is connected to NATS (cluster mode only).");
     describe_counter!(CLUSTER_MISSED, "Broadcasts gone from a room's stream before this node delivered them.");
+    describe_counter!(
+        COMPRESSED,
+        "Broadcasts compressed (once each) for WebSocket members that negotiated permessage-deflate."
+    );
     describe_gauge!(CLUSTER_NODES, "Nodes whose presence report is fresh, this one included (cluster mode only).");
 }
 
@@ -134,6 +139,7 @@ pub struct Handles {
     pub accept_throttled: Counter,
     pub cluster_connected: Gauge,
     pub cluster_missed: Counter,
+    pub compressed_broadcasts: Counter,
     pub cluster_nodes: Gauge,
 }
 
@@ -167,6 +173,7 @@ impl Metrics {
                 accept_throttled: counter!(ACCEPT_THROTTLED),
                 cluster_connected: gauge!(CLUSTER_CONNECTED),
                 cluster_missed: counter!(CLUSTER_MISSED),
+                compressed_broadcasts: counter!(COMPRESSED),
                 cluster_nodes: gauge!(CLUSTER_NODES),
             }),
         }

@@ -83,6 +83,7 @@ impl Server {
                 resume: config.fanout.resume,
                 broadcasts_per_sec: config.limits.broadcasts_per_room,
                 lanes: LaneDriver::Shards(dataplane.clone()),
+                compress_min_bytes: config.websocket.compression.then_some(config.websocket.compress_min_bytes),
             },
             metrics.clone(),
         )
@@ -121,6 +122,7 @@ impl Server {
             queue: config.fanout.queue,
             heartbeat: config.websocket.heartbeat,
             idle_timeout: config.websocket.idle_timeout,
+            ws_compression: config.websocket.compression,
             max_payload_bytes: config.admin.max_payload_bytes,
             limits: config.limits.clone(),
             webtransport_port: match config.listen.quic_public_port {

@@ -24,6 +24,8 @@ pub struct Settings {
     pub queue: QueueLimits,
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
+    /// `permessage-deflate` is accepted when a WebSocket client offers it.
+    pub ws_compression: bool,
     pub max_payload_bytes: usize,
     pub limits: LimitsConfig,
     /// Where browsers reach the QUIC listener for WebTransport: its port, and

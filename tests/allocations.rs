@@ -50,3 +50,38 @@ fn every_subscriber_shares_one_frame_per_framing() {
     }
     assert_eq!(pointers.len(), 2, "one WebSocket frame and one QUIC frame, shared by all: no payload copy");
 }
+
+#[test]
+fn every_deflate_subscriber_shares_one_compressed_frame() {
+    let rig = rig::Rig::with_compression(300, 2);
+    rig.publish(&rig::payload_100());
+    let mut out = std::collections::VecDeque::<bullhorn::fanout::Entry>::new();
+    let mut pointers = std::collections::HashMap::new();
+    for sub in &rig.subscribers {
+        sub.take(&mut out);
+        let frame = out[0].bytes(sub.framing());
+        pointers.entry(sub.framing()).or_insert_with(std::collections::HashSet::new).insert(frame.as_ptr());
+        if sub.framing() == bullhorn::protocol::Framing::WebSocketDeflate {
+            assert_eq!(frame[0] & bullhorn::protocol::ws::RSV1, bullhorn::protocol::ws::RSV1, "compressed");
+        }
+        out.clear();
+    }
+    assert_eq!(pointers.len(), 3, "three framings");
+    assert!(pointers.values().all(|frames| frames.len() == 1), "one frame per framing, shared by all: {pointers:?}");
+}
+
+#[test]
+fn compression_adds_no_allocation_per_delivery() {
+    const SUBSCRIBERS: usize = 9_000;
+    let data = rig::payload_100();
+    let mut rig = rig::Rig::with_compression(SUBSCRIBERS, 2);
+    rig.publish(&data);
+    assert_eq!(rig.drain_queues(), SUBSCRIBERS);
+    let before = counting_alloc::allocations();
+    for _ in 0..10 {
+        rig.publish(&data);
+        assert_eq!(rig.drain_queues(), SUBSCRIBERS);
+    }
+    let per_delivery = (counting_alloc::allocations() - before) as f64 / (10 * SUBSCRIBERS) as f64;
+    assert!(per_delivery < 0.05, "{per_delivery} allocations per delivery");
+}

@@ -44,6 +44,16 @@ impl Rig {
     }
 
     pub fn with(subscribers: usize, shards: usize, features: Features) -> Rig {
+        Rig::built(subscribers, shards, features, false)
+    }
+
+    /// A third of the subscribers on each of WebSocket, QUIC and WebSocket
+    /// with `permessage-deflate`; every broadcast is also compressed.
+    pub fn with_compression(subscribers: usize, shards: usize) -> Rig {
+        Rig::built(subscribers, shards, Features::Off, true)
+    }
+
+    fn built(subscribers: usize, shards: usize, features: Features, compression: bool) -> Rig {
         let spec = RoomSpec {
             app: Arc::from("bench"),
             id: Arc::from("gifts"),
@@ -60,12 +70,22 @@ impl Rig {
         };
         let room = Arc::new(Room::new(
             spec,
-            RoomConfig { shards, resume, broadcasts_per_sec: 0, lanes: Default::default() },
+            RoomConfig {
+                shards,
+                resume,
+                broadcasts_per_sec: 0,
+                lanes: Default::default(),
+                compress_min_bytes: compression.then_some(0),
+            },
             Metrics::new(),
         ));
         let subscribers: Vec<Arc<Subscriber>> = (0..subscribers as u64)
             .map(|id| {
-                let framing = if id % 2 == 0 { Framing::WebSocket } else { Framing::Quic };
+                let framing = match (compression, id % 3) {
+                    (true, 2) => Framing::WebSocketDeflate,
+                    _ if id % 2 == 0 => Framing::WebSocket,
+                    _ => Framing::Quic,
+                };
                 let sub = Arc::new(Subscriber::new(id, framing, [room.id().clone()], QueueLimits::default()));
                 room.join(id, Member { subscriber: sub.clone(), slot: 0 }, None).expect("open room");
                 sub

@@ -72,6 +72,9 @@ pub struct Common {
     /// QUIC listener address (with --transport quic or webtransport); repeat for several nodes
     #[arg(long = "quic-addr", default_value = "127.0.0.1:4433")]
     pub quic_addrs: Vec<std::net::SocketAddr>,
+    /// WebSocket subscribers offer `permessage-deflate` (as browsers do) and inflate what comes compressed
+    #[arg(long)]
+    pub deflate: bool,
     /// Local addresses to connect from, to pass 64k connections per address:
     /// a list (127.0.0.1,127.0.0.2) or a range (127.0.0.1-127.0.0.16)
     #[arg(long)]

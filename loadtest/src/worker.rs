@@ -45,6 +45,9 @@ pub struct WorkerArgs {
     /// With --quic-fingerprint: subscribe as browsers do, over WebTransport (HTTP/3).
     #[arg(long)]
     pub webtransport: bool,
+    /// WebSocket: offer `permessage-deflate`.
+    #[arg(long)]
+    pub deflate: bool,
     #[arg(long, default_value = "demo")]
     pub app: String,
     #[arg(long, default_value = "loadtest")]
@@ -316,7 +319,8 @@ impl Fleet {
             Some(seq) => format!("{}@{seq}", self.args.path),
             None => self.args.path.clone(),
         };
-        let (stream, leftover) = ws_client::connect(addr, source_ip(&self.args, index), &self.args.host, &path)
+        let source = source_ip(&self.args, index);
+        let (stream, leftover) = ws_client::connect(addr, source, &self.args.host, &path, self.args.deflate)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Conn::WebSocket(stream, leftover))

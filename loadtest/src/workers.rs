@@ -141,6 +141,9 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
         if plan.follow_closing {
             command.arg("--follow-closing");
         }
+        if common.deflate {
+            command.arg("--deflate");
+        }
         if let Some(fingerprint) = fingerprint.as_ref().filter(|_| quic) {
             command.args(["--quic-fingerprint", fingerprint]);
             if common.transport == "webtransport" {

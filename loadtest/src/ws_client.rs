@@ -56,6 +56,7 @@ pub async fn connect(
     source: Option<IpAddr>,
     host: &str,
     path: &str,
+    deflate: bool,
 ) -> std::io::Result<(TcpStream, BytesMut)> {
     // Each failure says at which step, to tell a refused connect from a reset upgrade.
     let step =
@@ -69,9 +70,10 @@ pub async fn connect(
         None => TcpStream::connect(addr).await.map_err(step("connect"))?,
     };
     stream.set_nodelay(true)?;
+    let offer = if deflate { "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" } else { "" };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     stream.write_all(request.as_bytes()).await.map_err(step("sending the upgrade"))?;
     let mut buf = BytesMut::with_capacity(1024);
@@ -136,6 +138,11 @@ pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell
             }
             let payload = &buf[header..header + len];
             match opcode {
+                // RSV1: compressed (`--deflate`): inflated, then read like any text.
+                0x1 if buf[0] & 0x40 != 0 => match bullhorn::protocol::deflate::inflate(payload, 1 << 20) {
+                    Ok(text) => broadcast |= on_text(&text, &seen, &stats),
+                    Err(_) => return,
+                },
                 0x1 => broadcast |= on_text(payload, &seen, &stats),
                 0x8 => return,
                 0x9 => {

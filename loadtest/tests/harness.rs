@@ -150,6 +150,21 @@ async fn the_server_s_reach_is_what_the_subscribers_received() {
     );
 }
 
+/// Subscribers that offer permessage-deflate get large broadcasts compressed
+/// and read every one, in order, as plain subscribers do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deflate_subscribers_get_everything() {
+    let node = start(ServeArgs::default()).await;
+    let args =
+        ["--subscribers", "100", "--workers", "2", "--rate", "20", "--duration", "2", "--payload", "2048", "--deflate"];
+    let report = run(&node, "fanout", &args).await;
+    assert_eq!(u(&report, "deliveries"), 40 * 100, "nothing dropped, all delivered");
+    assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
+    let metrics = reqwest::get(format!("http://{}/metrics", node.admin)).await.unwrap().text().await.unwrap();
+    let compressed = metrics.lines().find(|l| l.starts_with("bullhorn_compressed_broadcasts_total"));
+    assert_eq!(compressed.and_then(|l| l.split_whitespace().last()), Some("40"), "each compressed once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_server_drops_the_report_counts_it_exactly() {
     // Readers that stall for a second behind a one-message queue: that second's

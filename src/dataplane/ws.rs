@@ -87,12 +87,13 @@ impl<S: ShardSocket> WsConn<S> {
         memberships: Vec<Membership>,
         permit: Option<ConnectionPermit>,
     ) -> WsConn<S> {
+        let deflate = subscriber.framing() == crate::protocol::Framing::WebSocketDeflate;
         WsConn {
             socket,
             out: Outbox::new(&subscriber),
             subscriber,
             memberships,
-            decoder: Decoder::new(),
+            decoder: Decoder::with_deflate(deflate),
             last_heard: Instant::now(),
             closing: Closing::No,
             deadline: None,

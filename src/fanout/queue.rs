@@ -447,7 +447,9 @@ impl Subscriber {
     /// subscriber a wake-up, on which its connection checks its idle timeout.
     pub fn heartbeat(&self) {
         match self.framing {
-            Framing::WebSocket => self.push_control(Bytes::from_static(crate::protocol::ws::PING_FRAME)),
+            Framing::WebSocket | Framing::WebSocketDeflate => {
+                self.push_control(Bytes::from_static(crate::protocol::ws::PING_FRAME))
+            }
             Framing::Quic => wake(self.lock()),
         }
     }

@@ -109,12 +109,15 @@ impl Presence {
     }
 
     /// Removes a member. Leaving twice is harmless.
-    pub fn leave(&self, key: MemberKey) {
+    /// Removes a member; returns it, None when it had left already.
+    pub fn leave(&self, key: MemberKey) -> Option<Member> {
         let shard = &self.shards[key.shard];
         let mut state = shard.lock();
-        if state.members.try_remove(key.key).is_some() {
+        let member = state.members.try_remove(key.key);
+        if member.is_some() {
             shard.online.fetch_sub(1, Ordering::Relaxed);
         }
+        member
     }
 
     /// Members online now: the sum of the shard counters.

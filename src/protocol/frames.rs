@@ -4,6 +4,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::deflate::Compressor;
 use super::{Framing, messages, quic, ws};
 
 /// The same message in every framing, each a complete frame ready for a socket.
@@ -11,6 +12,10 @@ use super::{Framing, messages, quic, ws};
 pub struct Frames {
     pub websocket: Bytes,
     pub quic: Bytes,
+    /// The WebSocket frame compressed (`permessage-deflate`), for the
+    /// connections that negotiated it; made only when some did and the
+    /// message is large enough to gain from it.
+    pub websocket_deflated: Option<Bytes>,
 }
 
 impl Frames {
@@ -28,12 +33,25 @@ impl Frames {
         messages::write_numbered(&mut buf, kind, room, seq, ts_ms, data);
         let quic = quic::frame(&buf[ws::MAX_HEADER_LEN..]);
         let websocket = ws::finish_reserved(ws::opcode::TEXT, buf);
-        Frames { websocket, quic }
+        Frames { websocket, quic, websocket_deflated: None }
+    }
+
+    /// Adds the compressed WebSocket frame (once per broadcast, whatever the
+    /// number of subscribers that share it).
+    pub fn with_deflated(mut self, compressor: &mut Compressor) -> Frames {
+        let json = &self.quic[4..];
+        self.websocket_deflated = Some(compressor.text_frame(json));
+        self
+    }
+
+    /// The JSON all the frames carry.
+    pub fn json(&self) -> &[u8] {
+        &self.quic[4..]
     }
 
     /// A control message (one per broadcast, not per delivery) in both framings.
     pub fn control(json: &[u8]) -> Frames {
-        Frames { websocket: ws::text_frame(json), quic: quic::frame(json) }
+        Frames { websocket: ws::text_frame(json), quic: quic::frame(json), websocket_deflated: None }
     }
 
     /// The frame for one framing: a reference the caller clones (a refcount bump).
@@ -41,13 +59,14 @@ impl Frames {
     pub fn get(&self, framing: Framing) -> &Bytes {
         match framing {
             Framing::WebSocket => &self.websocket,
+            Framing::WebSocketDeflate => self.websocket_deflated.as_ref().unwrap_or(&self.websocket),
             Framing::Quic => &self.quic,
         }
     }
 
-    /// Bytes held by both frames.
+    /// Bytes held by all the frames.
     pub fn bytes(&self) -> usize {
-        self.websocket.len() + self.quic.len()
+        self.websocket.len() + self.quic.len() + self.websocket_deflated.as_ref().map_or(0, Bytes::len)
     }
 }
 
@@ -63,5 +82,11 @@ mod tests {
         assert_eq!(ws_json, quic_json);
         assert_eq!(u32::from_be_bytes(f.quic[..4].try_into().unwrap()) as usize, quic_json.len());
         assert_eq!(f.websocket[1] as usize, ws_json.len());
+        assert_eq!(f.get(Framing::WebSocketDeflate), &f.websocket, "no compressed frame: the plain one");
+        let json = quic_json.to_vec();
+        let f = f.with_deflated(&mut Compressor::default());
+        let deflated = f.get(Framing::WebSocketDeflate);
+        assert_eq!(deflated[0] & ws::RSV1, ws::RSV1);
+        assert_eq!(super::super::deflate::inflate(&deflated[2..], 1 << 16).unwrap(), json);
     }
 }

@@ -9,6 +9,7 @@
 //! `close` is the one table of close codes.
 
 pub mod close;
+pub mod deflate;
 pub mod frames;
 pub mod handshake;
 pub mod messages;
@@ -40,6 +41,9 @@ pub fn rooms_in(query: Option<&str>) -> Vec<String> {
 pub enum Framing {
     /// One unmasked WebSocket text frame.
     WebSocket,
+    /// The same, on a connection that negotiated `permessage-deflate`: a
+    /// broadcast's frame is its shared compressed one when it has one.
+    WebSocketDeflate,
     /// A 4-byte big-endian length, then the JSON (contract §5).
     Quic,
 }
@@ -49,7 +53,7 @@ impl Framing {
     /// (welcome, lagged, closing), never for per-delivery work.
     pub fn frame(self, json: &[u8]) -> Bytes {
         match self {
-            Framing::WebSocket => ws::text_frame(json),
+            Framing::WebSocket | Framing::WebSocketDeflate => ws::text_frame(json),
             Framing::Quic => quic::frame(json),
         }
     }

@@ -28,6 +28,9 @@ pub mod opcode {
     pub const PONG: u8 = 0xA;
 }
 
+/// The first byte's RSV1 bit: a compressed message (`permessage-deflate`).
+pub const RSV1: u8 = 0x40;
+
 /// A server ping with an empty payload.
 pub const PING_FRAME: &[u8] = &[0x80 | opcode::PING, 0];
 
@@ -124,6 +127,8 @@ impl DecodeError {
 #[derive(Debug)]
 struct Fragment {
     opcode: u8,
+    /// Sent compressed (RSV1 on its first frame): inflated once whole.
+    compressed: bool,
     data: Vec<u8>,
 }
 
@@ -135,6 +140,8 @@ struct Fragment {
 pub struct Decoder {
     carry: Vec<u8>,
     fragment: Option<Box<Fragment>>,
+    /// `permessage-deflate` was negotiated: a data message may come compressed.
+    deflate: bool,
 }
 
 impl Decoder {
@@ -142,16 +149,22 @@ impl Decoder {
         Self::default()
     }
 
+    /// A decoder for a connection that negotiated `permessage-deflate` (or not).
+    pub fn with_deflate(deflate: bool) -> Self {
+        Decoder { deflate, ..Self::default() }
+    }
+
     /// Feeds freshly read bytes, calling `on_event` for each complete frame.
     /// `input` is unmasked in place. After an error the connection must close.
     pub fn decode(&mut self, input: &mut [u8], mut on_event: impl FnMut(ClientEvent<'_>)) -> Result<(), DecodeError> {
+        let deflate = self.deflate;
         if self.carry.is_empty() {
-            let used = parse_frames(input, &mut self.fragment, &mut on_event)?;
+            let used = parse_frames(input, deflate, &mut self.fragment, &mut on_event)?;
             self.carry.extend_from_slice(&input[used..]);
         } else {
             self.carry.extend_from_slice(input);
             let mut carry = std::mem::take(&mut self.carry);
-            let used = parse_frames(&mut carry, &mut self.fragment, &mut on_event)?;
+            let used = parse_frames(&mut carry, deflate, &mut self.fragment, &mut on_event)?;
             carry.drain(..used);
             if carry.is_empty() {
                 carry = Vec::new(); // give the memory back: idle connections hold none
@@ -175,11 +188,12 @@ impl Decoder {
 /// Parses as many complete frames as `buf` holds; returns the bytes consumed.
 fn parse_frames(
     buf: &mut [u8],
+    deflate: bool,
     fragment: &mut Option<Box<Fragment>>,
     on_event: &mut impl FnMut(ClientEvent<'_>),
 ) -> Result<usize, DecodeError> {
     let mut pos = 0;
-    while let Some(frame) = parse_header(&buf[pos..])? {
+    while let Some(frame) = parse_header(&buf[pos..], deflate)? {
         let start = pos + frame.header_len;
         let end = start + frame.payload_len;
         let payload = &mut buf[start..end];
@@ -195,23 +209,31 @@ fn parse_frames(
 #[derive(Debug)]
 struct FrameHeader {
     fin: bool,
+    /// RSV1: the message this frame starts is compressed.
+    compressed: bool,
     opcode: u8,
     mask: [u8; 4],
     header_len: usize,
     payload_len: usize,
 }
 
-/// Reads one header; `None` until the whole frame is in `buf`.
-fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, DecodeError> {
+/// Reads one header; `None` until the whole frame is in `buf`. With
+/// `deflate`, RSV1 may mark the first frame of a data message (RFC 7692 §6),
+/// never a control frame or a continuation.
+fn parse_header(buf: &[u8], deflate: bool) -> Result<Option<FrameHeader>, DecodeError> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
-        return Err(DecodeError::Protocol("reserved bits set without an extension"));
-    }
     let fin = b0 & 0x80 != 0;
     let opcode = b0 & 0x0F;
+    let compressed = b0 & RSV1 != 0;
+    if b0 & 0x30 != 0 || compressed && !deflate {
+        return Err(DecodeError::Protocol("reserved bits set without an extension"));
+    }
+    if compressed && !matches!(opcode, opcode::TEXT | opcode::BINARY) {
+        return Err(DecodeError::Protocol("RSV1 is only for the first frame of a data message"));
+    }
     let control = opcode & 0x08 != 0;
     match opcode {
         opcode::CONTINUATION | opcode::TEXT | opcode::BINARY => {}
@@ -249,7 +271,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<FrameHeader>, DecodeError> {
         return Ok(None);
     }
     let mask = buf[header_len - 4..header_len].try_into().expect("4 bytes");
-    Ok(Some(FrameHeader { fin, opcode, mask, header_len, payload_len }))
+    Ok(Some(FrameHeader { fin, compressed, opcode, mask, header_len, payload_len }))
 }
 
 fn dispatch(
@@ -282,7 +304,7 @@ fn dispatch(
             partial.data.extend_from_slice(payload);
             if frame.fin {
                 let whole = fragment.take().expect("checked above");
-                emit_message(whole.opcode, &whole.data, on_event)?;
+                emit_message(whole.opcode, whole.compressed, &whole.data, on_event)?;
             }
         }
         data_opcode => {
@@ -290,16 +312,30 @@ fn dispatch(
                 return Err(DecodeError::Protocol("new message before the last one finished"));
             }
             if frame.fin {
-                emit_message(data_opcode, payload, on_event)?;
+                emit_message(data_opcode, frame.compressed, payload, on_event)?;
             } else {
-                *fragment = Some(Box::new(Fragment { opcode: data_opcode, data: payload.to_vec() }));
+                let data = payload.to_vec();
+                *fragment = Some(Box::new(Fragment { opcode: data_opcode, compressed: frame.compressed, data }));
             }
         }
     }
     Ok(())
 }
 
-fn emit_message(opcode: u8, payload: &[u8], on_event: &mut impl FnMut(ClientEvent<'_>)) -> Result<(), DecodeError> {
+fn emit_message(
+    opcode: u8,
+    compressed: bool,
+    payload: &[u8],
+    on_event: &mut impl FnMut(ClientEvent<'_>),
+) -> Result<(), DecodeError> {
+    if compressed {
+        // Inflated under the same limit as a plain message: a small frame cannot grow past it.
+        let inflated = super::deflate::inflate(payload, MAX_CLIENT_PAYLOAD).map_err(|error| match error {
+            super::deflate::InflateError::TooBig => DecodeError::TooBig,
+            super::deflate::InflateError::Invalid => DecodeError::Protocol("compressed message is not valid deflate"),
+        })?;
+        return emit_message(opcode, false, &inflated, on_event);
+    }
     if opcode == opcode::TEXT {
         std::str::from_utf8(payload).map_err(|_| DecodeError::InvalidUtf8)?;
         on_event(ClientEvent::Text(payload));
@@ -423,6 +459,54 @@ mod tests {
         assert!(matches!(collect(&mut Decoder::new(), &long_ping), Err(DecodeError::Protocol(_))));
         let bad_utf8 = client_frame(true, opcode::TEXT, &[0xFF, 0xFE], [1; 4]);
         assert_eq!(collect(&mut Decoder::new(), &bad_utf8), Err(DecodeError::InvalidUtf8));
+    }
+
+    /// A client frame whose payload is `json` compressed, RSV1 set.
+    fn compressed_client_frame(fin: bool, opcode: u8, json: &[u8]) -> Vec<u8> {
+        let frame = super::super::deflate::Compressor::default().text_frame(json);
+        let (_, payload) = server_payload(&frame);
+        let mut out = client_frame(fin, opcode, payload, [3, 1, 4, 1]);
+        out[0] |= RSV1;
+        out
+    }
+
+    #[test]
+    fn with_deflate_a_compressed_message_is_inflated_and_bounded() {
+        let ping = br#"{"type":"ping"}"#;
+        let input = compressed_client_frame(true, opcode::TEXT, ping);
+        assert_eq!(collect(&mut Decoder::with_deflate(true), &input).unwrap(), vec![Owned::Text(ping.to_vec())]);
+        assert!(matches!(collect(&mut Decoder::new(), &input), Err(DecodeError::Protocol(_))), "not negotiated");
+        // Fragmented: RSV1 on the first frame only, inflated once whole.
+        let whole = compressed_client_frame(true, opcode::TEXT, &ping.repeat(20));
+        let payload = &whole[6..]; // 2-byte header + mask: short compressed payload
+        assert!(whole[1] & 0x7F < 126);
+        let unmasked: Vec<u8> = payload.iter().enumerate().map(|(i, b)| b ^ [3, 1, 4, 1][i & 3]).collect();
+        let (a, b) = unmasked.split_at(unmasked.len() / 2);
+        let mut input = client_frame(false, opcode::TEXT, a, [7; 4]);
+        input[0] |= RSV1;
+        input.extend(client_frame(true, opcode::CONTINUATION, b, [8; 4]));
+        assert_eq!(collect(&mut Decoder::with_deflate(true), &input).unwrap(), vec![Owned::Text(ping.repeat(20))]);
+        // A small frame that inflates past the limit is refused as too big.
+        let bomb = compressed_client_frame(true, opcode::TEXT, &vec![b'a'; MAX_CLIENT_PAYLOAD + 1]);
+        assert_eq!(collect(&mut Decoder::with_deflate(true), &bomb), Err(DecodeError::TooBig));
+        // RSV1 never on control frames or continuations, RSV2 and RSV3 never.
+        let mut ping_frame = client_frame(true, opcode::PING, b"", [1; 4]);
+        ping_frame[0] |= RSV1;
+        assert!(matches!(collect(&mut Decoder::with_deflate(true), &ping_frame), Err(DecodeError::Protocol(_))));
+        let mut rsv2 = client_frame(true, opcode::TEXT, b"a", [1; 4]);
+        rsv2[0] |= 0x20;
+        assert!(matches!(collect(&mut Decoder::with_deflate(true), &rsv2), Err(DecodeError::Protocol(_))));
+        let mut input = client_frame(false, opcode::TEXT, b"{", [1; 4]);
+        let mut continuation = client_frame(true, opcode::CONTINUATION, b"}", [1; 4]);
+        continuation[0] |= RSV1;
+        input.extend(continuation);
+        assert!(matches!(collect(&mut Decoder::with_deflate(true), &input), Err(DecodeError::Protocol(_))));
+        let garbage = {
+            let mut f = client_frame(true, opcode::TEXT, &[0xff, 0xff, 0xff], [1; 4]);
+            f[0] |= RSV1;
+            f
+        };
+        assert!(matches!(collect(&mut Decoder::with_deflate(true), &garbage), Err(DecodeError::Protocol(_))));
     }
 
     #[test]

@@ -370,7 +370,13 @@ mod tests {
         Registry::load(
             Some(Store::open(dir).unwrap()),
             vec![spec],
-            RoomConfig { shards: 2, resume: Default::default(), broadcasts_per_sec: 0, lanes: Default::default() },
+            RoomConfig {
+                shards: 2,
+                resume: Default::default(),
+                broadcasts_per_sec: 0,
+                lanes: Default::default(),
+                compress_min_bytes: None,
+            },
             Metrics::new(),
         )
         .unwrap()

@@ -19,7 +19,7 @@ pub mod reach_log;
 pub mod resume;
 pub mod sticky;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +31,9 @@ use crate::fanout::{Broadcast, Delivery, Drops, Frames, Subscriber};
 use crate::limits::{self, TokenBucket};
 use crate::metrics::Metrics;
 use crate::presence::{Member, MemberKey, Presence, RoomClosed};
+use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
+use crate::protocol::deflate::Compressor;
 use crate::protocol::messages::{self, LagReason};
 use crate::registry::store::StoredSticky;
 use events::{Transition, Transitions};
@@ -66,6 +68,10 @@ pub struct Room {
     lanes: Box<[CachePadded<Lane>]>,
     destroyed: AtomicBool,
     broadcast_limit: Option<TokenBucket>,
+    /// See [`RoomConfig::compress_min_bytes`].
+    compress_min_bytes: Option<usize>,
+    /// Members on connections that negotiated `permessage-deflate`.
+    deflate_members: AtomicUsize,
     broadcasts: Counter,
     metrics: Metrics,
     lane_driver: LaneDriver,
@@ -77,6 +83,8 @@ struct Sequencer {
     /// The last seq handed out.
     seq: u64,
     keys: IdempotencyKeys,
+    /// Made at the first broadcast a deflate member needs compressed.
+    compressor: Option<Compressor>,
 }
 
 /// How every room of this node is built.
@@ -89,6 +97,9 @@ pub struct RoomConfig {
     pub broadcasts_per_sec: u32,
     /// Who drains the lanes a publish filled.
     pub lanes: LaneDriver,
+    /// Broadcasts at least this long are also compressed (`permessage-deflate`)
+    /// while the room has members that negotiated it; None: never.
+    pub compress_min_bytes: Option<usize>,
 }
 
 /// Who drains a room's lanes once a publish has filled them.
@@ -187,7 +198,7 @@ impl Room {
             id: spec.id,
             name: Mutex::new(spec.name),
             created_at: spec.created_at,
-            sequencer: Mutex::new(Sequencer { seq: spec.seq, keys: IdempotencyKeys::default() }),
+            sequencer: Mutex::new(Sequencer { seq: spec.seq, keys: IdempotencyKeys::default(), compressor: None }),
             last_seq: AtomicU64::new(spec.seq),
             resume: Mutex::new(ResumeRing::new(config.resume)),
             reach_log: Mutex::new(ReachLog::default()),
@@ -199,6 +210,8 @@ impl Room {
             lanes,
             destroyed: AtomicBool::new(false),
             broadcast_limit: limits::per_second(config.broadcasts_per_sec),
+            compress_min_bytes: config.compress_min_bytes,
+            deflate_members: AtomicUsize::new(0),
             metrics,
             lane_driver: config.lanes,
         }
@@ -332,7 +345,14 @@ impl Room {
     fn enqueue(&self, sequencer: &mut Sequencer, numbered: Numbered<'_>, to_drain: &mut Vec<usize>) {
         let Numbered { seq, ts_ms, data, delivery, extras } = numbered;
         sequencer.seq = seq;
-        let frames = Frames::encode(&self.id, seq, ts_ms, data);
+        let mut frames = Frames::encode(&self.id, seq, ts_ms, data);
+        // Compressed once for every member that negotiated it, only while some did.
+        if self.compress_min_bytes.is_some_and(|min| frames.json().len() >= min)
+            && self.deflate_members.load(Ordering::Relaxed) > 0
+        {
+            frames = frames.with_deflated(sequencer.compressor.get_or_insert_with(Compressor::default));
+            self.metrics.compressed_broadcasts.increment(1);
+        }
         let broadcast =
             Arc::new(Broadcast::new(&self.id, seq, delivery, frames, self.lanes.len()).with_ttl(extras.ttl));
         self.resume_ring().push(&broadcast);
@@ -466,6 +486,9 @@ impl Room {
         })?;
         self.occupancy.joined();
         self.joins.fetch_add(1, Ordering::Release);
+        if subscriber.framing() == Framing::WebSocketDeflate {
+            self.deflate_members.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(joined)
     }
 
@@ -567,7 +590,9 @@ impl Room {
     }
 
     pub fn leave(&self, key: MemberKey) {
-        self.presence.leave(key);
+        if self.presence.leave(key).is_some_and(|member| member.subscriber.framing() == Framing::WebSocketDeflate) {
+            self.deflate_members.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Refuses new members and closes every member with `room_destroyed`,
@@ -634,7 +659,13 @@ mod tests {
             occupied: false,
         };
         let lanes = LaneDriver::Shards(Arc::new(Later));
-        let config = RoomConfig { shards: 1, resume: ResumeLimits::default(), broadcasts_per_sec: 0, lanes };
+        let config = RoomConfig {
+            shards: 1,
+            resume: ResumeLimits::default(),
+            broadcasts_per_sec: 0,
+            lanes,
+            compress_min_bytes: None,
+        };
         Arc::new(Room::new(spec, config, Metrics::new()))
     }
 

@@ -21,11 +21,13 @@ pub(super) fn hand_over<S: ViewerStream>(
     mut memberships: Vec<Membership>,
     shared: &Arc<Shared>,
     permit: ConnectionPermit,
+    deflate: bool,
 ) {
     let socket: AnySocket = match stream.into_shard_socket() {
         Ok(socket) => socket,
         Err(error) => return tracing::debug!(%error, "cannot take an upgraded socket out of tokio"),
     };
-    let subscriber = session::open(shared, Framing::WebSocket, &mut memberships);
+    let framing = if deflate { Framing::WebSocketDeflate } else { Framing::WebSocket };
+    let subscriber = session::open(shared, framing, &mut memberships);
     shared.dataplane.adopt(Adoption { socket, early_input, subscriber, memberships, permit });
 }

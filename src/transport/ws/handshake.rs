@@ -25,12 +25,13 @@ pub async fn accept<S: ViewerStream>(
     shared: Arc<Shared>,
 ) {
     match admit(&shared, request.app, request.query, request.header_pairs(), peer) {
-        Ok(Admitted { memberships, permit, accept }) => {
+        Ok(Admitted { memberships, permit, accept, deflate }) => {
             drop(request);
-            if stream.write_all(&switching_protocols(&accept)).await.is_err() || stream.flush().await.is_err() {
+            let answer = switching_protocols(&accept, deflate);
+            if stream.write_all(&answer).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
-            hand_over(stream, early_input.to_vec(), memberships, &shared, permit);
+            hand_over(stream, early_input.to_vec(), memberships, &shared, permit, deflate);
         }
         Err(error) => refuse(stream, &error).await,
     }

@@ -31,6 +31,8 @@ pub(super) struct Admitted {
     pub memberships: Vec<Membership>,
     pub permit: ConnectionPermit,
     pub accept: String,
+    /// The client offered `permessage-deflate` and this node accepts it.
+    pub deflate: bool,
 }
 
 /// Every check before the upgrade, in the order that spends the least on a
@@ -45,9 +47,10 @@ pub(super) fn admit<'a>(
 ) -> Result<Admitted, ApiError> {
     let rooms = crate::protocol::rooms_in(query);
     let memberships = session::resolve(shared, app, rooms.iter().map(String::as_str))?;
-    let accept = handshake::check(headers).map_err(|error| ApiError::invalid_request(error.to_string()))?;
+    let accept = handshake::check(headers.clone()).map_err(|error| ApiError::invalid_request(error.to_string()))?;
+    let deflate = shared.settings.ws_compression && handshake::offers_deflate(headers);
     let permit = session::acquire(shared, Transport::WebSocket, peer)?;
-    Ok(Admitted { memberships, permit, accept })
+    Ok(Admitted { memberships, permit, accept, deflate })
 }
 
 /// The WebSocket subscribe endpoint as an axum route: reached only when a
@@ -72,7 +75,7 @@ pub async fn subscribe(
     let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return ApiError::invalid_request("this connection cannot be upgraded (HTTP/1.1 is required)").into_response();
     };
-    let Admitted { memberships, permit, accept } = admitted;
+    let Admitted { memberships, permit, accept, deflate } = admitted;
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -80,11 +83,11 @@ pub async fn subscribe(
         };
         // The viewer listener's stream, plain or TLS.
         let upgraded = match upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>() {
-            Ok(parts) => return start(parts, memberships, shared, permit),
+            Ok(parts) => return start(parts, memberships, shared, permit, deflate),
             Err(upgraded) => upgraded,
         };
         match upgraded.downcast::<TokioIo<Prefixed<TlsStream<TcpStream>>>>() {
-            Ok(parts) => start(parts, memberships, shared, permit),
+            Ok(parts) => start(parts, memberships, shared, permit, deflate),
             Err(_) => tracing::error!("upgraded connection is not the viewer listener's socket"),
         }
     });
@@ -93,6 +96,9 @@ pub async fn subscribe(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
+    if deflate {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(crate::protocol::deflate::ANSWER));
+    }
     response
 }
 
@@ -102,9 +108,10 @@ fn start<S: ViewerStream>(
     memberships: Vec<Membership>,
     shared: Arc<Shared>,
     permit: ConnectionPermit,
+    deflate: bool,
 ) {
     let (unread, stream) = parts.io.into_inner().into_parts();
     let mut early_input = unread.to_vec();
     early_input.extend_from_slice(&parts.read_buf);
-    hand_over(stream, early_input, memberships, &shared, permit);
+    hand_over(stream, early_input, memberships, &shared, permit, deflate);
 }
