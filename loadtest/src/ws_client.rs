@@ -128,6 +128,14 @@ impl Seen {
     }
 }
 
+thread_local! {
+    /// One inflater (and its buffer) for all of a worker thread's `--deflate` subscribers.
+    static INFLATER: RefCell<bullhorn::protocol::deflate::Inflater> = RefCell::default();
+}
+
+/// The largest message a subscriber inflates: a 64 KiB `data` and its envelope, with room to spare.
+const MAX_MESSAGE: usize = bullhorn::client::MAX_SERVER_FRAME;
+
 /// Reads frames until the connection ends, recording into `stats` and `seen`.
 pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
     loop {
@@ -139,10 +147,15 @@ pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell
             let payload = &buf[header..header + len];
             match opcode {
                 // RSV1: compressed (`--deflate`): inflated, then read like any text.
-                0x1 if buf[0] & 0x40 != 0 => match bullhorn::protocol::deflate::inflate(payload, 1 << 20) {
-                    Ok(text) => broadcast |= on_text(&text, &seen, &stats),
-                    Err(_) => return,
-                },
+                0x1 if buf[0] & 0x40 != 0 => {
+                    let read = INFLATER.with_borrow_mut(|inflater| {
+                        inflater.inflate(payload, MAX_MESSAGE).map(|text| on_text(text, &seen, &stats))
+                    });
+                    match read {
+                        Ok(was_broadcast) => broadcast |= was_broadcast,
+                        Err(_) => return,
+                    }
+                }
                 0x1 => broadcast |= on_text(payload, &seen, &stats),
                 0x8 => return,
                 0x9 => {

@@ -131,27 +131,44 @@ pub enum InflateError {
 /// Inflates one message a client sent compressed (no context takeover),
 /// refusing it as soon as it would grow past `limit` bytes.
 pub fn inflate(payload: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
-    let mut input = Vec::with_capacity(payload.len() + SYNC_TAIL.len());
-    input.extend_from_slice(payload);
-    input.extend_from_slice(&SYNC_TAIL);
-    let mut state = Box::<DecompressorOxide>::default();
-    // One byte of room past the limit tells "exactly the limit" from "over it".
-    let mut out = vec![0u8; limit + 1];
-    // A sync-flushed message has no final block: "more input" is its normal end.
-    let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF | inflate_flags::TINFL_FLAG_HAS_MORE_INPUT;
-    let (status, read, written) = decompress(&mut state, &input, &mut out, 0, flags);
-    match status {
-        _ if written > limit => Err(InflateError::TooBig),
-        TINFLStatus::HasMoreOutput => Err(InflateError::TooBig),
-        TINFLStatus::Done => Ok(truncated(out, written)),
-        TINFLStatus::NeedsMoreInput if read == input.len() => Ok(truncated(out, written)),
-        _ => Err(InflateError::Invalid),
+    Inflater::default().inflate(payload, limit).map(<[u8]>::to_vec)
+}
+
+/// Inflates messages one after another with one state and one buffer, for a
+/// reader of many (a load client); each message is still inflated on its own.
+#[derive(Default)]
+pub struct Inflater {
+    state: Box<DecompressorOxide>,
+    input: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflater").finish_non_exhaustive()
     }
 }
 
-fn truncated(mut out: Vec<u8>, len: usize) -> Vec<u8> {
-    out.truncate(len);
-    out
+impl Inflater {
+    /// [`inflate`], into this inflater's buffer.
+    pub fn inflate(&mut self, payload: &[u8], limit: usize) -> Result<&[u8], InflateError> {
+        self.state.init();
+        self.input.clear();
+        self.input.extend_from_slice(payload);
+        self.input.extend_from_slice(&SYNC_TAIL);
+        // One byte of room past the limit tells "exactly the limit" from "over it".
+        self.out.resize(limit + 1, 0);
+        // A sync-flushed message has no final block: "more input" is its normal end.
+        let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF | inflate_flags::TINFL_FLAG_HAS_MORE_INPUT;
+        let (status, read, written) = decompress(&mut self.state, &self.input, &mut self.out[..=limit], 0, flags);
+        match status {
+            _ if written > limit => Err(InflateError::TooBig),
+            TINFLStatus::HasMoreOutput => Err(InflateError::TooBig),
+            TINFLStatus::Done => Ok(&self.out[..written]),
+            TINFLStatus::NeedsMoreInput if read == self.input.len() => Ok(&self.out[..written]),
+            _ => Err(InflateError::Invalid),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +225,15 @@ mod tests {
         assert_eq!(inflate(payload, 4096), Err(InflateError::TooBig), "a small message that inflates large");
         assert_eq!(inflate(payload, 10_000).unwrap().len(), 10_000);
         assert_eq!(inflate(&[0xff, 0xff, 0xff], 4096), Err(InflateError::Invalid));
+        // One inflater, message after message, each on its own.
+        let mut inflater = Inflater::default();
+        let mut compressor = Compressor::default();
+        for text in [&b"first"[..], b"second, longer", b""] {
+            let frame = compressor.text_frame(text);
+            assert_eq!(inflater.inflate(&frame[2..], 64).unwrap(), text);
+        }
+        assert_eq!(inflater.inflate(payload, 4096), Err(InflateError::TooBig));
+        assert_eq!(inflater.inflate(&compressor.text_frame(b"again")[2..], 64).unwrap(), b"again");
     }
 
     proptest! {
