@@ -58,6 +58,11 @@ export type State =
   | "failed";
 
 export interface ConnectOptions {
+  /**
+   * The socket API to use: "websocket", or a mini program's "wx" (WeChat), "uni" (uni-app) or "my" (Alipay).
+   * By default WebSocket where it exists, else the first of wx, uni, my present. Mini programs need `url`.
+   */
+  socket?: "websocket" | "wx" | "uni" | "my";
   /** Viewer base URL, e.g. "wss://live.example.com"; defaults to this page's host. */
   url?: string;
   /**
@@ -107,7 +112,7 @@ export interface Connection {
   lastSeq(room: string): number | undefined;
   readonly state: State;
   /** The transport of the connection in use, or null between connections. */
-  readonly transport: "webtransport" | "websocket" | null;
+  readonly transport: "webtransport" | "websocket" | "wx" | "uni" | "my" | null;
 }
 
 export const VERSION: string;

@@ -6,6 +6,10 @@
 //   const conn = connect({ app: "demo", rooms: ["gifts"], onMessage: (m) => show(m.data) });
 //   conn.close();
 //
+// In a WeChat, uni-app or Alipay mini program, where there is no `WebSocket`,
+// it uses the platform's `connectSocket` (`wx`, `uni`, `my`; or the one named
+// by the `socket` option) behind the same interface; give it `url` there.
+//
 // Tries WebTransport (QUIC: no head-of-line blocking, survives network
 // changes) where the browser has it, and falls back to WebSocket when it
 // fails or is not ready within a short timeout; the fallback is remembered for
@@ -93,7 +97,39 @@ export function connect(options) {
     retryTimer = null;
     if (closed) return;
     setState(attempt === 0 ? "connecting" : "reconnecting");
-    if (tryWebTransport()) openWebTransport(); else openWebSocket();
+    const mini = miniProgramSocket(opts.socket);
+    if (mini) openMiniProgramSocket(mini);
+    else if (tryWebTransport()) openWebTransport();
+    else openWebSocket();
+  }
+
+  // A mini program's socket API: the one named by `socket`, else the first of
+  // wx, uni, my present where there is no WebSocket (uni-app's H5 build has both).
+  function miniProgramSocket(choice) {
+    if (choice === "websocket") return null;
+    if (!choice && typeof WebSocket === "function") return null;
+    for (const name of choice ? [choice] : ["wx", "uni", "my"]) {
+      const api = globalThis[name];
+      if (api && typeof api.connectSocket === "function") return { name, api };
+    }
+    return null;
+  }
+
+  // Their SocketTask: onOpen, onMessage({data}), onClose, onError, send({data}), close({code}).
+  // `multiple: true` makes Alipay's my.connectSocket return one too.
+  function openMiniProgramSocket(mini) {
+    const task = mini.api.connectSocket({ url: wsBase() + path("ws"), multiple: true });
+    const current = {
+      transport: mini.name,
+      open: false,
+      send: (text) => task.send({ data: text }),
+      close: () => task.close({ code: 1000 }),
+    };
+    link = current;
+    task.onOpen(() => { current.open = true; lastHeard = Date.now(); });
+    task.onMessage((event) => { if (typeof event.data === "string") received(event.data); });
+    task.onClose(() => ended(current));
+    task.onError(() => { ended(current); try { task.close({ code: 1000 }); } catch (e) { /* closed */ } });
   }
 
   function openWebSocket() {
