@@ -490,3 +490,42 @@ async fn with_the_udp_port_closed_or_silent_the_page_falls_back_to_websocket() {
     browser.close().await;
     server.finish().await;
 }
+
+/// Chromium offers `permessage-deflate` on every WebSocket: it is negotiated
+/// (the page sees the extension), large broadcasts come compressed (counted
+/// once each) and the page reads the same JSON as a plain client, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_negotiates_compression_and_reads_the_same_json() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=gifts", server.viewer)).await.unwrap();
+    browser
+        .eval_with(
+            "window.texts = []; window.ws = new WebSocket('ws://' + arguments[0] + '/v1/apps/demo/ws?room=gifts'); \
+             ws.onmessage = (e) => texts.push(e.data); return true",
+            vec![json!(server.viewer.to_string())],
+        )
+        .await;
+    browser.until("return texts.length === 1").await; // the welcome
+    assert_eq!(
+        browser.eval("return ws.extensions").await,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    let mut plain = server.subscribe(&["gifts"]).await;
+    plain.next_json().await;
+    let large = json!({"gift": "rocket", "from": "Ana", "note": "🚀 ".repeat(600)});
+    for data in [large.clone(), json!({"n": 2}), large] {
+        server.admin.broadcast("gifts", data).await;
+    }
+    browser.until("return texts.length === 4").await;
+    let texts = browser.eval("return texts.slice(1)").await;
+    for text in texts.as_array().unwrap() {
+        let page: Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+        assert_eq!(page, plain.next_json().await, "the same JSON, in order");
+    }
+    let metrics = server.admin.metrics().await;
+    assert_eq!(common::metric(&metrics, "bullhorn_compressed_broadcasts_total"), Some(2.0), "the two large ones");
+    browser.close().await;
+    server.finish().await;
+}
