@@ -16,9 +16,13 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::fanout::{ConflateKey, Delivery};
 use crate::metrics::Metrics;
 use crate::registry::{App, Registry, RegistryError};
+use crate::room::EventState;
 use crate::room::events::Transition;
 use crate::room::reach_log::Counts;
 use crate::room::{Outgoing, Published, Room};
+
+/// The longest a room event's claim may take before the next look tries again.
+const CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The node's broker.
 #[derive(Debug)]
@@ -141,21 +145,27 @@ impl Broker {
 
     /// Whether this node is the one to tell `room`'s `transition` (always, on
     /// one node). When it is not, the room takes the state the cluster holds;
-    /// when the cluster cannot say, the room goes back to where it was, so the
-    /// next look tries again.
-    pub async fn claim_room_event(&self, room: &Room, transition: Transition) -> bool {
+    /// when the cluster cannot say, the room goes back to `before` the look,
+    /// so the next look tries again.
+    pub async fn claim_room_event(&self, room: &Room, transition: Transition, before: EventState) -> bool {
         let Broker::Nats(cluster) = self else {
             return true;
         };
-        match cluster.claim_room_event(room.app(), room.id(), transition).await {
-            Ok(Claim::Won) => true,
-            Ok(Claim::Known { occupied }) => {
-                room.set_occupied(occupied);
+        // Bounded, so a slow NATS does not hold up every other room's tick.
+        let claim = cluster.claim_room_event(room.app(), room.id(), transition, room.events_revision());
+        let timed_out = || Err(ClusterError::Unavailable("the claim timed out".into()));
+        match tokio::time::timeout(CLAIM_TIMEOUT, claim).await.unwrap_or_else(|_| timed_out()) {
+            Ok(Claim::Won { revision }) => {
+                room.told_event(revision);
+                true
+            }
+            Ok(Claim::Known { occupied, revision }) => {
+                room.take_event_state(occupied, revision);
                 false
             }
             Err(error) => {
                 tracing::warn!(%error, room = %room.id(), event = transition.event(), "room event not decided; retrying");
-                room.set_occupied(transition == Transition::Vacated);
+                room.undo_look(before);
                 false
             }
         }

@@ -393,10 +393,10 @@ async fn tell_room_events(shared: &Shared, room: &Room, now: std::time::Instant,
     else {
         return false;
     };
-    let Some(transition) = room.look_for_events(now, online, callbacks.vacated_after()) else {
+    let Some((transition, before)) = room.look_for_events(now, online, callbacks.vacated_after()) else {
         return false;
     };
-    if !shared.broker.claim_room_event(room, transition).await {
+    if !shared.broker.claim_room_event(room, transition, before).await {
         return false;
     }
     // An occupied room had at least one member, even one already gone by this look.

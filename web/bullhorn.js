@@ -118,7 +118,7 @@ export function connect(options) {
   // Their SocketTask: onOpen, onMessage({data}), onClose, onError, send({data}), close({code}).
   // `multiple: true` makes Alipay's my.connectSocket return one too.
   function openMiniProgramSocket(mini) {
-    const task = mini.api.connectSocket({ url: wsBase() + path("ws"), multiple: true });
+    let task = null;
     const current = {
       transport: mini.name,
       open: false,
@@ -126,11 +126,16 @@ export function connect(options) {
       close: () => task.close({ code: 1000 }),
     };
     link = current;
+    // `complete` makes uni-app return the SocketTask rather than a Promise; `fail` is a failed open.
+    task = mini.api.connectSocket({
+      url: wsBase() + path("ws"), multiple: true, complete: () => {}, fail: () => ended(current),
+    });
     task.onOpen(() => { current.open = true; lastHeard = Date.now(); });
     task.onMessage((event) => { if (typeof event.data === "string") received(event.data); });
     task.onClose(() => ended(current));
     task.onError(() => { ended(current); try { task.close({ code: 1000 }); } catch (e) { /* closed */ } });
   }
+
 
   function openWebSocket() {
     const ws = new WebSocket(wsBase() + path("ws"));

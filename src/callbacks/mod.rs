@@ -11,8 +11,10 @@
 //!   order, retried with backoff until the server takes it; what does not fit
 //!   the queue is counted, never silently lost.
 //! * room events (`room.occupied`, `room.vacated`, as `events` asks): decided
-//!   by the room (`room::events`), then queued and sent like after-broadcast
-//!   ones, in the same order, with the event's name as `CallbackCommand`.
+//!   by the room (`room::events`), then sent by the same task, signed and
+//!   retried the same way, with the event's name as `CallbackCommand`, from a
+//!   queue of their own that never drops (a dropped one would break their
+//!   alternation; they are few: each room's are a debounce apart).
 //!
 //! [`wire`] has the request bodies and the reading of answers.
 
@@ -150,6 +152,10 @@ pub struct Callbacks {
     config: CallbackConfig,
     http: reqwest::Client,
     after_send: mpsc::Sender<Queued>,
+    /// Room events: never dropped (a dropped one would break their alternation), and few
+    /// (each room's are at least a debounce apart), so unbounded.
+    event_send: mpsc::UnboundedSender<Queued>,
+    event_receive: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
     /// Taken by the worker when the server starts.
     after_receive: Mutex<Option<mpsc::Receiver<Queued>>>,
     metrics: CallbackMetrics,
@@ -165,6 +171,7 @@ impl std::fmt::Debug for Callbacks {
 impl Callbacks {
     pub fn new(app: &str, sdkappid: Option<u64>, config: CallbackConfig) -> Callbacks {
         let (after_send, after_receive) = mpsc::channel(config.after_queue.max(1));
+        let (event_send, event_receive) = mpsc::unbounded_channel();
         let http = reqwest::Client::builder().timeout(config.timeout).build().expect("a client with a timeout");
         Callbacks {
             metrics: CallbackMetrics::new(app, config.fail_closed),
@@ -174,6 +181,8 @@ impl Callbacks {
             http,
             after_send,
             after_receive: Mutex::new(Some(after_receive)),
+            event_send,
+            event_receive: Mutex::new(Some(event_receive)),
         }
     }
 
@@ -225,7 +234,8 @@ impl Callbacks {
         }
         let command = transition.event();
         let body = wire::room_event_body(command, &self.app, room, online, std::time::SystemTime::now());
-        self.queue(Queued { command, kind: Kind::Event, body });
+        // Fails only once the worker is gone (the node is stopping).
+        let _ = self.event_send.send(Queued { command, kind: Kind::Event, body });
     }
 
     fn queue(&self, queued: Queued) {
@@ -236,12 +246,20 @@ impl Callbacks {
         self.record_depth();
     }
 
-    /// Starts the task that sends after-broadcast events (once).
+    /// Starts the task that sends after-broadcast and room events (once),
+    /// each in its own order, room events first when both wait.
     pub fn spawn_worker(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        let mut receive = self.after_receive.lock().expect("callback receiver").take()?;
+        let mut after = self.after_receive.lock().expect("callback receiver").take()?;
+        let mut events = self.event_receive.lock().expect("event receiver").take()?;
         let this = self.clone();
         Some(tokio::spawn(async move {
-            while let Some(queued) = receive.recv().await {
+            loop {
+                let queued = tokio::select! {
+                    biased;
+                    Some(queued) = events.recv() => queued,
+                    Some(queued) = after.recv() => queued,
+                    else => return,
+                };
                 this.deliver(&queued).await;
                 this.record_depth();
             }

@@ -20,10 +20,11 @@ const VACATED: &[u8] = b"vacated";
 /// What became of a node's claim to tell a transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// This node moved the shared state: it tells the event.
-    Won,
-    /// The shared state is already this (occupied or not): nothing to tell.
-    Known { occupied: bool },
+    /// This node moved the shared state (now at `revision`): it tells the event.
+    Won { revision: u64 },
+    /// The shared state moved since this node last knew it: it is this (occupied or not) at
+    /// `revision`, and this node takes it as its own without telling anything.
+    Known { occupied: bool, revision: u64 },
 }
 
 pub(super) async fn open_bucket(jetstream: &async_nats::jetstream::Context) -> Result<kv::Store, async_nats::Error> {
@@ -31,34 +32,45 @@ pub(super) async fn open_bucket(jetstream: &async_nats::jetstream::Context) -> R
 }
 
 impl Cluster {
-    /// Tries to move `room`'s shared state to `transition`.
-    pub async fn claim_room_event(&self, app: &str, room: &str, transition: Transition) -> Result<Claim, ClusterError> {
+    /// Tries to move `room`'s shared state to `transition`, from the state
+    /// this node last knew (at `known_revision`, 0 for none): a compare-and-set
+    /// on that revision, so a node whose view is stale (another node told a
+    /// transition since) cannot undo it, and takes the current state instead.
+    pub async fn claim_room_event(
+        &self,
+        app: &str,
+        room: &str,
+        transition: Transition,
+        known_revision: u64,
+    ) -> Result<Claim, ClusterError> {
         self.require_connection()?;
         let key = names::room_events_key(app, room);
-        let want = match transition {
+        let want = Bytes::from_static(match transition {
             Transition::Occupied => OCCUPIED,
             Transition::Vacated => VACATED,
+        });
+        let moved = match known_revision {
+            0 => self.events.create(&key, want).await.ok(),
+            revision => self.events.update(&key, want, revision).await.ok(),
         };
-        let unavailable = |error: &dyn std::fmt::Display| ClusterError::unavailable("the room events bucket", error);
-        let entry = self.events.entry(&key).await.map_err(|e| unavailable(&e))?;
-        let moved = match entry.filter(|e| e.operation == kv::Operation::Put) {
-            Some(entry) if entry.value.as_ref() == want => return Ok(Claim::Known { occupied: want == OCCUPIED }),
-            Some(entry) => self.events.update(&key, Bytes::from_static(want), entry.revision).await.is_ok(),
-            None => self.events.create(&key, Bytes::from_static(want)).await.is_ok(),
-        };
-        if moved {
-            return Ok(Claim::Won);
+        if let Some(revision) = moved {
+            return Ok(Claim::Won { revision });
         }
-        // Another node moved it first: whatever it holds now is the room's state.
-        Ok(Claim::Known { occupied: self.room_occupied(app, room).await? })
+        let (occupied, revision) = self.room_event_state(app, room).await?;
+        Ok(Claim::Known { occupied, revision })
     }
 
-    /// The room's shared state: its last event told was `room.occupied`.
-    pub async fn room_occupied(&self, app: &str, room: &str) -> Result<bool, ClusterError> {
+    /// The room's shared state: whether its last event told was `room.occupied`, and its revision (0: none).
+    pub async fn room_event_state(&self, app: &str, room: &str) -> Result<(bool, u64), ClusterError> {
         let key = names::room_events_key(app, room);
         let entry =
             self.events.entry(&key).await.map_err(|e| ClusterError::unavailable("the room events bucket", e))?;
-        Ok(entry.is_some_and(|e| e.operation == kv::Operation::Put && e.value.as_ref() == OCCUPIED))
+        Ok(match entry {
+            Some(e) if e.operation == kv::Operation::Put => (e.value.as_ref() == OCCUPIED, e.revision),
+            // Deleted or purged: a create would fail on the marker, so name its revision.
+            Some(e) => (false, e.revision),
+            None => (false, 0),
+        })
     }
 
     /// Forgets a deleted room's state, so a room created again under its id starts afresh.

@@ -19,55 +19,66 @@ use crate::room::reach_log::Counts;
 /// How long the node asked waits for the other nodes' counts.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One node's answer: its counts of the broadcast, if it holds them.
-type Answer = Option<(u64, ReachTotals)>;
+/// One node's answer about a broadcast.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+enum Answer {
+    /// Its counts (accepted at the ms given).
+    Held(u64, ReachTotals),
+    /// Its feed has not delivered that seq yet: its copies are still to be counted.
+    NotYet,
+    /// Not held (never there, or too old).
+    Unknown,
+}
 
 impl Cluster {
     /// Broadcast `seq` of `room` as every live node counted it; None when no node holds it.
     pub async fn reach(&self, room: &Room, seq: u64) -> Option<Counts> {
         let mut sum = room.reach(seq).map(|counts| (counts.ts_ms, counts.totals));
+        // This node's feed has not delivered it yet: what the others hold is not the whole sum.
+        let here_not_yet = sum.is_none() && seq > room.seq();
         let others = self.presence.live_others();
         if others > 0 && self.is_connected() {
-            let (answered, gathered) = self.gather(room, seq, others).await;
+            let (answered, gathered, not_yet) = self.gather(room, seq, others).await;
             for (ts_ms, totals) in gathered {
                 let (ts, sum_totals) = sum.get_or_insert((ts_ms, ReachTotals::default()));
                 *ts = (*ts).min(ts_ms);
                 sum_totals.add(&totals);
             }
-            if answered < others
-                && let Some((_, totals)) = sum.as_mut()
-            {
-                // A node's copies are unknown: the sum cannot be complete.
-                totals.undrained_lanes += 1;
+            // A node that did not answer, or has not delivered it yet: the sum cannot be complete.
+            let uncounted = (others - answered) + not_yet + usize::from(here_not_yet);
+            if let Some((_, totals)) = sum.as_mut() {
+                totals.undrained_lanes += uncounted as u64;
             }
         }
         sum.map(|(ts_ms, totals)| Counts { ts_ms, totals })
     }
 
-    /// Asks the other nodes; returns how many answered and the counts of those that hold it.
-    async fn gather(&self, room: &Room, seq: u64, others: usize) -> (usize, Vec<(u64, ReachTotals)>) {
+    /// Asks the other nodes; returns how many answered, the counts of those
+    /// that hold it, and how many have not delivered it yet.
+    async fn gather(&self, room: &Room, seq: u64, others: usize) -> (usize, Vec<(u64, ReachTotals)>, usize) {
         let inbox = self.client.new_inbox();
         let Ok(mut answers) = self.client.subscribe(inbox.clone()).await else {
-            return (0, Vec::new());
+            return (0, Vec::new(), 0);
         };
         let subject = names::reach_subject(room.app(), room.id());
         // Named, so this node does not answer its own question.
         let request = Bytes::from(format!("{} {seq}", self.node));
         if self.client.publish_with_reply(subject, inbox, request).await.is_err() {
-            return (0, Vec::new());
+            return (0, Vec::new(), 0);
         }
-        let (mut answered, mut gathered) = (0, Vec::new());
+        let (mut answered, mut gathered, mut not_yet) = (0, Vec::new(), 0);
         let deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
         while answered < others {
             let Ok(Some(message)) = tokio::time::timeout_at(deadline, answers.next()).await else { break };
             answered += 1;
             match serde_json::from_slice::<Answer>(&message.payload) {
-                Ok(Some(counts)) => gathered.push(counts),
-                Ok(None) => {}
+                Ok(Answer::Held(ts_ms, totals)) => gathered.push((ts_ms, totals)),
+                Ok(Answer::NotYet) => not_yet += 1,
+                Ok(Answer::Unknown) => {}
                 Err(error) => tracing::warn!(%error, "unreadable reach answer"),
             }
         }
-        (answered, gathered)
+        (answered, gathered, not_yet)
     }
 }
 
@@ -87,11 +98,16 @@ pub(super) async fn answer(cluster: Arc<Cluster>, registry: Arc<Registry>) {
                     if asker == cluster.node {
                         continue;
                     }
-                    let answer: Answer = names::reach_room(&question.subject)
-                        .and_then(|(app, room)| registry.app(app)?.room(room))
-                        .zip(seq.parse().ok())
-                        .and_then(|(room, seq)| room.reach(seq))
-                        .map(|counts| (counts.ts_ms, counts.totals));
+                    let room =
+                        names::reach_room(&question.subject).and_then(|(app, room)| registry.app(app)?.room(room));
+                    let answer = match (room, seq.parse::<u64>().ok()) {
+                        (Some(room), Some(seq)) => match room.reach(seq) {
+                            Some(counts) => Answer::Held(counts.ts_ms, counts.totals),
+                            None if seq > room.seq() => Answer::NotYet,
+                            None => Answer::Unknown,
+                        },
+                        _ => Answer::Unknown,
+                    };
                     let payload = Bytes::from(serde_json::to_vec(&answer).expect("serializable"));
                     if let Err(error) = cluster.client.publish(reply, payload).await {
                         tracing::debug!(%error, "reach answer not sent");

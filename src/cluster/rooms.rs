@@ -204,7 +204,7 @@ impl Cluster {
                 continue;
             }
             let seq = feed::last_seq(self, app.id(), &listed.room).await?;
-            let occupied = self.room_occupied(app.id(), &listed.room).await?;
+            let (occupied, events_revision) = self.room_event_state(app.id(), &listed.room).await?;
             let spec = RoomSpec {
                 app: app.id().clone(),
                 id: Arc::from(listed.room.as_str()),
@@ -216,6 +216,7 @@ impl Cluster {
                 occupied,
             };
             if let Some(room) = registry.mirror_room(app, spec) {
+                room.take_event_state(occupied, events_revision);
                 self.start_feed(room);
             }
         }

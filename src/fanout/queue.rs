@@ -409,7 +409,8 @@ impl Subscriber {
             let tag = Tag::occupancy(slot);
             let index = state.tags.iter().rposition(|t| *t == tag).expect("the waiting occupancy entry");
             let waiting = &state.items[index];
-            state.unwritten_bytes -= waiting.bytes(self.framing).len();
+            // Saturating: frames the writer added itself (a close) are not in the tally.
+            state.unwritten_bytes = state.unwritten_bytes.saturating_sub(waiting.bytes(self.framing).len());
             if online == told_online {
                 state.items.remove(index);
                 state.tags.remove(index);

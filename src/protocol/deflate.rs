@@ -20,8 +20,22 @@ use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
 use super::ws;
 
-/// The extension as the 101 answers it.
+/// The extension as the 101 answers it ...
 pub const ANSWER: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// ... and when the accepted offer named `server_max_window_bits` (RFC 7692 §7.1.2.1: accepted by echoing it).
+pub const ANSWER_WITH_WINDOW: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15";
+
+/// How the 101 answers the offer, if one is accepted.
+pub fn answer_offer<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<&'static str> {
+    values.filter_map(|value| std::str::from_utf8(value).ok()).flat_map(|value| value.split(',')).find_map(|offer| {
+        acceptable(offer).then(|| {
+            let names_window =
+                offer.split(';').any(|p| p.trim().to_ascii_lowercase().starts_with("server_max_window_bits"));
+            if names_window { ANSWER_WITH_WINDOW } else { ANSWER }
+        })
+    })
+}
 
 /// What a sync flush ends with; RFC 7692 §7.2.1 takes it off the wire.
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -32,7 +46,7 @@ const LEVEL: u8 = 1;
 /// True when one of the `Sec-WebSocket-Extensions` values (`headers`, as
 /// sent, any number of them) holds a `permessage-deflate` offer this server accepts.
 pub fn accepts_offer<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
-    values.filter_map(|value| std::str::from_utf8(value).ok()).flat_map(|value| value.split(',')).any(acceptable)
+    answer_offer(values).is_some()
 }
 
 /// One offer: `permessage-deflate` and its parameters, each at most once.
@@ -201,6 +215,15 @@ mod tests {
         assert!(!offer(&["permessage-deflate; unknown"]));
         // A declined offer falls through to the next one.
         assert!(offer(&["permessage-deflate; server_max_window_bits=9, permessage-deflate"]));
+    }
+
+    #[test]
+    fn a_window_the_client_named_is_echoed_in_the_answer() {
+        let answer = |v: &str| answer_offer(std::iter::once(v.as_bytes()));
+        assert_eq!(answer("permessage-deflate; client_max_window_bits"), Some(ANSWER));
+        assert_eq!(answer("permessage-deflate; server_max_window_bits=15"), Some(ANSWER_WITH_WINDOW));
+        assert_eq!(answer("permessage-deflate; server_max_window_bits=9, permessage-deflate"), Some(ANSWER));
+        assert_eq!(answer("permessage-deflate; server_max_window_bits=9"), None);
     }
 
     #[test]

@@ -88,19 +88,18 @@ pub fn accept_key(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes())
 }
 
-/// The 101 answer's head; with `deflate`, it accepts `permessage-deflate`.
-pub fn switching_protocols(accept: &str, deflate: bool) -> Vec<u8> {
-    let extension =
-        if deflate { format!("sec-websocket-extensions: {}\r\n", super::deflate::ANSWER) } else { String::new() };
+/// The 101 answer's head; with `deflate` (an answer of `deflate::answer_offer`), it accepts `permessage-deflate`.
+pub fn switching_protocols(accept: &str, deflate: Option<&str>) -> Vec<u8> {
+    let extension = deflate.map_or_else(String::new, |answer| format!("sec-websocket-extensions: {answer}\r\n"));
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n{extension}\r\n"
     )
     .into_bytes()
 }
 
-/// Whether the client offered a `permessage-deflate` this server accepts.
-pub fn offers_deflate<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> bool {
-    super::deflate::accepts_offer(
+/// How to answer the client's `permessage-deflate` offer, if this server accepts one.
+pub fn offers_deflate<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'static str> {
+    super::deflate::answer_offer(
         headers.filter(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions")).map(|(_, value)| value),
     )
 }

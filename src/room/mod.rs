@@ -62,8 +62,8 @@ pub struct Room {
     occupancy: OccupancyClock,
     /// Joins ever, so a look at the room sees a member that came and went.
     joins: AtomicU64,
-    /// Occupied or vacated, and the joins seen at the last look.
-    events: Mutex<(Transitions, u64)>,
+    /// Occupied or vacated, as of the last look.
+    events: Mutex<EventState>,
     presence: Presence,
     lanes: Box<[CachePadded<Lane>]>,
     destroyed: AtomicBool,
@@ -144,6 +144,15 @@ pub struct RoomSpec {
     pub occupied: bool,
 }
 
+/// A room's event state ([`events`]): occupied or not, the joins seen at the
+/// last look, and in a cluster the revision of the shared state it follows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EventState {
+    transitions: Transitions,
+    joins_seen: u64,
+    revision: u64,
+}
+
 /// A broadcast as the admin asked for it, before it is numbered: what a
 /// broker publishes (here, or to every node of a cluster).
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +214,7 @@ impl Room {
             sticky,
             occupancy: OccupancyClock::new(spec.occupancy_interval_ms),
             joins: AtomicU64::new(0),
-            events: Mutex::new((Transitions::new(spec.occupied), 0)),
+            events: Mutex::new(EventState { transitions: Transitions::new(spec.occupied), ..EventState::default() }),
             presence,
             lanes,
             destroyed: AtomicBool::new(false),
@@ -492,23 +501,52 @@ impl Room {
         Ok(joined)
     }
 
-    /// One look at the room for its events ([`events`]), with its count
-    /// (cluster-wide in a cluster): the transition to tell, if any.
-    pub fn look_for_events(&self, now: Instant, online: usize, vacated_after: Duration) -> Option<Transition> {
-        let mut events = self.events.lock().expect("room events lock");
-        let joins = self.joins.load(Ordering::Acquire);
-        let joined = std::mem::replace(&mut events.1, joins) != joins;
-        events.0.look(now, online, joined, vacated_after)
+    fn event_state(&self) -> MutexGuard<'_, EventState> {
+        self.events.lock().expect("room events lock")
     }
 
-    /// Takes `occupied` as the last room event told (what the cluster holds).
-    pub fn set_occupied(&self, occupied: bool) {
-        self.events.lock().expect("room events lock").0 = Transitions::new(occupied);
+    /// One look at the room for its events ([`events`]), with its count
+    /// (cluster-wide in a cluster): the transition to tell, if any, and
+    /// what the room was before it (to go back to if it cannot be told).
+    pub fn look_for_events(
+        &self,
+        now: Instant,
+        online: usize,
+        vacated_after: Duration,
+    ) -> Option<(Transition, EventState)> {
+        let mut events = self.event_state();
+        let before = *events;
+        let joins = self.joins.load(Ordering::Acquire);
+        let joined = std::mem::replace(&mut events.joins_seen, joins) != joins;
+        let transition = events.transitions.look(now, online, joined, vacated_after)?;
+        Some((transition, before))
+    }
+
+    /// Puts the room back to where it was before a look whose transition could not be decided.
+    pub fn undo_look(&self, before: EventState) {
+        *self.event_state() = before;
+    }
+
+    /// Takes the cluster's state of the room's events (`occupied` at `revision`) as its own.
+    pub fn take_event_state(&self, occupied: bool, revision: u64) {
+        let mut events = self.event_state();
+        events.transitions = Transitions::new(occupied);
+        events.revision = revision;
+    }
+
+    /// The transition just looked at was told, the shared state now at `revision`.
+    pub fn told_event(&self, revision: u64) {
+        self.event_state().revision = revision;
+    }
+
+    /// The revision of the cluster's state this room's events last followed (0: none).
+    pub fn events_revision(&self) -> u64 {
+        self.event_state().revision
     }
 
     /// The last room event told was `room.occupied`.
     pub fn occupied(&self) -> bool {
-        self.events.lock().expect("room events lock").0.occupied()
+        self.event_state().transitions.occupied()
     }
 
     /// Occupancy pushed to members every this many ms; 0 is off.

@@ -1,8 +1,8 @@
 //! When a room tells its members its online count (contract §9,
 //! `occupancy_interval_ms`): at most once per interval, and only when the
 //! count changed or someone joined since the last time (a joiner is told at
-//! the first tick after its `welcome`; members already told the same count
-//! are skipped by their queue). The server ticks every room every
+//! the next send, within one interval of its `welcome`; members already told
+//! the same count are skipped by their queue). The server ticks every room every
 //! [`TICK`] with its count (cluster-wide in a cluster); a tick that sends
 //! costs one encoding, whatever the number of members.
 

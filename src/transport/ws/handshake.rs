@@ -31,7 +31,7 @@ pub async fn accept<S: ViewerStream>(
             if stream.write_all(&answer).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
-            hand_over(stream, early_input.to_vec(), memberships, &shared, permit, deflate);
+            hand_over(stream, early_input.to_vec(), memberships, &shared, permit, deflate.is_some());
         }
         Err(error) => refuse(stream, &error).await,
     }

@@ -31,8 +31,8 @@ pub(super) struct Admitted {
     pub memberships: Vec<Membership>,
     pub permit: ConnectionPermit,
     pub accept: String,
-    /// The client offered `permessage-deflate` and this node accepts it.
-    pub deflate: bool,
+    /// The client offered `permessage-deflate` and this node accepts it: the 101's answer.
+    pub deflate: Option<&'static str>,
 }
 
 /// Every check before the upgrade, in the order that spends the least on a
@@ -48,7 +48,7 @@ pub(super) fn admit<'a>(
     let rooms = crate::protocol::rooms_in(query);
     let memberships = session::resolve(shared, app, rooms.iter().map(String::as_str))?;
     let accept = handshake::check(headers.clone()).map_err(|error| ApiError::invalid_request(error.to_string()))?;
-    let deflate = shared.settings.ws_compression && handshake::offers_deflate(headers);
+    let deflate = handshake::offers_deflate(headers).filter(|_| shared.settings.ws_compression);
     let permit = session::acquire(shared, Transport::WebSocket, peer)?;
     Ok(Admitted { memberships, permit, accept, deflate })
 }
@@ -83,11 +83,11 @@ pub async fn subscribe(
         };
         // The viewer listener's stream, plain or TLS.
         let upgraded = match upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>() {
-            Ok(parts) => return start(parts, memberships, shared, permit, deflate),
+            Ok(parts) => return start(parts, memberships, shared, permit, deflate.is_some()),
             Err(upgraded) => upgraded,
         };
         match upgraded.downcast::<TokioIo<Prefixed<TlsStream<TcpStream>>>>() {
-            Ok(parts) => start(parts, memberships, shared, permit, deflate),
+            Ok(parts) => start(parts, memberships, shared, permit, deflate.is_some()),
             Err(_) => tracing::error!("upgraded connection is not the viewer listener's socket"),
         }
     });
@@ -96,8 +96,8 @@ pub async fn subscribe(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
-    if deflate {
-        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(crate::protocol::deflate::ANSWER));
+    if let Some(answer) = deflate {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(answer));
     }
     response
 }
