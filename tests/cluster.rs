@@ -461,15 +461,29 @@ async fn pins_unpins_and_room_changes_reach_every_node() {
         let sticky = viewer.next_json().await;
         assert_eq!((&sticky["type"], &sticky["seq"]), (&json!("sticky"), &pinned), "{sticky}");
     }
+    // A node that starts after the pin knows it too.
+    let later_dir = tempfile::tempdir().unwrap();
+    let later = node(&later_dir, &nats.url()).await;
+    wait_for_room_everywhere(std::slice::from_ref(&later), "gifts").await;
+    assert_eq!(room(&later.admin, "gifts").await.1["sticky_seq"], pinned);
+    let mut viewer = subscribe(&later, "gifts").await;
+    let sticky = viewer.next_json().await;
+    assert_eq!((&sticky["type"], &sticky["data"]), (&json!("sticky"), &json!({"top": "Ana"})), "{sticky}");
+    drop(viewer);
 
     let (status, _) = nodes[1].admin.delete("/v1/apps/demo/rooms/gifts/sticky").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    for node in &nodes {
+    for node in nodes.iter().chain([&later]) {
         eventually("the unpin reaches the node", || async {
             room(&node.admin, "gifts").await.1["sticky_seq"].is_null()
         })
         .await;
     }
+    let last_dir = tempfile::tempdir().unwrap();
+    let last = node(&last_dir, &nats.url()).await;
+    wait_for_room_everywhere(std::slice::from_ref(&last), "gifts").await;
+    assert_eq!(room(&last.admin, "gifts").await.1["sticky_seq"], Value::Null, "no pin for new nodes after an unpin");
+    drop((later, last));
     let mut viewers = Vec::new();
     for node in &nodes {
         viewers.push(subscribe(node, "gifts").await);

@@ -20,6 +20,7 @@ use futures_util::StreamExt as _;
 
 use super::{Cluster, ClusterError, RETRY_AFTER, names};
 use crate::fanout::{ConflateKey, Delivery, Priority};
+use crate::registry::store::StoredSticky;
 use crate::room::{Extras, Outgoing, Room, now_ms};
 
 /// How long a stream keeps broadcasts: a node cut off from NATS for less
@@ -86,7 +87,8 @@ impl Cluster {
     pub async fn publish(&self, room: &Room, outgoing: Outgoing<'_>) -> Result<Accepted, ClusterError> {
         self.require_connection()?;
         let mut headers = HeaderMap::new();
-        headers.insert(TS, now_ms().to_string().as_str());
+        let ts_ms = now_ms();
+        headers.insert(TS, ts_ms.to_string().as_str());
         headers.insert(PRIORITY, outgoing.priority.as_str());
         if let Some(key) = outgoing.conflate {
             headers.insert(CONFLATE, key);
@@ -109,7 +111,15 @@ impl Cluster {
             Ok::<_, async_nats::Error>(ack.await?)
         };
         match tokio::time::timeout(super::REQUEST_TIMEOUT, acked).await {
-            Ok(Ok(ack)) => Ok(Accepted { seq: ack.sequence, duplicate: ack.duplicate }),
+            Ok(Ok(ack)) => {
+                if outgoing.extras.sticky && !ack.duplicate {
+                    let expires_at_ms = outgoing.extras.ttl.map(|ttl| ts_ms.saturating_add(ttl.as_millis() as u64));
+                    let pin =
+                        StoredSticky { seq: ack.sequence, ts: ts_ms, data: outgoing.data.to_owned(), expires_at_ms };
+                    self.record_pin(room.app(), room.id(), &pin).await;
+                }
+                Ok(Accepted { seq: ack.sequence, duplicate: ack.duplicate })
+            }
             Ok(Err(error)) => Err(ClusterError::unavailable("the room's stream did not take the broadcast", error)),
             Err(_) => Err(ClusterError::Unavailable(
                 "the room's stream did not acknowledge in time; retry with the same Idempotency-Key".into(),

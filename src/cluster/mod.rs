@@ -126,6 +126,8 @@ pub struct Cluster {
     rooms: kv::Store,
     /// Each room's last room event ([`events`]).
     events: kv::Store,
+    /// Each room's pinned message, for nodes that start after it ([`sticky`]).
+    pins: kv::Store,
     node: String,
     presence: Presence,
     /// Each mirrored room's feed task, by (app, room).
@@ -187,12 +189,15 @@ impl Cluster {
         let events = events::open_bucket(&jetstream)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the room events bucket: {e}"))?;
+        let pins =
+            sticky::open_bucket(&jetstream).await.map_err(|e| anyhow::anyhow!("cannot open the pins bucket: {e}"))?;
         tracing::info!(node, urls, "joined the cluster");
         Ok(Cluster {
             client,
             jetstream,
             rooms,
             events,
+            pins,
             presence: Presence::new(node.clone()),
             node,
             feeds: Mutex::default(),

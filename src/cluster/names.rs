@@ -10,6 +10,9 @@ pub const SECRETS_BUCKET: &str = "bullhorn_secrets";
 /// The QUIC reset secret's key in [`SECRETS_BUCKET`].
 pub const QUIC_RESET_KEY: &str = "quic-reset";
 
+/// The KV bucket holding each room's pinned message, under the key of [`room_events_key`].
+pub const PINS_BUCKET: &str = "bullhorn_pins";
+
 /// The KV bucket holding each room's last room event (`room.occupied` or `room.vacated`).
 pub const ROOM_EVENTS_BUCKET: &str = "bullhorn_room_events";
 

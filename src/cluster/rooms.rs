@@ -133,6 +133,7 @@ impl Cluster {
                 self.mirror(registry, app, &list, revision).await?;
                 feed::delete_stream(self, app.id(), room).await;
                 self.forget_room_events(app.id(), room).await;
+                self.forget_pin(app.id(), room).await;
                 return Ok(());
             }
         }
@@ -205,13 +206,14 @@ impl Cluster {
             }
             let seq = feed::last_seq(self, app.id(), &listed.room).await?;
             let (occupied, events_revision) = self.room_event_state(app.id(), &listed.room).await?;
+            let sticky = self.pin_of(app.id(), &listed.room).await?;
             let spec = RoomSpec {
                 app: app.id().clone(),
                 id: Arc::from(listed.room.as_str()),
                 name: listed.name.clone(),
                 created_at: listed.created_at.clone(),
                 seq,
-                sticky: None,
+                sticky,
                 occupancy_interval_ms: listed.occupancy_interval_ms,
                 occupied,
             };
