@@ -423,16 +423,7 @@ async fn reach_is_summed_over_every_node() {
     }
     for seq in 1..=5 {
         for node in &nodes {
-            let path = format!("/v1/apps/demo/rooms/gifts/broadcasts/{seq}");
-            let deadline = tokio::time::Instant::now() + HANG;
-            let reach = loop {
-                let reach = node.admin.get(&path).await.1;
-                if reach["complete"] == true {
-                    break reach;
-                }
-                assert!(tokio::time::Instant::now() < deadline, "never complete: {reach}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
+            let reach = common::reach::reach_when_complete(&node.admin, seq).await;
             assert_eq!((reach["targets"].as_u64(), reach["delivered"].as_u64()), (Some(24), Some(24)), "{reach}");
             assert_eq!(reach["pending"], 0);
         }

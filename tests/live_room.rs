@@ -7,20 +7,13 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bullhorn::cli::ServeArgs;
 use common::reach::{assert_accounted, publish, reach_when_complete, read_through_last};
 use common::{Subscriber, TestServer, metric};
 use serde_json::{Value, json};
 
 /// A server whose queues hold 4 broadcasts and never give up on a slow subscriber.
 async fn small_queue_server() -> TestServer {
-    let args = ServeArgs {
-        queue_max_messages: Some(4),
-        queue_max_bytes: Some(64 << 20),
-        slow_consumer_after_ms: Some(3_600_000),
-        ..Default::default()
-    };
-    TestServer::start_with(args).await
+    TestServer::start_with(common::reach::small_queue_args()).await
 }
 
 #[tokio::test]

@@ -92,14 +92,7 @@ impl Admin {
 
     /// The room's `online` count now.
     pub async fn online(&self) -> anyhow::Result<u64> {
-        let resp = self
-            .http
-            .get(format!("{}/v1/apps/{}/rooms/{}", self.base, self.app, self.room))
-            .bearer_auth(&self.key)
-            .send()
-            .await?;
-        let body: Value = resp.json().await?;
-        body["online"].as_u64().context("no online count in the room object")
+        self.room().await?["online"].as_u64().context("no online count in the room object")
     }
 
     /// Sends broadcast number `n`.

@@ -35,6 +35,11 @@ pub fn present_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resu
     <String as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
+/// [`present_string`] for optional integer fields.
+pub fn present_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// The most of an oversized body read only to be thrown away.
 const DRAIN_AT_MOST: u64 = 4 * 1024 * 1024;
 /// How long a sender of an oversized body gets to finish it.

@@ -50,7 +50,7 @@ pub struct BroadcastBody<'a> {
     #[serde(default, deserialize_with = "body::present_string")]
     pub conflate: Option<String>,
     /// 1 to [`MAX_TTL_MS`] when present.
-    #[serde(default, deserialize_with = "present_u64")]
+    #[serde(default, deserialize_with = "body::present_u64")]
     pub ttl_ms: Option<u64>,
     #[serde(default)]
     pub sticky: bool,
@@ -58,10 +58,6 @@ pub struct BroadcastBody<'a> {
 
 /// The longest `ttl_ms`: a day.
 pub const MAX_TTL_MS: u64 = 86_400_000;
-
-fn present_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
-    <u64 as serde::Deserialize>::deserialize(deserializer).map(Some)
-}
 
 impl BroadcastBody<'_> {
     /// The ttl and pin the body asks for.

@@ -37,12 +37,8 @@ struct CreateRoom {
 struct ChangeRoom {
     #[serde(default, deserialize_with = "body::present_string")]
     name: Option<String>,
-    #[serde(default, deserialize_with = "present_u64")]
+    #[serde(default, deserialize_with = "body::present_u64")]
     occupancy_interval_ms: Option<u64>,
-}
-
-fn present_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
-    <u64 as Deserialize>::deserialize(deserializer).map(Some)
 }
 
 fn check_name(name: Option<&String>) -> Result<(), ApiError> {

@@ -44,7 +44,7 @@ impl Cluster {
         known_revision: u64,
     ) -> Result<Claim, ClusterError> {
         self.require_connection()?;
-        let key = names::room_events_key(app, room);
+        let key = names::room_key(app, room);
         let want = Bytes::from_static(match transition {
             Transition::Occupied => OCCUPIED,
             Transition::Vacated => VACATED,
@@ -62,7 +62,7 @@ impl Cluster {
 
     /// The room's shared state: whether its last event told was `room.occupied`, and its revision (0: none).
     pub async fn room_event_state(&self, app: &str, room: &str) -> Result<(bool, u64), ClusterError> {
-        let key = names::room_events_key(app, room);
+        let key = names::room_key(app, room);
         let entry =
             self.events.entry(&key).await.map_err(|e| ClusterError::unavailable("the room events bucket", e))?;
         Ok(match entry {
@@ -75,7 +75,7 @@ impl Cluster {
 
     /// Forgets a deleted room's state, so a room created again under its id starts afresh.
     pub(super) async fn forget_room_events(&self, app: &str, room: &str) {
-        if let Err(error) = self.events.purge(names::room_events_key(app, room)).await {
+        if let Err(error) = self.events.purge(names::room_key(app, room)).await {
             tracing::warn!(%error, app, room, "could not clear a deleted room's event state");
         }
     }

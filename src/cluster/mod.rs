@@ -116,6 +116,33 @@ async fn until_reconnected<T>(
     }
 }
 
+/// Calls `handle` with every message on `subject` for the node's lifetime,
+/// subscribing again (after [`RETRY_AFTER`]) whenever the subscription ends;
+/// what `handle` returns is published as the answer (to the message's reply subject).
+async fn each_message(
+    client: async_nats::Client,
+    subject: String,
+    what: &'static str,
+    mut handle: impl FnMut(async_nats::Message) -> Option<(async_nats::Subject, bytes::Bytes)>,
+) {
+    use futures_util::StreamExt as _;
+    loop {
+        match client.subscribe(subject.clone()).await {
+            Ok(mut messages) => {
+                while let Some(message) = messages.next().await {
+                    if let Some((reply, payload)) = handle(message)
+                        && let Err(error) = client.publish(reply, payload).await
+                    {
+                        tracing::debug!(%error, what, "answer not sent");
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, what, "subscription failed"),
+        }
+        tokio::time::sleep(RETRY_AFTER).await;
+    }
+}
+
 /// (app, room).
 type RoomKey = (Arc<str>, Arc<str>);
 

@@ -10,14 +10,14 @@ pub const SECRETS_BUCKET: &str = "bullhorn_secrets";
 /// The QUIC reset secret's key in [`SECRETS_BUCKET`].
 pub const QUIC_RESET_KEY: &str = "quic-reset";
 
-/// The KV bucket holding each room's pinned message, under the key of [`room_events_key`].
+/// The KV bucket holding each room's pinned message, under [`room_key`].
 pub const PINS_BUCKET: &str = "bullhorn_pins";
 
 /// The KV bucket holding each room's last room event (`room.occupied` or `room.vacated`).
 pub const ROOM_EVENTS_BUCKET: &str = "bullhorn_room_events";
 
-/// A room's key in [`ROOM_EVENTS_BUCKET`] (KV keys may hold `.`; ids hold none).
-pub fn room_events_key(app: &str, room: &str) -> String {
+/// A room's key in the per-room KV buckets (KV keys may hold `.`; ids hold none).
+pub fn room_key(app: &str, room: &str) -> String {
     format!("{app}.{room}")
 }
 
@@ -38,25 +38,17 @@ pub fn stream(app: &str, room: &str) -> String {
 /// Where a node asks the others for a broadcast's reach: `<prefix><app>.<room>`.
 pub const REACH_PREFIX: &str = "bullhorn.reach.";
 
-pub fn reach_subject(app: &str, room: &str) -> String {
-    format!("{REACH_PREFIX}{app}.{room}")
-}
-
-/// The (app, room) of a reach question's subject.
-pub fn reach_room(subject: &str) -> Option<(&str, &str)> {
-    subject.strip_prefix(REACH_PREFIX)?.split_once('.')
-}
-
 /// Where an unpin goes to every node: `<prefix><app>.<room>`.
 pub const UNPIN_PREFIX: &str = "bullhorn.unpin.";
 
-pub fn unpin_subject(app: &str, room: &str) -> String {
-    format!("{UNPIN_PREFIX}{app}.{room}")
+/// A room's subject under `prefix` (one of the above).
+pub fn room_subject(prefix: &str, app: &str, room: &str) -> String {
+    format!("{prefix}{}", room_key(app, room))
 }
 
-/// The (app, room) of an unpin's subject.
-pub fn unpin_room(subject: &str) -> Option<(&str, &str)> {
-    subject.strip_prefix(UNPIN_PREFIX)?.split_once('.')
+/// The (app, room) of a subject made by [`room_subject`] with `prefix`.
+pub fn room_of<'a>(prefix: &str, subject: &'a str) -> Option<(&'a str, &'a str)> {
+    subject.strip_prefix(prefix)?.split_once('.')
 }
 
 /// A node's presence subject.
@@ -79,6 +71,8 @@ mod tests {
         let stream = stream("app-1", "room_2");
         assert!(!stream.contains(['.', '*', '>', ' ']), "{stream}");
         assert_eq!(broadcast_subject("demo", "gifts").split('.').count(), 4);
-        assert_eq!(reach_room(&reach_subject("app-1", "room_2")), Some(("app-1", "room_2")));
+        let subject = room_subject(REACH_PREFIX, "app-1", "room_2");
+        assert_eq!(room_of(REACH_PREFIX, &subject), Some(("app-1", "room_2")));
+        assert_eq!(room_of(UNPIN_PREFIX, &subject), None);
     }
 }

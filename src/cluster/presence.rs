@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Cluster, RETRY_AFTER, names};
+use super::{Cluster, names};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -109,21 +108,15 @@ pub(super) async fn publish(cluster: Arc<Cluster>, registry: Arc<Registry>) {
 /// Keeps every node's last report for its lifetime.
 pub(super) async fn listen(cluster: Arc<Cluster>, metrics: Metrics) {
     let wildcard = format!("{}*", names::PRESENCE_PREFIX);
-    loop {
-        match cluster.client.subscribe(wildcard.clone()).await {
-            Ok(mut reports) => {
-                while let Some(message) = reports.next().await {
-                    let Some(node) = message.subject.strip_prefix(names::PRESENCE_PREFIX) else { continue };
-                    match serde_json::from_slice::<Report>(&message.payload) {
-                        Ok(report) => metrics.cluster_nodes.set(cluster.presence.record(node, report) as f64),
-                        Err(error) => tracing::warn!(%error, node, "unreadable presence report"),
-                    }
-                }
-            }
-            Err(error) => tracing::debug!(%error, "presence subscription failed"),
+    super::each_message(cluster.client.clone(), wildcard, "presence", |message| {
+        let node = message.subject.strip_prefix(names::PRESENCE_PREFIX)?;
+        match serde_json::from_slice::<Report>(&message.payload) {
+            Ok(report) => metrics.cluster_nodes.set(cluster.presence.record(node, report) as f64),
+            Err(error) => tracing::warn!(%error, node, "unreadable presence report"),
         }
-        tokio::time::sleep(RETRY_AFTER).await;
-    }
+        None
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use super::{Cluster, RETRY_AFTER, names};
+use super::{Cluster, names};
 use crate::fanout::reach::ReachTotals;
 use crate::registry::Registry;
 use crate::room::Room;
@@ -60,7 +60,7 @@ impl Cluster {
         let Ok(mut answers) = self.client.subscribe(inbox.clone()).await else {
             return (0, Vec::new(), 0);
         };
-        let subject = names::reach_subject(room.app(), room.id());
+        let subject = names::room_subject(names::REACH_PREFIX, room.app(), room.id());
         // Named, so this node does not answer its own question.
         let request = Bytes::from(format!("{} {seq}", self.node));
         if self.client.publish_with_reply(subject, inbox, request).await.is_err() {
@@ -85,37 +85,23 @@ impl Cluster {
 /// Answers the other nodes' questions about this node's counts, for its lifetime.
 pub(super) async fn answer(cluster: Arc<Cluster>, registry: Arc<Registry>) {
     let wildcard = format!("{}>", names::REACH_PREFIX);
-    loop {
-        match cluster.client.subscribe(wildcard.clone()).await {
-            Ok(mut questions) => {
-                while let Some(question) = questions.next().await {
-                    let Some(reply) = question.reply.clone() else { continue };
-                    let Some((asker, seq)) =
-                        std::str::from_utf8(&question.payload).ok().and_then(|q| q.split_once(' '))
-                    else {
-                        continue;
-                    };
-                    if asker == cluster.node {
-                        continue;
-                    }
-                    let room =
-                        names::reach_room(&question.subject).and_then(|(app, room)| registry.app(app)?.room(room));
-                    let answer = match (room, seq.parse::<u64>().ok()) {
-                        (Some(room), Some(seq)) => match room.reach(seq) {
-                            Some(counts) => Answer::Held(counts.ts_ms, counts.totals),
-                            None if seq > room.seq() => Answer::NotYet,
-                            None => Answer::Unknown,
-                        },
-                        _ => Answer::Unknown,
-                    };
-                    let payload = Bytes::from(serde_json::to_vec(&answer).expect("serializable"));
-                    if let Err(error) = cluster.client.publish(reply, payload).await {
-                        tracing::debug!(%error, "reach answer not sent");
-                    }
-                }
-            }
-            Err(error) => tracing::debug!(%error, "reach subscription failed"),
+    super::each_message(cluster.client.clone(), wildcard, "reach", |question| {
+        let reply = question.reply.clone()?;
+        let (asker, seq) = std::str::from_utf8(&question.payload).ok()?.split_once(' ')?;
+        if asker == cluster.node {
+            return None;
         }
-        tokio::time::sleep(RETRY_AFTER).await;
-    }
+        let room = names::room_of(names::REACH_PREFIX, &question.subject)
+            .and_then(|(app, room)| registry.app(app)?.room(room));
+        let answer = match (room, seq.parse::<u64>().ok()) {
+            (Some(room), Some(seq)) => match room.reach(seq) {
+                Some(counts) => Answer::Held(counts.ts_ms, counts.totals),
+                None if seq > room.seq() => Answer::NotYet,
+                None => Answer::Unknown,
+            },
+            _ => Answer::Unknown,
+        };
+        Some((reply, Bytes::from(serde_json::to_vec(&answer).expect("serializable"))))
+    })
+    .await
 }

@@ -15,9 +15,8 @@ use std::sync::Arc;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 
-use super::{Cluster, ClusterError, RETRY_AFTER, names};
+use super::{Cluster, ClusterError, names};
 use crate::registry::Registry;
 use crate::registry::store::StoredSticky;
 
@@ -35,7 +34,7 @@ impl Cluster {
     /// one is there already (compare-and-set, a few tries; a failure is logged:
     /// running nodes have the pin from the stream either way).
     pub(super) async fn record_pin(&self, app: &str, room: &str, pin: &StoredSticky) {
-        let key = names::room_events_key(app, room);
+        let key = names::room_key(app, room);
         let value = Bytes::from(serde_json::to_vec(pin).expect("serializable"));
         for _ in 0..3 {
             let written = match self.pins.entry(&key).await {
@@ -53,14 +52,14 @@ impl Cluster {
 
     /// `room`'s pin as nodes that start now must know it.
     pub(super) async fn pin_of(&self, app: &str, room: &str) -> Result<Option<StoredSticky>, ClusterError> {
-        let entry = self.pins.entry(names::room_events_key(app, room)).await;
+        let entry = self.pins.entry(names::room_key(app, room)).await;
         let entry = entry.map_err(|e| ClusterError::unavailable("the pins bucket", e))?;
         Ok(entry.as_ref().and_then(pin_in))
     }
 
     /// Forgets the recorded pin if it is `seq` or older (an unpin).
     async fn forget_pin_through(&self, app: &str, room: &str, seq: u64) {
-        let key = names::room_events_key(app, room);
+        let key = names::room_key(app, room);
         if let Ok(Some(entry)) = self.pins.entry(&key).await
             && pin_in(&entry).is_some_and(|kept| kept.seq <= seq)
             && let Err(error) = self.pins.delete_expect_revision(&key, Some(entry.revision)).await
@@ -71,14 +70,14 @@ impl Cluster {
 
     /// Forgets a deleted room's pin.
     pub(super) async fn forget_pin(&self, app: &str, room: &str) {
-        if let Err(error) = self.pins.purge(names::room_events_key(app, room)).await {
+        if let Err(error) = self.pins.purge(names::room_key(app, room)).await {
             tracing::warn!(%error, app, room, "could not clear a deleted room's pin");
         }
     }
 
     /// Tells every other node that `room`'s pin of `seq` is gone.
     pub async fn publish_unpin(&self, app: &str, room: &str, seq: u64) {
-        let subject = names::unpin_subject(app, room);
+        let subject = names::room_subject(names::UNPIN_PREFIX, app, room);
         if let Err(error) = self.client.publish(subject, Bytes::from(seq.to_string())).await {
             tracing::warn!(%error, app, room, "the unpin was not sent to the other nodes");
         }
@@ -89,19 +88,14 @@ impl Cluster {
 /// Applies the other nodes' unpins, for this node's lifetime.
 pub(super) async fn follow_unpins(cluster: Arc<Cluster>, registry: Arc<Registry>) {
     let wildcard = format!("{}>", names::UNPIN_PREFIX);
-    loop {
-        match cluster.client.subscribe(wildcard.clone()).await {
-            Ok(mut unpins) => {
-                while let Some(unpin) = unpins.next().await {
-                    let seq = std::str::from_utf8(&unpin.payload).ok().and_then(|s| s.parse::<u64>().ok());
-                    let room = names::unpin_room(&unpin.subject).and_then(|(app, room)| registry.app(app)?.room(room));
-                    if let (Some(room), Some(seq)) = (room, seq) {
-                        room.unpin_through(seq);
-                    }
-                }
-            }
-            Err(error) => tracing::debug!(%error, "unpin subscription failed"),
+    super::each_message(cluster.client.clone(), wildcard, "unpin", |unpin| {
+        let seq = std::str::from_utf8(&unpin.payload).ok().and_then(|s| s.parse::<u64>().ok());
+        let room =
+            names::room_of(names::UNPIN_PREFIX, &unpin.subject).and_then(|(app, room)| registry.app(app)?.room(room));
+        if let (Some(room), Some(seq)) = (room, seq) {
+            room.unpin_through(seq);
         }
-        tokio::time::sleep(RETRY_AFTER).await;
-    }
+        None
+    })
+    .await
 }

@@ -13,9 +13,19 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Admin, Subscriber};
 
-/// The server flags the scenario needs: queues of 4 broadcasts, never closed as slow.
+/// The server flags the scenario needs: queues of 4 broadcasts, never closed as slow ...
 pub const SMALL_QUEUE_FLAGS: [&str; 6] =
     ["--queue-max-messages", "4", "--queue-max-bytes", "67108864", "--slow-consumer-after-ms", "3600000"];
+
+/// ... and the same for a server in the test process.
+pub fn small_queue_args() -> bullhorn::cli::ServeArgs {
+    bullhorn::cli::ServeArgs {
+        queue_max_messages: Some(4),
+        queue_max_bytes: Some(64 << 20),
+        slow_consumer_after_ms: Some(3_600_000),
+        ..Default::default()
+    }
+}
 
 /// Publishes `body` (with `data` and any §9 fields) to `gifts`; returns its seq.
 pub async fn publish(admin: &Admin, body: Value) -> u64 {
