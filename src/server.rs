@@ -71,6 +71,7 @@ impl Server {
         let shard_context = ShardContext {
             idle_timeout: config.websocket.idle_timeout,
             deliveries: metrics.ws_deliveries.clone(),
+            sse_deliveries: metrics.sse_deliveries.clone(),
             expired: metrics.dropped_expired.clone(),
         };
         let dataplane = Dataplane::start(shards, config.fanout.pin_shards, max_connections, shard_context)
@@ -135,6 +136,7 @@ impl Server {
             metrics.ws_connections.clone(),
             metrics.quic_connections.clone(),
             metrics.webtransport_connections.clone(),
+            metrics.sse_connections.clone(),
         ];
         let shared = Arc::new(Shared::new(
             Arc::new(registry),

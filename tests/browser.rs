@@ -529,3 +529,108 @@ async fn chromium_negotiates_compression_and_reads_the_same_json() {
     browser.close().await;
     server.finish().await;
 }
+
+/// Chromium's own `EventSource`, through a proxy the test cuts: it receives
+/// broadcasts, and after the cut it reconnects by itself with the
+/// `Last-Event-ID` the server's ids gave it (the URL names no seq), getting
+/// exactly what it missed: none lost, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventsource_resumes_a_cut_stream_with_last_event_id() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let blip = Blip::start(server.viewer).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=none", server.viewer)).await.unwrap();
+    browser
+        .eval_with(
+            "window.got = []; window.welcomes = 0; window.ids = []; \
+             window.es = new EventSource('http://' + arguments[0] + '/v1/apps/demo/sse?room=gifts'); \
+             es.addEventListener('welcome', () => welcomes++); \
+             es.addEventListener('broadcast', (e) => { got.push(JSON.parse(e.data).seq); ids.push(e.lastEventId); }); \
+             return true",
+            vec![json!(blip.addr.to_string())],
+        )
+        .await;
+    browser.until("return welcomes === 1").await;
+    server.admin.broadcast("gifts", json!(1)).await;
+    browser.until("return got.length === 1").await;
+    blip.cut_and_close();
+    browser.until("return es.readyState === EventSource.CONNECTING").await;
+    for i in 2..=4 {
+        server.admin.broadcast("gifts", json!(i)).await;
+    }
+    blip.reopen();
+    browser.until("return welcomes === 2").await;
+    server.admin.broadcast("gifts", json!(5)).await;
+    browser.until("return got.length >= 5").await;
+    assert_eq!(browser.eval("return got").await, json!([1, 2, 3, 4, 5]), "resumed: none missing, none twice");
+    assert_eq!(browser.eval("return ids[4]").await, "gifts@5");
+    browser.close().await;
+    server.finish().await;
+}
+
+/// A proxy that passes plain HTTP and refuses WebSocket upgrades, as some
+/// corporate proxies and in-app web views do.
+async fn no_websocket_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if String::from_utf8_lossy(&head).to_ascii_lowercase().contains("upgrade: websocket") {
+                    return; // dropped
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                if server.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// With UDP blocked and WebSocket refused on the way, the SDK falls back
+/// WebTransport → WebSocket → SSE, receives there, and a reload of the page
+/// goes straight to SSE for the rest of the browser session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_udp_and_websocket_blocked_the_sdk_falls_back_to_sse() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let proxy = no_websocket_proxy(server.viewer).await;
+    let closed_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let browser = Browser::start().await;
+    let page = format!("http://{}/?room=none", server.viewer);
+    let connect = "window.fallbacks = []; window.got = []; window.sdk = null; \
+         import('/sdk/bullhorn.js').then(({ connect }) => { window.sdk = connect({ app: 'demo', rooms: ['gifts'], \
+           url: 'ws://' + arguments[0], webtransportUrl: 'https://127.0.0.1:' + arguments[1], \
+           certificateHash: arguments[2], webtransportTimeoutMs: 1000, \
+           onMessage: (m) => got.push(m.data), onFallback: (f) => fallbacks.push(f.transport) }); }); \
+         return true";
+    let args = vec![json!(proxy.to_string()), json!(closed_port), json!(server.fingerprint)];
+    browser.client.goto(&page).await.unwrap();
+    browser.eval_with(connect, args.clone()).await;
+    browser.until("return sdk !== null && sdk.state === 'open'").await;
+    assert_eq!(browser.eval("return [sdk.transport, fallbacks]").await, json!(["sse", ["websocket", "sse"]]));
+    let metrics = server.admin.metrics().await;
+    assert_eq!(common::metric(&metrics, r#"bullhorn_connections{transport="sse"}"#), Some(1.0), "{metrics}");
+    server.admin.broadcast("gifts", json!({"text": "over sse"})).await;
+    browser.until("return got.length === 1").await;
+    assert_eq!(browser.eval("return got").await, json!([{"text": "over sse"}]));
+    // The choice holds for the browser session.
+    browser.client.goto(&page).await.unwrap();
+    browser.eval_with(connect, args).await;
+    browser.until("return sdk !== null && sdk.state === 'open'").await;
+    assert_eq!(browser.eval("return [sdk.transport, fallbacks]").await, json!(["sse", []]), "no second attempt");
+    browser.close().await;
+    server.finish().await;
+}

@@ -270,25 +270,11 @@ async fn draining_sends_closing_with_spread_delays_then_1001() {
 /// HTTP router and must work the same.
 #[tokio::test]
 async fn an_upgrade_on_a_keep_alive_connection_works_too() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let server = TestServer::start().await;
     server.admin.create_room("gifts").await;
     let mut tcp = tokio::net::TcpStream::connect(server.viewer).await.unwrap();
-    tcp.write_all(b"GET /sdk/bullhorn.js HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (head, body) = common::get_keeping_alive(&mut tcp, "/sdk/bullhorn.js").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
-        .unwrap();
-    let mut body = vec![0u8; length];
-    tcp.read_exact(&mut body).await.unwrap();
     assert!(String::from_utf8_lossy(&body).contains("export function connect("));
 
     let (mut ws, response) = tokio_tungstenite::client_async(server.ws_url("room=gifts"), tcp).await.unwrap();

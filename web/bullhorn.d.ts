@@ -67,10 +67,11 @@ export interface ConnectOptions {
   url?: string;
   /**
    * "auto" (default): WebTransport where the browser has it, falling back to WebSocket when it
-   * fails or is not answered within webtransportTimeoutMs (the fallback is remembered for the
-   * browser session); or only "websocket", or only "webtransport".
+   * fails or is not answered within webtransportTimeoutMs, and to Server-Sent Events when
+   * WebSocket closes before the server's first message (each fallback is remembered for the
+   * browser session); or only "websocket", only "webtransport", or only "sse".
    */
-  transport?: "auto" | "websocket" | "webtransport";
+  transport?: "auto" | "websocket" | "webtransport" | "sse";
   /** The QUIC listener as browsers reach it, e.g. "https://live.example.com:4433"; defaults to the viewer host at webtransportPort. */
   webtransportUrl?: string;
   /** Default 4433 (the contract's QUIC port). */
@@ -100,9 +101,11 @@ export interface ConnectOptions {
   onError?: (error: ServerError) => void;
   /**
    * WebTransport failed or timed out: this connection uses WebSocket, and so do the session's next
-   * ones unless WebTransport had worked on this page before (a server restarting, not UDP blocked).
+   * ones unless WebTransport had worked on this page before (a server restarting, not UDP blocked);
+   * or WebSocket closed before the server's first message on a page where it never worked: this
+   * connection and the session's next ones use Server-Sent Events (`transport` says which).
    */
-  onFallback?: (info: { reason: string }) => void;
+  onFallback?: (info: { reason: string; transport: "websocket" | "sse" }) => void;
 }
 
 export interface Connection {
@@ -112,7 +115,7 @@ export interface Connection {
   lastSeq(room: string): number | undefined;
   readonly state: State;
   /** The transport of the connection in use, or null between connections. */
-  readonly transport: "webtransport" | "websocket" | "wx" | "uni" | "my" | null;
+  readonly transport: "webtransport" | "websocket" | "sse" | "wx" | "uni" | "my" | null;
 }
 
 export const VERSION: string;

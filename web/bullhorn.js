@@ -12,8 +12,10 @@
 //
 // Tries WebTransport (QUIC: no head-of-line blocking, survives network
 // changes) where the browser has it, and falls back to WebSocket when it
-// fails or is not ready within a short timeout; the fallback is remembered for
-// the browser session. Reconnects by itself with full-jitter exponential
+// fails or is not ready within a short timeout, and to Server-Sent Events
+// when WebSocket closes before the server's first message (a proxy or web
+// view that blocks it); each fallback is remembered for the browser session.
+// Reconnects by itself with full-jitter exponential
 // backoff, or after the delay the server asked for (`closing.reconnect_after_ms`);
 // resumes every room after the last seq it saw (`room@seq`), so nothing sent
 // while it was away is lost while the server still holds it; pings a quiet
@@ -42,6 +44,7 @@ export function connect(options) {
   let lastHeard = 0;
   let lastPing = 0;
   let webtransportWorked = false;
+  let websocketWorked = false;
   let state = "";
 
   function emit(name, value) {
@@ -79,18 +82,26 @@ export function connect(options) {
     return "/v1/apps/" + encodeURIComponent(opts.app) + "/" + kind + "?" + query.join("&");
   }
 
-  // The fallback lasts the browser session, per WebTransport address.
+  // A fallback lasts the browser session, per WebTransport address.
   const memoryKey = "bullhorn.transport " + wtBase();
+  let memory = null; // when sessionStorage is off: this page only
   function remembered() {
-    try { return sessionStorage.getItem(memoryKey); } catch (e) { return null; }
+    try { return sessionStorage.getItem(memoryKey); } catch (e) { return memory; }
   }
   function remember(transport) {
+    memory = transport;
     try { sessionStorage.setItem(memoryKey, transport); } catch (e) { /* storage off: this page only */ }
   }
 
   function tryWebTransport() {
-    if (opts.transport === "websocket" || typeof WebTransport !== "function") return false;
-    return opts.transport === "webtransport" || remembered() !== "websocket";
+    if (opts.transport !== "auto" && opts.transport !== "webtransport") return false;
+    if (typeof WebTransport !== "function") return false;
+    return opts.transport === "webtransport" || remembered() === null;
+  }
+
+  function trySse() {
+    if (typeof EventSource !== "function") return false;
+    return opts.transport === "sse" || (opts.transport === "auto" && remembered() === "sse");
   }
 
   function open() {
@@ -100,6 +111,7 @@ export function connect(options) {
     const mini = miniProgramSocket(opts.socket);
     if (mini) openMiniProgramSocket(mini);
     else if (tryWebTransport()) openWebTransport();
+    else if (trySse()) openSse();
     else openWebSocket();
   }
 
@@ -139,11 +151,44 @@ export function connect(options) {
 
   function openWebSocket() {
     const ws = new WebSocket(wsBase() + path("ws"));
+    let answered = false;
     const current = { transport: "websocket", open: false, send: (text) => ws.send(text), close: () => ws.close(1000) };
     link = current;
     ws.onopen = () => { current.open = true; lastHeard = Date.now(); };
-    ws.onmessage = (event) => received(event.data);
-    ws.onclose = () => ended(current);
+    ws.onmessage = (event) => {
+      if (!answered) { answered = true; websocketWorked = true; }
+      received(event.data);
+    };
+    // Closed before the server's first message, on a page where WebSocket
+    // never worked: blocked on the way, most likely; Server-Sent Events go
+    // as a plain HTTP response. (A server that is down fails both alike.)
+    ws.onclose = () => {
+      if (!answered && !websocketWorked && opts.transport === "auto" && typeof EventSource === "function") {
+        if (link !== current) return;
+        link = null;
+        if (closed) { setState("closed"); return; }
+        remember("sse");
+        emit("onFallback", { reason: "websocket closed before the first message", transport: "sse" });
+        openSse();
+        return;
+      }
+      ended(current);
+    };
+  }
+
+  // Server-Sent Events: each message is an event of its type. The server's
+  // heartbeats are comments, which EventSource does not surface, so the
+  // silence check is off here; a failed or ended stream is reopened by this
+  // client (with room@seq from lastSeq), not by EventSource's own retry.
+  function openSse() {
+    const es = new EventSource(wsBase().replace(/^ws/, "http") + path("sse"));
+    const current = { transport: "sse", open: false, quiet: true, send: () => {}, close: () => es.close() };
+    link = current;
+    es.onopen = () => { current.open = true; lastHeard = Date.now(); };
+    for (const type of ["welcome", "broadcast", "lagged", "sticky", "occupancy", "closing", "error"]) {
+      es.addEventListener(type, (event) => { if (typeof event.data === "string") received(event.data); });
+    }
+    es.onerror = () => { es.close(); ended(current); };
   }
 
   function openWebTransport() {
@@ -200,8 +245,8 @@ export function connect(options) {
     if (current) current.close();
     link = null;
     if (closed) { setState("closed"); return; } // closed by the page, not a failure
-    if (!webtransportWorked) remember("websocket");
-    emit("onFallback", { reason: String((error && error.message) || error || "failed") });
+    if (!webtransportWorked && remembered() === null) remember("websocket");
+    emit("onFallback", { reason: String((error && error.message) || error || "failed"), transport: "websocket" });
     openWebSocket();
   }
 
@@ -275,7 +320,7 @@ export function connect(options) {
     stopPing();
     lastPing = Date.now();
     pingTimer = setInterval(() => {
-      if (!link || !link.open) return;
+      if (!link || !link.open || link.quiet) return;
       const now = Date.now();
       if (now - lastHeard >= opts.silentTimeoutMs) { const dead = link; dead.close(); ended(dead); return; }
       if (now - Math.max(lastHeard, lastPing) >= opts.pingAfterMs) {

@@ -7,7 +7,9 @@
 //! * [`inbox`]: how other threads reach a shard, and the waker a shard-owned
 //!   connection's queue parks (a push on the shard's own thread costs no
 //!   syscall).
-//! * [`ws`]: a WebSocket subscriber's state machine.
+//! * [`ws`]: a WebSocket subscriber's state machine; [`sse`]: an SSE
+//!   stream's; [`conn`]: either, as the shard holds them, and the write step
+//!   they share; [`close_stage`]: their close sequence.
 //! * [`socket`]: the non-blocking socket under it, plain or TLS.
 //! * [`quic`]: the shard's QUIC endpoint and its connections (native and
 //!   WebTransport).
@@ -19,10 +21,13 @@
 //! picks its shard, a QUIC subscriber's shard, picked by the kernel, picks
 //! its id).
 
+pub mod close_stage;
+pub mod conn;
 pub mod inbox;
 pub mod quic;
 pub mod shard;
 pub mod socket;
+pub mod sse;
 pub mod ws;
 
 use std::sync::Arc;
@@ -42,6 +47,9 @@ pub struct Adoption {
     pub early_input: Vec<u8>,
     pub subscriber: Arc<Subscriber>,
     pub memberships: Vec<Membership>,
+    /// Each membership's welcome seq, where an SSE stream's `id:` starts
+    /// (empty for WebSocket, which does not need it).
+    pub welcome_seqs: Vec<u64>,
     pub permit: ConnectionPermit,
 }
 

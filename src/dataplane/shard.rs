@@ -1,5 +1,5 @@
 //! One shard thread: a mio event loop that owns its connections (a slab of
-//! [`WsConn`]s, and the QUIC connections of its socket of the QUIC port,
+//! [`Conn`]s: WebSocket subscribers and SSE streams, and the QUIC connections of its socket of the QUIC port,
 //! [`QuicPort`]), drains its lane of every room that asks, and writes to its
 //! connections directly.
 //!
@@ -19,11 +19,13 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::Adoption;
+use super::conn::Conn;
 use super::inbox::{self, ConnWaker, Inbox, Pending};
 use super::quic::timers::earliest;
 use super::quic::{QUIC_BIT, QuicPort};
-use super::socket::AnySocket;
+use super::sse::SseConn;
 use super::ws::{Life, ShardContext, WsConn};
+use crate::protocol::Framing;
 
 /// The inbox's wake.
 pub const WAKE: Token = Token(usize::MAX);
@@ -36,7 +38,7 @@ const READ_BUFFER: usize = 4096;
 const INBOX_EVERY: usize = 256;
 
 struct Entry {
-    conn: WsConn<AnySocket>,
+    conn: Conn,
     waker: Waker,
 }
 
@@ -236,16 +238,22 @@ impl Running {
     /// its waker, and write what was queued while it was handed over. One
     /// that cannot be registered is dropped (leaving its rooms).
     fn adopt(&mut self, adoption: Adoption, now: Instant) {
-        let Adoption { socket, early_input, subscriber, memberships, permit } = adoption;
-        let mut conn = WsConn::new(socket, subscriber, memberships, Some(permit));
+        let Adoption { socket, early_input, subscriber, memberships, welcome_seqs, permit } = adoption;
+        let mut conn = if subscriber.framing() == Framing::Sse {
+            // What an SSE client sent past its request means nothing: dropped.
+            Conn::Sse(SseConn::new(socket, subscriber, memberships, &welcome_seqs, Some(permit)))
+        } else {
+            let mut ws = WsConn::new(socket, subscriber, memberships, Some(permit));
+            if !early_input.is_empty() {
+                ws.early_input(early_input, now);
+            }
+            Conn::Ws(ws)
+        };
         let vacant = self.conns.vacant_entry();
         let token = vacant.key();
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(error) = self.poll.registry().register(conn.socket_mut().source(), Token(token), interest) {
             return tracing::warn!(%error, "cannot register a subscriber's socket with its shard");
-        }
-        if !early_input.is_empty() {
-            conn.early_input(early_input, now);
         }
         let waker = Waker::from(Arc::new(ConnWaker { inbox: self.inbox.clone(), token: token as u32 }));
         vacant.insert(Entry { conn, waker });

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metrics::Counter;
 
+use super::close_stage::CloseStage;
+use super::conn::{Step, write_step};
 use super::socket::ShardSocket;
 use crate::fanout::Subscriber;
 use crate::fanout::outbox::Outbox;
@@ -32,25 +34,13 @@ use crate::transport::session::{self, Membership};
 /// `{"type":"pong"}` as one text frame, shared by every connection.
 static PONG_FRAME: &[u8] = b"\x81\x0f{\"type\":\"pong\"}";
 
-/// How long the final frames may take to leave, and then the peer to close.
-pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+pub use super::close_stage::CLOSE_DEADLINE;
 
 /// Whether the connection lives on after a handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Life {
     Open,
     Over,
-}
-
-/// Where the connection is in its close sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    /// Not closing.
-    No,
-    /// The close frame is queued; its bytes must leave by the deadline.
-    Flushing,
-    /// Half-closed; waiting for the peer to close until the deadline.
-    Lingering,
 }
 
 /// What every connection of a shard shares, handed to the handlers rather
@@ -61,6 +51,8 @@ pub struct ShardContext {
     pub idle_timeout: Duration,
     /// `bullhorn_deliveries_total{transport="websocket"}`.
     pub deliveries: Counter,
+    /// `bullhorn_deliveries_total{transport="sse"}`.
+    pub sse_deliveries: Counter,
     /// `bullhorn_dropped_messages_total{reason="expired"}`.
     pub expired: Counter,
 }
@@ -72,11 +64,7 @@ pub struct WsConn<S> {
     out: Outbox,
     decoder: Decoder,
     last_heard: Instant,
-    closing: Closing,
-    /// When the current close stage must be over.
-    deadline: Option<Instant>,
-    /// `deadline` was set and not yet handed to the shard ([`WsConn::new_deadline`]).
-    deadline_is_new: bool,
+    closing: CloseStage,
     _permit: Option<ConnectionPermit>,
 }
 
@@ -95,21 +83,14 @@ impl<S: ShardSocket> WsConn<S> {
             memberships,
             decoder: Decoder::with_deflate(deflate),
             last_heard: Instant::now(),
-            closing: Closing::No,
-            deadline: None,
-            deadline_is_new: false,
+            closing: CloseStage::default(),
             _permit: permit,
         }
     }
 
     /// The deadline a handler just started, once: the shard queues it.
     pub fn new_deadline(&mut self) -> Option<Instant> {
-        std::mem::take(&mut self.deadline_is_new).then_some(self.deadline).flatten()
-    }
-
-    fn set_deadline(&mut self, now: Instant) {
-        self.deadline = Some(now + CLOSE_DEADLINE);
-        self.deadline_is_new = true;
+        self.closing.new_deadline()
     }
 
     pub fn socket_mut(&mut self) -> &mut S {
@@ -128,13 +109,13 @@ impl<S: ShardSocket> WsConn<S> {
         loop {
             match self.socket.read(buf) {
                 Ok(0) => return Life::Over,
-                Ok(n) if self.closing == Closing::Lingering => {
+                Ok(n) if self.closing.is_lingering() => {
                     let _ = n; // the peer's last words: discarded
                 }
                 Ok(n) => {
                     self.last_heard = now;
                     if let Some(code) = handle_input(&mut self.decoder, &mut buf[..n], &self.subscriber)
-                        && self.closing == Closing::No
+                        && self.closing.is_open()
                     {
                         self.close_with(code, now);
                     }
@@ -155,7 +136,7 @@ impl<S: ShardSocket> WsConn<S> {
     pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
         loop {
             if self.out.is_empty()
-                && self.closing == Closing::No
+                && self.closing.is_open()
                 && let Some(reason) = self.out.refill(&self.subscriber)
                 && self.out.is_empty()
             {
@@ -164,60 +145,42 @@ impl<S: ShardSocket> WsConn<S> {
                 self.out.push_frame(ws::text_frame(&messages::closing(reason)));
                 self.close_with(reason.ws_close_code(), now);
             }
-            // TLS may hold records of frames already taken; they leave before anything else.
-            let written = if self.socket.has_pending_output() {
-                self.socket.flush_pending().map(|()| 0)
-            } else if !self.out.is_empty() {
-                let expired = self.out.expire(&self.subscriber, now);
-                if expired > 0 {
-                    shard.expired.increment(expired);
-                }
-                let socket = &mut self.socket;
-                self.out.write(|slices| socket.write_vectored(slices))
-            } else {
-                return self.park(cx, shard, now);
-            };
-            match written {
-                Ok(bytes) => self.out.sent(&self.subscriber, bytes, &shard.deliveries),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Life::Open, // WRITABLE comes
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Life::Over,
+            let counters = (shard, &shard.deliveries);
+            match write_step(&mut self.socket, &mut self.out, &self.subscriber, counters, now, |out, socket| {
+                out.write(|slices| socket.write_vectored(slices))
+            }) {
+                Step::Wrote => {}
+                Step::Blocked => return Life::Open,
+                Step::Failed => return Life::Over,
+                Step::Idle => return self.park(cx, shard, now),
             }
         }
     }
 
     /// Nothing left to write: half-close if closing, else wait for the queue.
     fn park(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
-        match self.closing {
-            Closing::Flushing => {
-                self.socket.shutdown();
-                self.closing = Closing::Lingering;
-                self.set_deadline(now);
-                Life::Open
-            }
-            Closing::Lingering => Life::Open,
-            Closing::No if now.duration_since(self.last_heard) >= shard.idle_timeout => Life::Over,
-            Closing::No => match self.subscriber.poll_woken(cx) {
-                Poll::Ready(()) => self.on_woken(cx, shard, now),
-                Poll::Pending => Life::Open,
-            },
+        if self.closing.flushed(&mut self.socket, now) {
+            return Life::Open;
+        }
+        if now.duration_since(self.last_heard) >= shard.idle_timeout {
+            return Life::Over;
+        }
+        match self.subscriber.poll_woken(cx) {
+            Poll::Ready(()) => self.on_woken(cx, shard, now),
+            Poll::Pending => Life::Open,
         }
     }
 
     /// The deadline passed: the last frames did not leave in time, or the
     /// peer did not close after ours.
     pub fn on_deadline(&mut self, now: Instant) -> Life {
-        match self.deadline {
-            Some(deadline) if now >= deadline => Life::Over,
-            _ => Life::Open,
-        }
+        self.closing.on_deadline(now)
     }
 
     /// Queues the close frame after whatever is in flight; starts its deadline.
     fn close_with(&mut self, code: u16, now: Instant) {
         self.out.push_frame(ws::close_frame(code, ws_code::reason(code)));
-        self.closing = Closing::Flushing;
-        self.set_deadline(now);
+        self.closing.begin(now);
     }
 }
 

@@ -9,12 +9,14 @@
 //! * [`tag`]: what the queue knows of each entry: priority, room, conflate key.
 //! * [`outbox`]: the writer's side of a queue, shared by the transports.
 //! * [`writer`]: draining a batch into vectored socket writes.
+//! * [`stream_ids`]: the same for an SSE stream of several rooms, with its own `id:` line.
 
 pub mod broadcast;
 pub mod lane;
 pub mod outbox;
 pub mod queue;
 pub mod reach;
+pub mod stream_ids;
 pub mod tag;
 pub mod writer;
 

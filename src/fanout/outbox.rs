@@ -17,6 +17,7 @@ use bytes::Bytes;
 use metrics::Counter;
 
 use super::reach::Fate;
+use super::stream_ids::StreamIds;
 use super::writer::Front;
 use super::{Entry, Subscriber};
 use crate::protocol::Framing;
@@ -138,6 +139,18 @@ impl Outbox {
         let mut front =
             Front { entries: &mut self.frames, front_written: &mut self.front_written, framing: self.framing };
         front.write_some(|entry| delivered(&entry, subscriber), write)
+    }
+
+    /// [`Outbox::write`] for an SSE stream of several rooms: each broadcast
+    /// leaves with the stream's own `id:` line (`StreamIds`). Returns the
+    /// bytes of queued events that left, as [`Outbox::sent`] takes them.
+    pub fn write_with_ids(
+        &mut self,
+        ids: &mut StreamIds,
+        write: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let subscriber = self.subscriber;
+        ids.write_some(&mut self.frames, &mut self.front_written, |entry| delivered(&entry, subscriber), write)
     }
 
     /// [`Outbox::write`] for a writer of `Bytes` chunks (a QUIC stream).

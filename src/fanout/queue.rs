@@ -444,13 +444,15 @@ impl Subscriber {
         true
     }
 
-    /// The server's heartbeat: a ping for WebSocket subscribers; for every
+    /// The server's heartbeat: a ping for WebSocket subscribers, a comment for
+    /// SSE streams; for every
     /// subscriber a wake-up, on which its connection checks its idle timeout.
     pub fn heartbeat(&self) {
         match self.framing {
             Framing::WebSocket | Framing::WebSocketDeflate => {
                 self.push_control(Bytes::from_static(crate::protocol::ws::PING_FRAME))
             }
+            Framing::Sse => self.push_control(Bytes::from_static(crate::protocol::sse::HEARTBEAT)),
             Framing::Quic => wake(self.lock()),
         }
     }

@@ -1,11 +1,11 @@
 //! A broadcast message in every framing, encoded once: the JSON written once,
-//! then each transport's frame around it (`Bytes` to share among subscribers).
+//! then each transport's frame around it (WebSocket, QUIC, SSE) (`Bytes` to share among subscribers).
 //! Pure: the fan-out, the tests and the load harness's ceiling all encode here.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::deflate::Compressor;
-use super::{Framing, messages, quic, ws};
+use super::{Framing, messages, quic, sse, ws};
 
 /// The same message in every framing, each a complete frame ready for a socket.
 #[derive(Debug, Clone)]
@@ -16,6 +16,8 @@ pub struct Frames {
     /// connections that negotiated it; made only when some did and the
     /// message is large enough to gain from it.
     pub websocket_deflated: Option<Bytes>,
+    /// One Server-Sent Event (`protocol::sse`); a broadcast's ends with its `id:` line.
+    pub sse: Bytes,
 }
 
 impl Frames {
@@ -31,9 +33,13 @@ impl Frames {
         let mut buf = BytesMut::with_capacity(ws::MAX_HEADER_LEN + 64 + room.len() + data.len());
         buf.put_bytes(0, ws::MAX_HEADER_LEN);
         messages::write_numbered(&mut buf, kind, room, seq, ts_ms, data);
-        let quic = quic::frame(&buf[ws::MAX_HEADER_LEN..]);
+        let json = &buf[ws::MAX_HEADER_LEN..];
+        let quic = quic::frame(json);
+        // Made for every broadcast: a member may join while it is encoded, and
+        // an `EventSource` has no frame to fall back on.
+        let sse = if kind == "broadcast" { sse::broadcast_event(json, room, seq) } else { sse::event(json) };
         let websocket = ws::finish_reserved(ws::opcode::TEXT, buf);
-        Frames { websocket, quic, websocket_deflated: None }
+        Frames { websocket, quic, websocket_deflated: None, sse }
     }
 
     /// Adds the compressed WebSocket frame (once per broadcast, whatever the
@@ -51,7 +57,12 @@ impl Frames {
 
     /// A control message (one per broadcast, not per delivery) in both framings.
     pub fn control(json: &[u8]) -> Frames {
-        Frames { websocket: ws::text_frame(json), quic: quic::frame(json), websocket_deflated: None }
+        Frames {
+            websocket: ws::text_frame(json),
+            quic: quic::frame(json),
+            websocket_deflated: None,
+            sse: sse::event(json),
+        }
     }
 
     /// The frame for one framing: a reference the caller clones (a refcount bump).
@@ -61,12 +72,13 @@ impl Frames {
             Framing::WebSocket => &self.websocket,
             Framing::WebSocketDeflate => self.websocket_deflated.as_ref().unwrap_or(&self.websocket),
             Framing::Quic => &self.quic,
+            Framing::Sse => &self.sse,
         }
     }
 
     /// Bytes held by all the frames.
     pub fn bytes(&self) -> usize {
-        self.websocket.len() + self.quic.len() + self.websocket_deflated.as_ref().map_or(0, Bytes::len)
+        self.websocket.len() + self.quic.len() + self.sse.len() + self.websocket_deflated.as_ref().map_or(0, Bytes::len)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The RFC 6455 opening handshake as the subscribe endpoint speaks it
-//! (contract §4): recognising `GET /v1/apps/{app}/ws[?…]` in a request head,
+//! (contract §4): recognising `GET /v1/apps/{app}/ws[?…]` (and the SSE
+//! endpoint, `/sse`, which the accept loop serves beside it) in a request head,
 //! the headers an upgrade must carry, the `Sec-WebSocket-Accept` key and the
 //! 101 answer. Pure: bytes and string slices in, typed outcomes out, no HTTP
 //! framework types, so the raw-socket fast path and the HTTP router's route
@@ -10,10 +11,20 @@ use base64::Engine as _;
 /// Headers parsed from one request head.
 const MAX_HEADERS: usize = 32;
 
-/// A request for the subscribe endpoint, borrowed from its head (nothing is
+/// Which subscribe endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/apps/{app}/ws`: a WebSocket upgrade.
+    WebSocket,
+    /// `/v1/apps/{app}/sse`: Server-Sent Events (`protocol::sse`).
+    Sse,
+}
+
+/// A request for a subscribe endpoint, borrowed from its head (nothing is
 /// copied per header).
 #[derive(Debug)]
 pub struct SubscribeRequest<'a> {
+    pub endpoint: Endpoint,
     pub app: &'a str,
     pub query: Option<&'a str>,
     /// Every header as sent: name (any case) and value.
@@ -25,9 +36,14 @@ impl<'a> SubscribeRequest<'a> {
     pub fn header_pairs(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + Clone + '_ {
         self.headers.iter().copied()
     }
+
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
+    }
 }
 
-/// `Some` when `head` is `GET /v1/apps/{app}/ws[?…]`; anything else (other
+/// `Some` when `head` is `GET /v1/apps/{app}/ws[?…]` or `…/sse[?…]`; anything else (other
 /// paths, other methods, heads httparse rejects) is for the HTTP router.
 pub fn parse(head: &[u8]) -> Option<SubscribeRequest<'_>> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -40,9 +56,12 @@ pub fn parse(head: &[u8]) -> Option<SubscribeRequest<'_>> {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
-    let app = super::subscribe_app(path, "ws")?;
+    let (endpoint, app) = match super::subscribe_app(path, "ws") {
+        Some(app) => (Endpoint::WebSocket, app),
+        None => (Endpoint::Sse, super::subscribe_app(path, "sse")?),
+    };
     let headers = request.headers.iter().map(|h| (h.name, h.value)).collect();
-    Some(SubscribeRequest { app, query, headers })
+    Some(SubscribeRequest { endpoint, app, query, headers })
 }
 
 /// Why a request cannot be upgraded; the text is the `invalid_request` message.
@@ -144,8 +163,10 @@ mod tests {
     fn recognises_only_the_subscribe_endpoint() {
         let ws =
             parse(b"GET /v1/apps/demo/ws?room=a&room=b HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n").unwrap();
-        assert_eq!(ws.app, "demo");
+        assert_eq!((ws.endpoint, ws.app), (Endpoint::WebSocket, "demo"));
         assert_eq!(ws.query, Some("room=a&room=b"));
+        let sse = parse(b"GET /v1/apps/demo/sse?room=a HTTP/1.1\r\nLast-Event-ID: a@3\r\n\r\n").unwrap();
+        assert_eq!((sse.endpoint, sse.app, sse.header("last-event-id")), (Endpoint::Sse, "demo", Some(&b"a@3"[..])));
         let upgrade = ws.header_pairs().find(|(name, _)| name.eq_ignore_ascii_case("upgrade"));
         assert_eq!(upgrade, Some(("Upgrade", &b"websocket"[..])));
         for other in [
@@ -153,6 +174,7 @@ mod tests {
             b"GET /sdk/bullhorn.js HTTP/1.1\r\n\r\n",
             b"POST /v1/apps/demo/ws HTTP/1.1\r\n\r\n",
             b"GET /v1/apps/demo/ws/x HTTP/1.1\r\n\r\n",
+            b"GET /v1/apps/demo/ssews HTTP/1.1\r\n\r\n",
             b"GET /v1/apps//ws HTTP/1.1\r\n\r\n",
             b"garbage\r\n\r\n",
         ] {

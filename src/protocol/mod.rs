@@ -5,7 +5,8 @@
 //! RFC 6455 framing (server frames out, masked client frames in);
 //! `handshake` its opening handshake as the subscribe endpoint checks it; `quic` is the
 //! 4-byte length prefix of §5 with the QUIC listener's ALPNs and the certificate
-//! fingerprint clients pin; `frames` encodes a broadcast once in both framings;
+//! fingerprint clients pin; `frames` encodes a broadcast once in every framing; `sse` is Server-Sent
+//! Events;
 //! `close` is the one table of close codes.
 
 pub mod close;
@@ -14,6 +15,7 @@ pub mod frames;
 pub mod handshake;
 pub mod messages;
 pub mod quic;
+pub mod sse;
 pub mod webtransport;
 pub mod ws;
 
@@ -46,6 +48,8 @@ pub enum Framing {
     WebSocketDeflate,
     /// A 4-byte big-endian length, then the JSON (contract §5).
     Quic,
+    /// One Server-Sent Event (`protocol::sse`): `event: <type>`, `data: <json>`.
+    Sse,
 }
 
 impl Framing {
@@ -55,6 +59,7 @@ impl Framing {
         match self {
             Framing::WebSocket | Framing::WebSocketDeflate => ws::text_frame(json),
             Framing::Quic => quic::frame(json),
+            Framing::Sse => sse::event(json),
         }
     }
 }

@@ -1,11 +1,14 @@
 //! The viewer listener's accept loop.
 //!
 //! It only accepts: each connection gets a short handshake task that reads
-//! the request head into a small buffer. A WebSocket subscribe request
-//! (`GET /v1/apps/{app}/ws`) is answered right there (errors as JSON, or
-//! 101) and the connection moves to a task of its own; anything else (the
-//! demo page, the SDK) goes to hyper and the axum router with the bytes
-//! already read in front. Subscribers thus never pay for an HTTP server's
+//! the request head into a small buffer. A subscribe request (WebSocket,
+//! `GET /v1/apps/{app}/ws`, or SSE, `…/sse`) is answered right there (errors
+//! as JSON, or 101 / 200) and the connection moves to its data-plane shard;
+//! anything else (the demo page, the SDK) goes to hyper and the axum router
+//! with the bytes already read in front, one request at a time: after each,
+//! the connection comes back here for its next head, so a subscribe request
+//! on a keep-alive connection that first served the page takes the same
+//! path as on a fresh one. Subscribers thus never pay for an HTTP server's
 //! per-connection buffers and task, which is most of what a connection would
 //! otherwise cost (docs/benchmarks.md §3), and a reconnect storm costs one
 //! small parse per connection.
@@ -27,6 +30,7 @@ use super::prefixed::Prefixed;
 use super::socket::ViewerStream;
 use super::turn::Turn;
 use super::ws;
+use crate::protocol::handshake::Endpoint;
 use crate::state::Shared;
 use crate::transport::peer::PeerAddr;
 
@@ -122,51 +126,82 @@ async fn handle<S: ViewerStream>(
     router: Router,
     deadline: Option<tokio::time::Instant>,
 ) {
+    let timeout = shared.settings.limits.handshake_timeout;
     let mut buf = Vec::with_capacity(1024);
-    let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + shared.settings.limits.handshake_timeout);
-    let head_len = match tokio::time::timeout_at(deadline, read_head(&mut stream, &mut buf)).await {
-        Ok(Ok(Some(len))) => len,
-        Ok(Ok(None)) => return ws::handshake::refuse_oversized(stream).await,
-        Ok(Err(_)) => return, // gone
-        Err(_) => {
-            // Slowloris, or a client that connects and never speaks: the socket closes here.
-            shared.metrics.rejected_handshake_timeout.increment(1);
-            return;
-        }
-    };
-    match crate::protocol::handshake::parse(&buf[..head_len]) {
-        Some(request) => {
-            let early_input = &buf[head_len..];
-            ws::handshake::accept(stream, peer, request, early_input, shared).await;
-        }
-        None => {
-            buf.shrink_to_fit();
-            let io = TokioIo::new(Prefixed::new(Bytes::from(buf), stream));
-            let service = TowerToHyperService::new(router.layer(axum::Extension(PeerAddr(peer))));
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades();
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "http connection ended with an error");
+    let mut deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+    let mut served = false;
+    loop {
+        let head_len = match tokio::time::timeout_at(deadline, read_head(&mut stream, &mut buf)).await {
+            Ok(Ok(Some(len))) => len,
+            Ok(Ok(None)) => return ws::handshake::refuse_oversized(stream).await,
+            Ok(Err(_)) => return, // gone
+            Err(_) => {
+                // Slowloris, or a client that connects and never speaks (an
+                // idle keep-alive connection just ends): the socket closes here.
+                if !served {
+                    shared.metrics.rejected_handshake_timeout.increment(1);
+                }
+                return;
             }
+        };
+        match crate::protocol::handshake::parse(&buf[..head_len]) {
+            Some(request) => {
+                let early_input = &buf[head_len..];
+                return match request.endpoint {
+                    Endpoint::WebSocket => ws::handshake::accept(stream, peer, request, early_input, shared).await,
+                    Endpoint::Sse => super::sse::accept(stream, peer, request, shared).await,
+                };
+            }
+            None => match serve_one(stream, std::mem::take(&mut buf), peer, &router).await {
+                Some((rest, next)) => {
+                    (stream, buf, served) = (next, rest, true);
+                    // A keep-alive connection gets as long for its next head as a new one for its first.
+                    deadline = tokio::time::Instant::now() + timeout;
+                }
+                None => return,
+            },
         }
     }
 }
 
-/// Reads until the end of the request head; returns its length, or `None`
-/// when it grows past [`MAX_HEAD`].
+/// Serves one request through hyper (`head`: the bytes read so far) and
+/// takes the connection back: the bytes read past that request, and the
+/// stream. `None` once the connection is over.
+async fn serve_one<S: ViewerStream>(stream: S, head: Vec<u8>, peer: IpAddr, router: &Router) -> Option<(Vec<u8>, S)> {
+    let io = TokioIo::new(Prefixed::new(Bytes::from(head), stream));
+    let service = TowerToHyperService::new(router.clone().layer(axum::Extension(PeerAddr(peer))));
+    let connection = hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(io, service);
+    let parts = match connection.without_shutdown().await {
+        Ok(parts) => parts,
+        Err(error) => {
+            tracing::debug!(%error, "http connection ended with an error");
+            return None;
+        }
+    };
+    let (unread, stream) = parts.io.into_inner().into_parts();
+    let mut rest = Vec::with_capacity(1024);
+    rest.extend_from_slice(&unread);
+    rest.extend_from_slice(&parts.read_buf);
+    Some((rest, stream))
+}
+
+/// Reads until the end of the request head (which may be in `buf` already);
+/// returns its length, or `None` when it grows past [`MAX_HEAD`].
 async fn read_head(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    let mut searched_from = 0;
     loop {
-        let searched_from = buf.len().saturating_sub(3);
-        if buf.len() == buf.capacity() {
-            buf.reserve(1024);
-        }
-        if stream.read_buf(buf).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
         if let Some(end) = buf[searched_from..].windows(4).position(|w| w == b"\r\n\r\n") {
             return Ok(Some(searched_from + end + 4));
         }
         if buf.len() > MAX_HEAD {
             return Ok(None);
+        }
+        searched_from = buf.len().saturating_sub(3);
+        if buf.len() == buf.capacity() {
+            buf.reserve(1024);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
 }

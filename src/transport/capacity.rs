@@ -17,6 +17,8 @@ pub enum Transport {
     Quic = 1,
     /// QUIC from browsers: WebTransport sessions over HTTP/3.
     WebTransport = 2,
+    /// Server-Sent Events streams.
+    Sse = 3,
 }
 
 #[derive(Debug)]
@@ -25,7 +27,7 @@ pub struct Connections {
     max: usize,
     idle: Notify,
     /// `bullhorn_connections{transport}`, indexed by [`Transport`].
-    gauges: [Gauge; 3],
+    gauges: [Gauge; 4],
     per_ip: Arc<PerIp>,
 }
 
@@ -47,8 +49,8 @@ pub struct ConnectionPermit {
 }
 
 impl Connections {
-    /// `gauges`: the WebSocket, QUIC and WebTransport connection gauges; `per_ip`: 0 for no per-address limit.
-    pub fn new(max: usize, per_ip: u32, gauges: [Gauge; 3]) -> Arc<Connections> {
+    /// `gauges`: the WebSocket, QUIC, WebTransport and SSE connection gauges; `per_ip`: 0 for no per-address limit.
+    pub fn new(max: usize, per_ip: u32, gauges: [Gauge; 4]) -> Arc<Connections> {
         Arc::new(Connections {
             open: AtomicUsize::new(0),
             max,
@@ -117,7 +119,12 @@ mod tests {
         let c = Connections::new(
             2,
             0,
-            [metrics::gauge!("test_ws"), metrics::gauge!("test_quic"), metrics::gauge!("test_wt")],
+            [
+                metrics::gauge!("test_ws"),
+                metrics::gauge!("test_quic"),
+                metrics::gauge!("test_wt"),
+                metrics::gauge!("test_sse"),
+            ],
         );
         let ip = IpAddr::from([127, 0, 0, 1]);
         let a = c.try_acquire(Transport::WebSocket, ip).unwrap();
@@ -138,7 +145,12 @@ mod tests {
         let c = Connections::new(
             10,
             1,
-            [metrics::gauge!("test_ws"), metrics::gauge!("test_quic"), metrics::gauge!("test_wt")],
+            [
+                metrics::gauge!("test_ws"),
+                metrics::gauge!("test_quic"),
+                metrics::gauge!("test_wt"),
+                metrics::gauge!("test_sse"),
+            ],
         );
         let ip = IpAddr::from([10, 0, 0, 1]);
         let _held = c.try_acquire(Transport::WebSocket, ip).unwrap();

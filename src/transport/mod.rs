@@ -6,6 +6,7 @@
 //! * [`socket`]: a viewer stream leaving tokio for its data-plane shard, plain or TLS.
 //! * [`peer`]: the client's address as the viewer listener's routes see it.
 //! * [`ws`]: the WebSocket subscribe endpoint: upgrade, then the hand-over to a shard.
+//! * [`sse`]: the Server-Sent Events endpoint: admission, the 200 head, the hand-over.
 //! * [`viewer`]: the public HTTP router (demo page, browser SDK, WebSocket).
 
 pub mod accept;
@@ -15,6 +16,7 @@ pub mod prefixed;
 pub mod quic;
 pub mod session;
 pub mod socket;
+pub mod sse;
 pub mod turn;
 pub mod viewer;
 pub mod ws;

@@ -104,11 +104,24 @@ pub fn open_with_id(shared: &Shared, id: u64, framing: Framing, memberships: &mu
     subscriber
 }
 
+/// [`open`], also returning each room's welcome seq (where an SSE stream's id starts).
+pub fn open_with_seqs(
+    shared: &Shared,
+    framing: Framing,
+    memberships: &mut [Membership],
+) -> (Arc<Subscriber>, Vec<u64>) {
+    let id = shared.next_connection_id();
+    let subscriber =
+        Arc::new(Subscriber::new(id, framing, memberships.iter().map(|m| m.room.id().clone()), shared.settings.queue));
+    let seqs = join(shared, &subscriber, memberships);
+    (subscriber, seqs)
+}
+
 /// Joins every room (replaying what a resuming subscriber missed), then
 /// queues `welcome` ahead of anything queued meanwhile. Each room's welcome
 /// seq is the last one this subscriber will not get; every later broadcast is
-/// owed to it, delivered or announced by a `lagged`.
-pub fn join(shared: &Shared, subscriber: &Arc<Subscriber>, memberships: &mut [Membership]) {
+/// owed to it, delivered or announced by a `lagged`. Returns those seqs.
+pub fn join(shared: &Shared, subscriber: &Arc<Subscriber>, memberships: &mut [Membership]) -> Vec<u64> {
     let framing = subscriber.framing();
     let mut seqs = Vec::with_capacity(memberships.len());
     for (slot, membership) in memberships.iter_mut().enumerate() {
@@ -129,10 +142,19 @@ pub fn join(shared: &Shared, subscriber: &Arc<Subscriber>, memberships: &mut [Me
         memberships.iter().zip(&seqs).map(|(m, seq)| (&**m.room.id(), *seq)),
         shared.settings.heartbeat.as_millis() as u64,
     );
-    subscriber.push_control_front(framing.frame(&welcome));
+    let welcome = match framing {
+        // An SSE stream's id starts at the welcome seqs (`protocol::sse::welcome_event`).
+        Framing::Sse => crate::protocol::sse::welcome_event(
+            &welcome,
+            memberships.iter().zip(&seqs).map(|(m, seq)| (&**m.room.id(), *seq)),
+        ),
+        _ => framing.frame(&welcome),
+    };
+    subscriber.push_control_front(welcome);
     if shared.drain.is_draining() {
         subscriber.close(CloseReason::ServerDraining { reconnect_after_ms: shared.drain.reconnect_after_ms() });
     }
+    seqs
 }
 
 /// Leaves every room that was joined.

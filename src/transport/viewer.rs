@@ -1,7 +1,8 @@
 //! The public HTTP listener: the H5 demo page at `/`, the browser client at
 //! `/sdk/bullhorn.js` (an ES module) and `/sdk/bullhorn.global.js` (the same
 //! code as a classic script that sets `window.Bullhorn`), its TypeScript
-//! declarations, and the WebSocket subscribe endpoint.
+//! declarations. (The subscribe endpoints never come here: the accept loop
+//! answers them on the raw socket.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -26,7 +27,6 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/sdk/bullhorn.js", get(sdk))
         .route("/sdk/bullhorn.global.js", get(sdk_global))
         .route("/sdk/bullhorn.d.ts", get(sdk_types))
-        .route("/v1/apps/{app}/ws", get(super::ws::subscribe))
         .fallback(|| async { ApiError::not_found() })
         .with_state(shared)
 }

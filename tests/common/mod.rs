@@ -22,6 +22,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub mod nats;
 pub mod reach;
 pub mod receiver;
+pub mod sse;
 
 pub const KEY: &str = "test-admin-key-0123456789";
 
@@ -349,4 +350,25 @@ impl QuicSubscriber {
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.send.write_all(bytes).await.unwrap();
     }
+}
+
+/// `GET path` on a connection kept alive after it: the response's head and body
+/// (by its content-length), so the caller can send the next request on it.
+pub async fn get_keeping_alive(tcp: &mut TcpStream, path: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+        .unwrap();
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).await.unwrap();
+    (head, body)
 }

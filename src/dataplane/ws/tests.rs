@@ -109,8 +109,12 @@ fn kind(payload: &[u8]) -> String {
 fn drive(conn: &mut WsConn<Scripted>, steps: usize) -> Life {
     let mut cx = Context::from_waker(Waker::noop());
     let mut buf = [0u8; 64];
-    let shard =
-        ShardContext { idle_timeout: Duration::from_secs(60), deliveries: Counter::noop(), expired: Counter::noop() };
+    let shard = ShardContext {
+        idle_timeout: Duration::from_secs(60),
+        deliveries: Counter::noop(),
+        sse_deliveries: Counter::noop(),
+        expired: Counter::noop(),
+    };
     for _ in 0..steps {
         let now = Instant::now();
         if conn.on_readable(&mut buf, now) == Life::Over || conn.on_woken(&mut cx, &shard, now) == Life::Over {

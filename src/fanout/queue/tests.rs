@@ -30,7 +30,7 @@ fn frame(n: u64) -> Bytes {
 /// Broadcast `n` of the room in `slot`, its frames as [`frame_in`] has them.
 fn bc(slot: usize, n: u64, delivery: Delivery) -> Arc<Broadcast> {
     let frame = frame_in(slot, n);
-    let frames = Frames { websocket: frame.clone(), quic: frame, websocket_deflated: None };
+    let frames = Frames { websocket: frame.clone(), quic: frame.clone(), websocket_deflated: None, sse: frame };
     Arc::new(Broadcast::new(&Arc::from(ROOMS[slot]), n, delivery, frames, 1))
 }
 

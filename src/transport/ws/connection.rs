@@ -29,5 +29,5 @@ pub(super) fn hand_over<S: ViewerStream>(
     };
     let framing = if deflate { Framing::WebSocketDeflate } else { Framing::WebSocket };
     let subscriber = session::open(shared, framing, &mut memberships);
-    shared.dataplane.adopt(Adoption { socket, early_input, subscriber, memberships, permit });
+    shared.dataplane.adopt(Adoption { socket, early_input, subscriber, memberships, welcome_seqs: Vec::new(), permit });
 }

@@ -42,7 +42,8 @@ pub async fn refuse_oversized(stream: impl AsyncWrite + Unpin) {
     refuse(stream, &ApiError::headers_too_large()).await
 }
 
-async fn refuse(mut stream: impl AsyncWrite + Unpin, error: &ApiError) {
+/// Answers a refusal as a complete JSON response and closes.
+pub(crate) async fn refuse(mut stream: impl AsyncWrite + Unpin, error: &ApiError) {
     if stream.write_all(&error.to_http1()).await.is_ok() {
         let _ = stream.shutdown().await;
     }

@@ -1,11 +1,10 @@
 //! WebSocket subscribers (contract §4).
 //!
-//! The HTTP part (routing, errors before the upgrade, the handshake answer)
-//! goes through axum; after the upgrade the raw `TcpStream` is taken back so
-//! the connection writes the shared pre-encoded frames as they are.
+//! The accept loop reads every request head on the viewer listener; a
+//! subscribe request is checked (`upgrade`), answered on the raw socket
+//! (`handshake`) and handed to its shard (`connection`), which writes the
+//! shared pre-encoded frames as they are.
 
 mod connection;
 pub mod handshake;
 mod upgrade;
-
-pub use upgrade::subscribe;

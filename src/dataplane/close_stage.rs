@@ -1,0 +1,90 @@
+//! The close sequence a shard's TCP connection goes through, the same for a
+//! WebSocket subscriber (after its close frame) and an SSE stream (after its
+//! `closing` event): the last bytes must leave by a deadline, then the
+//! connection is half-closed and waits for the peer's close until a second
+//! one. Deadlines are handed to the shard's queue once each.
+
+use std::time::{Duration, Instant};
+
+use super::socket::ShardSocket;
+use super::ws::Life;
+
+/// How long the final frames may take to leave, and then the peer to close.
+pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not closing.
+    Open,
+    /// The last message is queued; its bytes must leave by the deadline.
+    Flushing,
+    /// Half-closed; waiting for the peer to close until the deadline.
+    Lingering,
+}
+
+#[derive(Debug)]
+pub struct CloseStage {
+    stage: Stage,
+    /// When the current stage must be over.
+    deadline: Option<Instant>,
+    /// `deadline` was set and not yet handed to the shard.
+    deadline_is_new: bool,
+}
+
+impl Default for CloseStage {
+    fn default() -> CloseStage {
+        CloseStage { stage: Stage::Open, deadline: None, deadline_is_new: false }
+    }
+}
+
+impl CloseStage {
+    /// Not closing.
+    pub fn is_open(&self) -> bool {
+        self.stage == Stage::Open
+    }
+
+    /// Half-closed: what the peer still sends is its last words.
+    pub fn is_lingering(&self) -> bool {
+        self.stage == Stage::Lingering
+    }
+
+    /// The last message was queued: it must leave by the deadline.
+    pub fn begin(&mut self, now: Instant) {
+        self.stage = Stage::Flushing;
+        self.set_deadline(now);
+    }
+
+    /// Nothing is left to write. While closing, half-closes once the last
+    /// message has left and returns true (the connection waits for its
+    /// peer); false when not closing.
+    pub fn flushed(&mut self, socket: &mut impl ShardSocket, now: Instant) -> bool {
+        match self.stage {
+            Stage::Open => false,
+            Stage::Flushing => {
+                socket.shutdown();
+                self.stage = Stage::Lingering;
+                self.set_deadline(now);
+                true
+            }
+            Stage::Lingering => true,
+        }
+    }
+
+    fn set_deadline(&mut self, now: Instant) {
+        self.deadline = Some(now + CLOSE_DEADLINE);
+        self.deadline_is_new = true;
+    }
+
+    /// The deadline a handler just started, once: the shard queues it.
+    pub fn new_deadline(&mut self) -> Option<Instant> {
+        std::mem::take(&mut self.deadline_is_new).then_some(self.deadline).flatten()
+    }
+
+    /// A queued deadline came: over if the current stage ran out of time.
+    pub fn on_deadline(&self, now: Instant) -> Life {
+        match self.deadline {
+            Some(deadline) if now >= deadline => Life::Over,
+            _ => Life::Open,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! A shard's TCP connection: a WebSocket subscriber or an SSE stream, each its
+//! own state machine with the same handlers, so the shard's loop treats them
+//! alike; and the write step both take.
+
+use std::io;
+use std::task::Context;
+use std::time::Instant;
+
+use metrics::Counter;
+
+use super::socket::{AnySocket, ShardSocket};
+use super::sse::SseConn;
+use super::ws::{Life, ShardContext, WsConn};
+use crate::fanout::Subscriber;
+use crate::fanout::outbox::Outbox;
+
+pub enum Conn {
+    Ws(WsConn<AnySocket>),
+    Sse(SseConn<AnySocket>),
+}
+
+impl Conn {
+    pub fn socket_mut(&mut self) -> &mut AnySocket {
+        match self {
+            Conn::Ws(conn) => conn.socket_mut(),
+            Conn::Sse(conn) => conn.socket_mut(),
+        }
+    }
+
+    pub fn on_readable(&mut self, buf: &mut [u8], now: Instant) -> Life {
+        match self {
+            Conn::Ws(conn) => conn.on_readable(buf, now),
+            Conn::Sse(conn) => conn.on_readable(buf),
+        }
+    }
+
+    pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
+        match self {
+            Conn::Ws(conn) => conn.on_woken(cx, shard, now),
+            Conn::Sse(conn) => conn.on_woken(cx, shard, now),
+        }
+    }
+
+    pub fn on_deadline(&mut self, now: Instant) -> Life {
+        match self {
+            Conn::Ws(conn) => conn.on_deadline(now),
+            Conn::Sse(conn) => conn.on_deadline(now),
+        }
+    }
+
+    pub fn new_deadline(&mut self) -> Option<Instant> {
+        match self {
+            Conn::Ws(conn) => conn.new_deadline(),
+            Conn::Sse(conn) => conn.new_deadline(),
+        }
+    }
+}
+
+/// What one write step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Bytes left (or the call was interrupted): write again.
+    Wrote,
+    /// The socket is full: WRITABLE comes.
+    Blocked,
+    /// Nothing is left to write.
+    Idle,
+    /// The socket failed: the connection is over.
+    Failed,
+}
+
+/// One step of writing a connection's batch: TLS records of frames already
+/// taken leave first; else broadcasts whose ttl passed become `lagged`, and
+/// `write` sends what one call takes. Bytes that left are counted in the
+/// queue, and a finished batch's broadcasts in `deliveries`.
+pub fn write_step<S: ShardSocket>(
+    socket: &mut S,
+    out: &mut Outbox,
+    subscriber: &Subscriber,
+    (shard, deliveries): (&ShardContext, &Counter),
+    now: Instant,
+    write: impl FnOnce(&mut Outbox, &mut S) -> io::Result<usize>,
+) -> Step {
+    let written = if socket.has_pending_output() {
+        socket.flush_pending().map(|()| 0)
+    } else if out.is_empty() {
+        return Step::Idle;
+    } else {
+        let expired = out.expire(subscriber, now);
+        if expired > 0 {
+            shard.expired.increment(expired);
+        }
+        write(out, socket)
+    };
+    match written {
+        Ok(bytes) => {
+            out.sent(subscriber, bytes, deliveries);
+            Step::Wrote
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::Wrote,
+        Err(_) => Step::Failed,
+    }
+}
