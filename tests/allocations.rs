@@ -73,3 +73,27 @@ fn every_deflate_subscriber_shares_one_compressed_frame() {
 fn compression_adds_no_allocation_per_delivery() {
     allocations_per_delivery(rig::Rig::with_compression(9_000, 2));
 }
+
+#[test]
+fn every_sse_subscriber_shares_one_event() {
+    let rig = rig::Rig::with_sse(300, 2);
+    rig.publish(&rig::payload_100());
+    let mut out = std::collections::VecDeque::<bullhorn::fanout::Entry>::new();
+    let mut pointers = std::collections::HashMap::new();
+    for sub in &rig.subscribers {
+        sub.take(&mut out);
+        let frame = out[0].bytes(sub.framing());
+        pointers.entry(sub.framing()).or_insert_with(std::collections::HashSet::new).insert(frame.as_ptr());
+        if sub.framing() == bullhorn::protocol::Framing::Sse {
+            assert!(frame.starts_with(b"event: broadcast\ndata: {"), "an SSE event");
+        }
+        out.clear();
+    }
+    assert_eq!(pointers.len(), 3, "three framings");
+    assert!(pointers.values().all(|frames| frames.len() == 1), "one frame per framing, shared by all: {pointers:?}");
+}
+
+#[test]
+fn sse_adds_no_allocation_per_delivery() {
+    allocations_per_delivery(rig::Rig::with_sse(9_000, 2));
+}

@@ -44,16 +44,23 @@ impl Rig {
     }
 
     pub fn with(subscribers: usize, shards: usize, features: Features) -> Rig {
-        Rig::built(subscribers, shards, features, false)
+        Rig::built(subscribers, shards, features, None)
     }
 
     /// A third of the subscribers on each of WebSocket, QUIC and WebSocket
     /// with `permessage-deflate`; every broadcast is also compressed.
     pub fn with_compression(subscribers: usize, shards: usize) -> Rig {
-        Rig::built(subscribers, shards, Features::Off, true)
+        Rig::built(subscribers, shards, Features::Off, Some(Framing::WebSocketDeflate))
     }
 
-    fn built(subscribers: usize, shards: usize, features: Features, compression: bool) -> Rig {
+    /// A third of the subscribers on each of WebSocket, QUIC and Server-Sent Events.
+    pub fn with_sse(subscribers: usize, shards: usize) -> Rig {
+        Rig::built(subscribers, shards, Features::Off, Some(Framing::Sse))
+    }
+
+    /// `third`: the framing of every third subscriber, if not WebSocket's or QUIC's.
+    fn built(subscribers: usize, shards: usize, features: Features, third: Option<Framing>) -> Rig {
+        let compression = third == Some(Framing::WebSocketDeflate);
         let spec = RoomSpec {
             app: Arc::from("bench"),
             id: Arc::from("gifts"),
@@ -81,8 +88,8 @@ impl Rig {
         ));
         let subscribers: Vec<Arc<Subscriber>> = (0..subscribers as u64)
             .map(|id| {
-                let framing = match (compression, id % 3) {
-                    (true, 2) => Framing::WebSocketDeflate,
+                let framing = match (third, id % 3) {
+                    (Some(third), 2) => third,
                     _ if id % 2 == 0 => Framing::WebSocket,
                     _ => Framing::Quic,
                 };

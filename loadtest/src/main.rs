@@ -20,6 +20,7 @@ mod proc_stats;
 mod progress;
 mod report;
 mod scenario;
+mod sse_client;
 mod worker;
 mod workers;
 mod ws_client;
@@ -65,9 +66,9 @@ pub struct Common {
     /// Viewer base URL (WebSocket); repeat for several nodes (subscribers spread round-robin)
     #[arg(long = "url", default_value = "ws://127.0.0.1:8080")]
     pub urls: Vec<String>,
-    /// Subscriber transport: websocket, quic, webtransport (QUIC as browsers use it), or mix (alternate
+    /// Subscriber transport: websocket, quic, webtransport (QUIC as browsers use it), sse (Server-Sent Events), or mix (alternate
     /// workers use websocket and quic; give --workers 2 or more)
-    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic", "webtransport", "mix"])]
+    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic", "webtransport", "sse", "mix"])]
     pub transport: String,
     /// QUIC listener address (with --transport quic or webtransport); repeat for several nodes
     #[arg(long = "quic-addr", default_value = "127.0.0.1:4433")]

@@ -160,6 +160,7 @@ struct Moves {
 /// One connected subscriber, before it is served.
 enum Conn {
     WebSocket(tokio::net::TcpStream, bytes::BytesMut),
+    Sse(crate::sse_client::SseStream),
     Quic(bullhorn::client::QuicStream),
     WebTransport(Box<bullhorn::client::WtStream>),
     Raw(tokio::net::TcpStream),
@@ -320,6 +321,12 @@ impl Fleet {
             None => self.args.path.clone(),
         };
         let source = source_ip(&self.args, index);
+        if self.args.path.contains("/sse?") {
+            let connect = crate::sse_client::connect(addr, source, &self.args.host, &path);
+            let mut stream = connect.await.map_err(|e| e.to_string())?;
+            self.welcomed(&mut stream, seen).await?;
+            return Ok(Conn::Sse(stream));
+        }
         let (stream, leftover) = ws_client::connect(addr, source, &self.args.host, &path, self.args.deflate)
             .await
             .map_err(|e| e.to_string())?;
@@ -348,6 +355,8 @@ impl Fleet {
             Conn::WebSocket(stream, leftover) if reader => {
                 ws_client::receive(stream, leftover, self.stats.clone(), seen).await
             }
+            Conn::Sse(stream) if reader => ws_client::receive_frames(stream, self.stats.clone(), seen).await,
+            Conn::Sse(stream) => hold(stream).await,
             Conn::Quic(stream) => hold(stream).await,
             Conn::WebTransport(stream) => hold(stream).await,
             Conn::WebSocket(stream, _) => hold(stream).await,

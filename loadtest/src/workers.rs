@@ -92,7 +92,8 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
         ws_addrs.push(tokio::net::lookup_host(host).await?.next().context("--url has no address")?);
     }
     let ws_addrs = target.map_or(ws_addrs, |target| vec![target]);
-    let path = format!("/v1/apps/{}/ws?room={}", common.app, common.room);
+    let endpoint = if common.transport == "sse" { "sse" } else { "ws" };
+    let path = format!("/v1/apps/{}/{endpoint}?room={}", common.app, common.room);
     let fingerprint = if (0..plans.len()).any(quic_for) {
         let text = std::fs::read_to_string(&common.fingerprint_file)
             .with_context(|| format!("cannot read {}", common.fingerprint_file.display()))?;

@@ -48,6 +48,25 @@ pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Each failure says at which step, to tell a refused connect from a reset upgrade.
+pub fn step(step: &'static str) -> impl Fn(std::io::Error) -> std::io::Error {
+    move |error: std::io::Error| std::io::Error::new(error.kind(), format!("{step}: {error}"))
+}
+
+/// A TCP connection to `addr`, from `source` when given.
+pub async fn open_socket(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let stream = match source {
+        Some(ip) => {
+            let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.bind(SocketAddr::new(ip, 0)).map_err(step("bind"))?;
+            socket.connect(addr).await.map_err(step("connect"))?
+        }
+        None => TcpStream::connect(addr).await.map_err(step("connect"))?,
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Connects (from `source`, when given, to spread clients over loopback
 /// addresses past one address's 64k ports) and completes the upgrade;
 /// returns the stream and any bytes read past it.
@@ -58,18 +77,7 @@ pub async fn connect(
     path: &str,
     deflate: bool,
 ) -> std::io::Result<(TcpStream, BytesMut)> {
-    // Each failure says at which step, to tell a refused connect from a reset upgrade.
-    let step =
-        |step: &'static str| move |error: std::io::Error| std::io::Error::new(error.kind(), format!("{step}: {error}"));
-    let mut stream = match source {
-        Some(ip) => {
-            let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-            socket.bind(SocketAddr::new(ip, 0)).map_err(step("bind"))?;
-            socket.connect(addr).await.map_err(step("connect"))?
-        }
-        None => TcpStream::connect(addr).await.map_err(step("connect"))?,
-    };
-    stream.set_nodelay(true)?;
+    let mut stream = open_socket(addr, source).await?;
     let offer = if deflate { "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" } else { "" };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

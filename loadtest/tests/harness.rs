@@ -165,6 +165,22 @@ async fn deflate_subscribers_get_everything() {
     assert_eq!(compressed.and_then(|l| l.split_whitespace().last()), Some("40"), "each compressed once");
 }
 
+/// `--transport sse`: Server-Sent Events subscribers read every broadcast,
+/// in order, and the server counts them under `transport="sse"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_subscribers_get_everything() {
+    let node = start(ServeArgs::default()).await;
+    let args = ["--transport", "sse", "--subscribers", "100", "--workers", "2", "--rate", "20", "--duration", "2"];
+    let report = run(&node, "fanout", &args).await;
+    assert_eq!(report["transport"], "sse");
+    assert_eq!(u(&report, "subscribers_connected"), 100);
+    assert_eq!(u(&report, "deliveries"), 40 * 100, "nothing dropped, all delivered");
+    assert_eq!((u(&report, "gaps"), u(&report, "lagged")), (0, 0));
+    let metrics = reqwest::get(format!("http://{}/metrics", node.admin)).await.unwrap().text().await.unwrap();
+    let sse = metrics.lines().find(|l| l.starts_with(r#"bullhorn_deliveries_total{transport="sse"}"#));
+    assert_eq!(sse.and_then(|l| l.split_whitespace().last()), Some("4000"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_server_drops_the_report_counts_it_exactly() {
     // Readers that stall for a second behind a one-message queue: that second's
