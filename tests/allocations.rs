@@ -50,21 +50,32 @@ fn every_subscriber_shares_one_frame_per_framing() {
     assert_eq!(pointers.len(), 2, "one WebSocket frame and one QUIC frame, shared by all: no payload copy");
 }
 
-#[test]
-fn every_deflate_subscriber_shares_one_compressed_frame() {
-    let rig = rig::Rig::with_compression(300, 2);
+/// One broadcast to `rig`; every subscriber's frame is checked by `check`,
+/// and the frames' addresses are gathered per framing.
+fn frames_per_framing(
+    rig: &rig::Rig,
+    check: impl Fn(bullhorn::protocol::Framing, &[u8]),
+) -> std::collections::HashMap<bullhorn::protocol::Framing, std::collections::HashSet<*const u8>> {
     rig.publish(&rig::payload_100());
     let mut out = std::collections::VecDeque::<bullhorn::fanout::Entry>::new();
     let mut pointers = std::collections::HashMap::new();
     for sub in &rig.subscribers {
         sub.take(&mut out);
         let frame = out[0].bytes(sub.framing());
+        check(sub.framing(), frame);
         pointers.entry(sub.framing()).or_insert_with(std::collections::HashSet::new).insert(frame.as_ptr());
-        if sub.framing() == bullhorn::protocol::Framing::WebSocketDeflate {
-            assert_eq!(frame[0] & bullhorn::protocol::ws::RSV1, bullhorn::protocol::ws::RSV1, "compressed");
-        }
         out.clear();
     }
+    pointers
+}
+
+#[test]
+fn every_deflate_subscriber_shares_one_compressed_frame() {
+    let pointers = frames_per_framing(&rig::Rig::with_compression(300, 2), |framing, frame| {
+        if framing == bullhorn::protocol::Framing::WebSocketDeflate {
+            assert_eq!(frame[0] & bullhorn::protocol::ws::RSV1, bullhorn::protocol::ws::RSV1, "compressed");
+        }
+    });
     assert_eq!(pointers.len(), 3, "three framings");
     assert!(pointers.values().all(|frames| frames.len() == 1), "one frame per framing, shared by all: {pointers:?}");
 }
@@ -76,19 +87,11 @@ fn compression_adds_no_allocation_per_delivery() {
 
 #[test]
 fn every_sse_subscriber_shares_one_event() {
-    let rig = rig::Rig::with_sse(300, 2);
-    rig.publish(&rig::payload_100());
-    let mut out = std::collections::VecDeque::<bullhorn::fanout::Entry>::new();
-    let mut pointers = std::collections::HashMap::new();
-    for sub in &rig.subscribers {
-        sub.take(&mut out);
-        let frame = out[0].bytes(sub.framing());
-        pointers.entry(sub.framing()).or_insert_with(std::collections::HashSet::new).insert(frame.as_ptr());
-        if sub.framing() == bullhorn::protocol::Framing::Sse {
+    let pointers = frames_per_framing(&rig::Rig::with_sse(300, 2), |framing, frame| {
+        if framing == bullhorn::protocol::Framing::Sse {
             assert!(frame.starts_with(b"event: broadcast\ndata: {"), "an SSE event");
         }
-        out.clear();
-    }
+    });
     assert_eq!(pointers.len(), 3, "three framings");
     assert!(pointers.values().all(|frames| frames.len() == 1), "one frame per framing, shared by all: {pointers:?}");
 }
