@@ -167,9 +167,8 @@ export function connect(options) {
         if (link !== current) return;
         link = null;
         if (closed) { setState("closed"); return; }
-        remember("sse");
         emit("onFallback", { reason: "websocket closed before the first message", transport: "sse" });
-        openSse();
+        openSse(true);
         return;
       }
       ended(current);
@@ -180,13 +179,19 @@ export function connect(options) {
   // heartbeats are comments, which EventSource does not surface, so the
   // silence check is off here; a failed or ended stream is reopened by this
   // client (with room@seq from lastSeq), not by EventSource's own retry.
-  function openSse() {
+  // A fallback is remembered once SSE has worked: a server that refused
+  // WebSocket (an unknown room, a full node) refuses SSE alike.
+  function openSse(fallback) {
     const es = new EventSource(wsBase().replace(/^ws/, "http") + path("sse"));
     const current = { transport: "sse", open: false, quiet: true, send: () => {}, close: () => es.close() };
     link = current;
     es.onopen = () => { current.open = true; lastHeard = Date.now(); };
-    for (const type of ["welcome", "broadcast", "lagged", "sticky", "occupancy", "closing", "error"]) {
-      es.addEventListener(type, (event) => { if (typeof event.data === "string") received(event.data); });
+    // (Refusals are HTTP errors before the stream: EventSource reports them as `error`, below.)
+    for (const type of ["welcome", "broadcast", "lagged", "sticky", "occupancy", "closing"]) {
+      es.addEventListener(type, (event) => {
+        if (fallback) { fallback = false; remember("sse"); }
+        received(event.data);
+      });
     }
     es.onerror = () => { es.close(); ended(current); };
   }

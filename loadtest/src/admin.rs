@@ -128,6 +128,23 @@ impl Admin {
     }
 }
 
+/// `template` (a JSON object) with the send time in µs added as `"t"`.
+pub fn templated(template: &serde_json::Map<String, Value>) -> Value {
+    let mut data = template.clone();
+    data.insert("t".into(), json!(crate::ws_client::now_us()));
+    Value::Object(data)
+}
+
+/// The object in `--payload-json`'s file.
+pub fn read_template(path: &std::path::Path) -> anyhow::Result<serde_json::Map<String, Value>> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))? {
+        Value::Object(object) => Ok(object),
+        _ => anyhow::bail!("{} must hold a JSON object", path.display()),
+    }
+}
+
 /// `data` of exactly `size` bytes carrying the send time in µs (what the
 /// subscribers' latency is measured from).
 pub fn payload(size: usize) -> Value {

@@ -175,6 +175,10 @@ pub struct DeliveryArgs {
     /// check that `delivered` adds up to what the subscribers received
     #[arg(long)]
     pub check_reach: bool,
+    /// `data` of every broadcast: this file's JSON object (a real gift message, say) with the
+    /// send time added as `"t"`, instead of `--payload` bytes of filler
+    #[arg(long)]
+    pub payload_json: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args, Serialize)]

@@ -26,6 +26,11 @@ pub struct Report {
     pub gaps: u64,
     pub lagged: u64,
     pub deliveries_per_sec: f64,
+    /// Bytes of the broadcasts the subscribers received: WebSocket frames
+    /// with their headers (as compressed as they came), the messages of
+    /// the other transports; divided by `deliveries`, the bytes each
+    /// delivery cost before TCP/IP and TLS.
+    pub broadcast_bytes_received: u64,
     pub latency_us: Latency,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_bytes: Option<u64>,
@@ -249,6 +254,9 @@ impl Report {
                 self.deliveries, self.expected_deliveries, self.gaps, self.lagged
             );
             eprintln!("  deliveries/s     {:.0}", self.deliveries_per_sec);
+            if self.deliveries > 0 {
+                eprintln!("  bytes/delivery   {:.1}", self.broadcast_bytes_received as f64 / self.deliveries as f64);
+            }
             let l = &self.latency_us;
             eprintln!("  latency µs       p50 {} p90 {} p99 {} p99.9 {} max {}", l.p50, l.p90, l.p99, l.p999, l.max);
         }

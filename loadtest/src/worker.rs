@@ -106,6 +106,7 @@ pub enum WorkerEvent {
     },
     Done {
         deliveries: u64,
+        broadcast_bytes: u64,
         gaps: u64,
         lagged: u64,
         first_us: u64,
@@ -514,6 +515,7 @@ async fn work(args: WorkerArgs) -> anyhow::Result<()> {
     per_seq.sort_unstable();
     emit(&WorkerEvent::Done {
         deliveries: stats.deliveries,
+        broadcast_bytes: stats.broadcast_bytes,
         gaps: stats.gaps,
         lagged: stats.lagged,
         first_us: stats.first_us,

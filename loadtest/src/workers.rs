@@ -275,6 +275,7 @@ pub async fn collect(workers: &mut [Worker], report: &mut Report) -> anyhow::Res
         match next_event(worker).await? {
             WorkerEvent::Done {
                 deliveries,
+                broadcast_bytes,
                 gaps,
                 lagged,
                 first_us,
@@ -288,6 +289,7 @@ pub async fn collect(workers: &mut [Worker], report: &mut Report) -> anyhow::Res
                     *timeline.entry(second).or_default() += n;
                 }
                 report.deliveries += deliveries;
+                report.broadcast_bytes_received += broadcast_bytes;
                 report.gaps += gaps;
                 report.lagged += lagged;
                 report.client_cpu_seconds += cpu_seconds;

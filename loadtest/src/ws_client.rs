@@ -18,6 +18,10 @@ use tokio::net::{TcpSocket, TcpStream};
 /// What one worker's subscribers received, shared by its tasks on one thread.
 pub struct Stats {
     pub deliveries: u64,
+    /// Bytes of the broadcasts as they arrived: WebSocket frames with their
+    /// header (compressed where they came compressed), or the messages of the
+    /// other transports.
+    pub broadcast_bytes: u64,
     pub gaps: u64,
     pub lagged: u64,
     pub first_us: u64,
@@ -33,6 +37,7 @@ impl Stats {
     pub fn new(per_seq: bool) -> Stats {
         Stats {
             deliveries: 0,
+            broadcast_bytes: 0,
             gaps: 0,
             lagged: 0,
             first_us: u64::MAX,
@@ -160,11 +165,18 @@ pub async fn receive(mut stream: TcpStream, mut buf: BytesMut, stats: Rc<RefCell
                         inflater.inflate(payload, MAX_MESSAGE).map(|text| on_text(text, &seen, &stats))
                     });
                     match read {
-                        Ok(was_broadcast) => broadcast |= was_broadcast,
+                        Ok(was_broadcast) => {
+                            count_bytes(&stats, was_broadcast, header + len);
+                            broadcast |= was_broadcast;
+                        }
                         Err(_) => return,
                     }
                 }
-                0x1 => broadcast |= on_text(payload, &seen, &stats),
+                0x1 => {
+                    let was_broadcast = on_text(payload, &seen, &stats);
+                    count_bytes(&stats, was_broadcast, header + len);
+                    broadcast |= was_broadcast;
+                }
                 0x8 => return,
                 0x9 => {
                     let mut pong = vec![0x8A, 0x80 | len as u8, 0, 0, 0, 0];
@@ -222,8 +234,15 @@ impl FrameStream for bullhorn::client::WtStream {
 pub async fn receive_frames(mut stream: impl FrameStream, stats: Rc<RefCell<Stats>>, seen: Rc<Seen>) {
     while let Ok(Some(frame)) = stream.next_frame().await {
         if on_text(&frame, &seen, &stats) {
+            count_bytes(&stats, true, frame.len());
             seen.stall_once().await;
         }
+    }
+}
+
+fn count_bytes(stats: &Rc<RefCell<Stats>>, broadcast: bool, bytes: usize) {
+    if broadcast {
+        stats.borrow_mut().broadcast_bytes += bytes as u64;
     }
 }
 

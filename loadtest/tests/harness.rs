@@ -165,6 +165,28 @@ async fn deflate_subscribers_get_everything() {
     assert_eq!(compressed.and_then(|l| l.split_whitespace().last()), Some("40"), "each compressed once");
 }
 
+/// `--payload-json`: broadcasts carry a real message, and the report says
+/// what each delivery cost on the wire: less compressed than plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_messages_report_their_bytes_per_delivery() {
+    let node = start(ServeArgs::default()).await;
+    let gift = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/data/gift.json");
+    let mut per_delivery = Vec::new();
+    for deflate in [false, true] {
+        let mut args = vec!["--subscribers", "50", "--workers", "1", "--rate", "20", "--duration", "1"];
+        args.extend(["--payload-json", gift]);
+        if deflate {
+            args.push("--deflate");
+        }
+        let report = run(&node, "fanout", &args).await;
+        assert_eq!(u(&report, "deliveries"), 20 * 50);
+        per_delivery.push(u(&report, "broadcast_bytes_received") as f64 / u(&report, "deliveries") as f64);
+    }
+    // The gift's 277 bytes of JSON, the added send time, the broadcast's own fields and the frame header.
+    assert!(per_delivery[0] > 350.0, "plain: {per_delivery:?}");
+    assert!(per_delivery[1] < 0.8 * per_delivery[0], "compressed: {per_delivery:?}");
+}
+
 /// `--transport sse`: Server-Sent Events subscribers read every broadcast,
 /// in order, and the server counts them under `transport="sse"`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,3 +102,19 @@ pub fn write_step<S: ShardSocket>(
         Err(_) => Step::Failed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sse_stream_does_not_grow_the_shards_slab() {
+        let (ws, sse, conn) = (
+            std::mem::size_of::<WsConn<AnySocket>>(),
+            std::mem::size_of::<SseConn<AnySocket>>(),
+            std::mem::size_of::<Conn>(),
+        );
+        assert!(sse <= ws, "SseConn {sse} B > WsConn {ws} B");
+        assert_eq!(conn, ws, "the enum costs no more than a WebSocket connection");
+    }
+}

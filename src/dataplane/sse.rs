@@ -32,8 +32,9 @@ pub struct SseConn<S> {
     subscriber: Arc<Subscriber>,
     memberships: Vec<Membership>,
     out: Outbox,
-    /// A stream of several rooms: the seqs its `id:` lines carry.
-    ids: Option<StreamIds>,
+    /// A stream of several rooms: the seqs its `id:` lines carry (boxed: a
+    /// connection slot of the shard is as small as a WebSocket one).
+    ids: Option<Box<StreamIds>>,
     closing: CloseStage,
     _permit: Option<ConnectionPermit>,
 }
@@ -48,7 +49,8 @@ impl<S: ShardSocket> SseConn<S> {
         permit: Option<ConnectionPermit>,
     ) -> SseConn<S> {
         let ids = (memberships.len() > 1)
-            .then(|| StreamIds::new(memberships.iter().map(|m| m.room.id().clone()).zip(welcome_seqs.iter().copied())));
+            .then(|| StreamIds::new(memberships.iter().map(|m| m.room.id().clone()).zip(welcome_seqs.iter().copied())))
+            .map(Box::new);
         SseConn {
             socket,
             out: Outbox::new(&subscriber),

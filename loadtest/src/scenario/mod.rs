@@ -85,6 +85,7 @@ pub async fn broadcast_at_rate(
     size: usize,
     options: DeliveryArgs,
 ) -> anyhow::Result<(u64, u64)> {
+    let template = options.payload_json.as_deref().map(crate::admin::read_template).transpose()?;
     let started = Instant::now();
     let (expected, accepted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(64));
@@ -95,7 +96,7 @@ pub async fn broadcast_at_rate(
         tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;
         let permit = in_flight.clone().acquire_owned().await?;
         let (admin, expected, accepted, options) = (admin.clone(), expected.clone(), accepted.clone(), options.clone());
-        let data = payload(size);
+        let data = template.as_ref().map_or_else(|| payload(size), crate::admin::templated);
         tasks.spawn(async move {
             let _permit = permit;
             match admin.broadcast(data, i, &options).await {
