@@ -16,7 +16,7 @@ use crate::callbacks::{CallbackConfig, RoomEvents};
 use crate::cli::ServeArgs;
 use crate::fanout::QueueLimits;
 use crate::ids::is_valid_id;
-use crate::registry::TencentIdentity;
+use crate::registry::{PusherIdentity, TencentIdentity};
 use crate::room::resume::ResumeLimits;
 use crate::tls::certs::CertFiles;
 
@@ -125,6 +125,8 @@ pub struct AppConfig {
     pub max_rooms: usize,
     /// Set when the app also answers Tencent-style calls (contract §8).
     pub tencent: Option<TencentIdentity>,
+    /// Set when the app also speaks Pusher's protocol and HTTP API (`[app.pusher]`, contract §12).
+    pub pusher: Option<PusherIdentity>,
     /// HTTP callbacks before and after each broadcast (`[app.callbacks]`).
     pub callbacks: Option<CallbackConfig>,
 }
@@ -229,6 +231,16 @@ struct FileApp {
     usersig_key_env: Option<String>,
     admin_identifiers: Option<Vec<String>>,
     callbacks: Option<FileCallbacks>,
+    pusher: Option<FilePusher>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePusher {
+    app_id: String,
+    key: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -403,6 +415,38 @@ impl Config {
     }
 }
 
+/// `[app.pusher]`: every field present and non-empty, the secret from the
+/// file or the environment, `app_id` and `key` not another app's.
+fn resolve_pusher(
+    pusher: FilePusher,
+    apps: &[AppConfig],
+    field: &dyn Fn(&str) -> String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PusherIdentity, ConfigError> {
+    let secret = match (pusher.secret, pusher.secret_env) {
+        (Some(secret), None) => secret,
+        (None, Some(var)) => env(&var)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid(field("secret_env"), format!("environment variable {var} is not set")))?,
+        _ => return Err(invalid(field("secret"), "set exactly one of secret and secret_env")),
+    };
+    for (name, value) in [("app_id", &pusher.app_id), ("key", &pusher.key), ("secret", &secret)] {
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(field(name), "must be visible ASCII characters, at least one"));
+        }
+    }
+    let taken = |pick: fn(&PusherIdentity) -> &String, value: &String| {
+        apps.iter().any(|a| a.pusher.as_ref().is_some_and(|p| pick(p) == value))
+    };
+    if taken(|p| &p.app_id, &pusher.app_id) {
+        return Err(invalid(field("app_id"), format!("{} belongs to another app", pusher.app_id)));
+    }
+    if taken(|p| &p.key, &pusher.key) {
+        return Err(invalid(field("key"), "belongs to another app"));
+    }
+    Ok(PusherIdentity { app_id: pusher.app_id, key: pusher.key, secret })
+}
+
 fn resolve_callbacks(
     file: FileCallbacks,
     field: &impl Fn(&str) -> String,
@@ -544,7 +588,11 @@ fn resolve_apps(apps: Vec<FileApp>, env: &impl Fn(&str) -> Option<String>) -> Re
             Some(callbacks) => Some(resolve_callbacks(callbacks, &|name| field(&format!("callbacks.{name}")), env)?),
             None => None,
         };
-        out.push(AppConfig { id: app.id, admin_key, max_rooms, tencent, callbacks });
+        let pusher = match app.pusher {
+            Some(pusher) => Some(resolve_pusher(pusher, &out, &|name| field(&format!("pusher.{name}")), env)?),
+            None => None,
+        };
+        out.push(AppConfig { id: app.id, admin_key, max_rooms, tencent, pusher, callbacks });
     }
     Ok(out)
 }
@@ -587,6 +635,30 @@ mod tests {
         assert_eq!(c.apps[0].id, "acme");
         assert_eq!(c.apps[0].admin_key, "k".repeat(32));
         assert_eq!(c.apps[0].max_rooms, 3);
+    }
+
+    #[test]
+    fn pusher_identities_are_checked_and_their_secret_is_never_printed() {
+        let app = |id: &str, app_id: &str, key: &str, secret: &str| {
+            format!(
+                "[[app]]\nid = \"{id}\"\nadmin_key = \"0123456789abcdef\"\n[app.pusher]\napp_id = \"{app_id}\"\nkey = \"{key}\"\n{secret}\n"
+            )
+        };
+        let good = app("a", "1", "k1", "secret = \"s3cr3t-value\"");
+        let config = Config::from_toml(&ServeArgs::default(), &good, no_env).unwrap();
+        let pusher = config.apps[0].pusher.as_ref().unwrap();
+        assert_eq!((pusher.app_id.as_str(), pusher.key.as_str(), pusher.secret.as_str()), ("1", "k1", "s3cr3t-value"));
+        assert!(!format!("{config:?}").contains("s3cr3t-value"), "the secret is never printed");
+        for (text, field) in [
+            (app("a", "1", "k1", ""), "app[0].pusher.secret"),
+            (app("a", "1", "k1", "secret_env = \"NOPE\""), "app[0].pusher.secret_env"),
+            (app("a", "", "k1", "secret = \"s\""), "app[0].pusher.app_id"),
+            (good.clone() + &app("b", "1", "k2", "secret = \"s\""), "app[1].pusher.app_id"),
+            (good.clone() + &app("b", "2", "k1", "secret = \"s\""), "app[1].pusher.key"),
+        ] {
+            let err = Config::from_toml(&ServeArgs::default(), &text, no_env).unwrap_err().to_string();
+            assert!(err.contains(field), "{text:?} gave {err:?}");
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub mod limits;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;
+pub mod pusher;
 pub mod registry;
 pub mod room;
 pub mod server;

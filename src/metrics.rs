@@ -34,6 +34,8 @@ pub const COMPRESSED: &str = "bullhorn_compressed_broadcasts_total";
 pub const CLUSTER_NODES: &str = "bullhorn_cluster_nodes";
 pub const TLS_RELOADS: &str = "bullhorn_tls_reloads_total";
 pub const TENCENT_CALLS: &str = "bullhorn_tencent_calls_total";
+pub const PUSHER_AUTH_REJECTED: &str = "bullhorn_pusher_auth_rejected_total";
+pub const PUSHER_UNKNOWN_CHANNELS: &str = "bullhorn_pusher_unknown_channels_total";
 pub const CALLBACKS: &str = "bullhorn_callbacks_total";
 pub const CALLBACK_OVERFLOW: &str = "bullhorn_callback_queue_overflow_total";
 pub const CALLBACK_QUEUE: &str = "bullhorn_callback_queue_depth";
@@ -68,6 +70,11 @@ fn describe() {
     describe_counter!(SLOW_DISCONNECTS, "Subscribers disconnected for staying behind.");
     describe_histogram!(FANOUT_DURATION, "Broadcast accepted until queued on every local subscriber.");
     describe_counter!(REJECTED_CONNECTIONS, "Subscriber connections refused before the upgrade, by reason.");
+    describe_counter!(PUSHER_AUTH_REJECTED, "Pusher HTTP API requests refused for their signature.");
+    describe_counter!(
+        PUSHER_UNKNOWN_CHANNELS,
+        "Channels named by Pusher HTTP API events that are no room: nothing sent."
+    );
     describe_counter!(DROPPED_BY_PRIORITY, "Broadcasts dropped for slow subscribers, by the broadcast's priority.");
     describe_counter!(RESUME_REPLAYED, "Broadcasts replayed to subscribers resuming with room@seq.");
     describe_counter!(IDEMPOTENT_DUPLICATES, "Broadcast requests answered from an earlier Idempotency-Key, not sent.");
@@ -138,6 +145,8 @@ pub struct Handles {
     pub tls_reloads_failed: Counter,
     pub rate_limited_broadcast: Counter,
     pub rate_limited_admin: Counter,
+    pub rejected_pusher_auth: Counter,
+    pub pusher_unknown_channels: Counter,
     pub accept_throttled: Counter,
     pub cluster_connected: Gauge,
     pub cluster_missed: Counter,
@@ -174,6 +183,8 @@ impl Metrics {
                 tls_reloads_failed: counter!(TLS_RELOADS, "result" => "error"),
                 rate_limited_broadcast: counter!(RATE_LIMITED, "limit" => "broadcast"),
                 rate_limited_admin: counter!(RATE_LIMITED, "limit" => "admin"),
+                rejected_pusher_auth: counter!(PUSHER_AUTH_REJECTED),
+                pusher_unknown_channels: counter!(PUSHER_UNKNOWN_CHANNELS),
                 accept_throttled: counter!(ACCEPT_THROTTLED),
                 cluster_connected: gauge!(CLUSTER_CONNECTED),
                 cluster_missed: counter!(CLUSTER_MISSED),

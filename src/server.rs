@@ -202,7 +202,7 @@ impl Server {
             let _ = admin_stop.await;
         };
         // Tencent-style calls authenticate by UserSig, not by the bearer key.
-        let admin_router = admin::router(shared.clone(), crate::tencent::routes());
+        let admin_router = admin::router(shared.clone(), crate::tencent::routes().merge(crate::pusher::api::routes()));
         let admin_task = match admin_tls {
             None => tokio::spawn(axum::serve(admin, admin_router).with_graceful_shutdown(admin_stopped).into_future()),
             Some(config) => {
@@ -324,6 +324,7 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
             max_rooms: app.max_rooms,
             requests_per_sec: config.limits.admin_requests_per_app,
             tencent: app.tencent.clone(),
+            pusher: app.pusher.clone(),
             callbacks: app.callbacks.clone(),
         })
         .collect();
@@ -353,6 +354,7 @@ fn app_specs(config: &Config) -> anyhow::Result<Vec<AppSpec>> {
         max_rooms: DEFAULT_MAX_ROOMS,
         requests_per_sec: config.limits.admin_requests_per_app,
         tencent: None,
+        pusher: None,
         callbacks: None,
     });
     Ok(specs)

@@ -524,3 +524,20 @@ async fn reach_accounts_for_every_copy_across_three_nodes() {
     let viewers: Vec<_> = nodes.iter().map(|node| node.viewer).collect();
     common::reach::every_copy_accounted(&viewers, &nodes[1].admin).await;
 }
+
+/// A broadcast's Pusher `event` (contract §12) travels with it: a member on
+/// another node than the one that accepted it gets it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcasts_event_reaches_members_on_every_node() {
+    let nats = NatsServer::start().await;
+    let (nodes, _dirs) = nodes(2, &[nats.url()]).await;
+    wait_for_each_other(&nodes).await;
+    nodes[0].admin.create_room("gifts").await;
+    let mut member = subscribe(&nodes[1], "gifts").await;
+    eventually("the member counts", || async { online(&nodes[0].admin, "gifts").await == 1 }).await;
+    let body = json!({"data": {"gift": "rocket"}, "event": "gift"}).to_string();
+    let (status, answer) = nodes[0].admin.post("/v1/apps/demo/rooms/gifts/broadcast", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let message = next_of(&mut member, "broadcast").await;
+    assert_eq!((message["event"].as_str(), message["data"]["gift"].as_str()), (Some("gift"), Some("rocket")));
+}

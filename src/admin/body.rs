@@ -40,6 +40,20 @@ pub fn present_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
     <u64 as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
+/// The optional `event` of a broadcast body: a string that
+/// [`messages::is_event_name`](crate::protocol::messages::is_event_name).
+pub fn event_name<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    use crate::protocol::messages::{MAX_EVENT_NAME, is_event_name};
+    let name = <String as serde::Deserialize>::deserialize(deserializer)?;
+    if !is_event_name(&name) {
+        return Err(serde::de::Error::custom(format!(
+            "event must be 1 to {MAX_EVENT_NAME} visible ASCII characters without quotes or backslashes, \
+             not starting with pusher: or pusher_internal:"
+        )));
+    }
+    Ok(Some(name))
+}
+
 /// The most of an oversized body read only to be thrown away.
 const DRAIN_AT_MOST: u64 = 4 * 1024 * 1024;
 /// How long a sender of an oversized body gets to finish it.

@@ -54,6 +54,9 @@ pub struct BroadcastBody<'a> {
     pub ttl_ms: Option<u64>,
     #[serde(default)]
     pub sticky: bool,
+    /// A Pusher event name (contract §12), checked by [`body::event_name`].
+    #[serde(default, deserialize_with = "body::event_name")]
+    pub event: Option<String>,
 }
 
 /// The longest `ttl_ms`: a day.
@@ -61,8 +64,9 @@ pub const MAX_TTL_MS: u64 = 86_400_000;
 
 impl BroadcastBody<'_> {
     /// The ttl and pin the body asks for.
-    pub fn extras(&self) -> Extras {
-        Extras { ttl: self.ttl_ms.map(std::time::Duration::from_millis), sticky: self.sticky }
+    pub fn extras(&self) -> Extras<'_> {
+        let ttl = self.ttl_ms.map(std::time::Duration::from_millis);
+        Extras { ttl, sticky: self.sticky, event: self.event.as_deref() }
     }
 }
 

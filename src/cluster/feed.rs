@@ -38,6 +38,8 @@ const CONFLATE: &str = "Bullhorn-Conflate";
 const TTL: &str = "Bullhorn-Ttl";
 /// Present when the broadcast is the room's pinned message.
 const STICKY: &str = "Bullhorn-Sticky";
+/// The broadcast's Pusher event name.
+const EVENT: &str = "Bullhorn-Event";
 
 /// The stream's answer to a publish.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +100,9 @@ impl Cluster {
         }
         if outgoing.extras.sticky {
             headers.insert(STICKY, "1");
+        }
+        if let Some(event) = outgoing.extras.event {
+            headers.insert(EVENT, event);
         }
         let mut message = jetstream::message::PublishMessage::build()
             .payload(Bytes::copy_from_slice(outgoing.data.as_bytes()))
@@ -172,7 +177,7 @@ async fn follow_once(jetstream: &jetstream::Context, stream: &str, room: &Arc<Ro
 /// None when something other than a bullhorn node published it. A ttl is
 /// what is left of it now, by this node's clock against the publisher's
 /// `ts` (so nodes' clocks should agree to well under the shortest ttl).
-fn decode(message: &async_nats::Message) -> Option<(u64, &str, Delivery, Extras)> {
+fn decode(message: &async_nats::Message) -> Option<(u64, &str, Delivery, Extras<'_>)> {
     let headers = message.headers.as_ref()?;
     let ts_ms = headers.get(TS)?.as_str().parse().ok()?;
     let priority = match headers.get(PRIORITY).map(|v| v.as_str()) {
@@ -190,6 +195,8 @@ fn decode(message: &async_nats::Message) -> Option<(u64, &str, Delivery, Extras)
         }
         None => None,
     };
-    let extras = Extras { ttl, sticky: headers.get(STICKY).is_some() };
+    let event =
+        headers.get(EVENT).map(|event| event.as_str()).filter(|event| crate::protocol::messages::is_event_name(event));
+    let extras = Extras { ttl, sticky: headers.get(STICKY).is_some(), event };
     Some((ts_ms, data, Delivery { priority, conflate }, extras))
 }

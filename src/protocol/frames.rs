@@ -25,14 +25,20 @@ impl Frames {
     /// The JSON is written after room reserved for the WebSocket header, so that
     /// frame costs no copy; the QUIC frame is one copy per broadcast.
     pub fn encode(room: &str, seq: u64, ts_ms: u64, data: &str) -> Frames {
-        Frames::encode_as("broadcast", room, seq, ts_ms, data)
+        Frames::encode_as("broadcast", room, seq, ts_ms, None, data)
+    }
+
+    /// [`Frames::encode`] of a broadcast with a Pusher `event` name, when it has one.
+    pub fn encode_event(room: &str, seq: u64, ts_ms: u64, event: Option<&str>, data: &str) -> Frames {
+        Frames::encode_as("broadcast", room, seq, ts_ms, event, data)
     }
 
     /// [`Frames::encode`] with another message `type` (`sticky`).
-    pub fn encode_as(kind: &str, room: &str, seq: u64, ts_ms: u64, data: &str) -> Frames {
-        let mut buf = BytesMut::with_capacity(ws::MAX_HEADER_LEN + 64 + room.len() + data.len());
+    pub fn encode_as(kind: &str, room: &str, seq: u64, ts_ms: u64, event: Option<&str>, data: &str) -> Frames {
+        let capacity = ws::MAX_HEADER_LEN + 80 + room.len() + data.len() + event.map_or(0, str::len);
+        let mut buf = BytesMut::with_capacity(capacity);
         buf.put_bytes(0, ws::MAX_HEADER_LEN);
-        messages::write_numbered(&mut buf, kind, room, seq, ts_ms, data);
+        messages::write_numbered(&mut buf, kind, room, seq, ts_ms, event, data);
         let json = &buf[ws::MAX_HEADER_LEN..];
         let quic = quic::frame(json);
         // Made for every broadcast: a member may join while it is encoded, and

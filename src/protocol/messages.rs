@@ -38,15 +38,39 @@ impl LagReason {
     }
 }
 
+/// The longest Pusher event name.
+pub const MAX_EVENT_NAME: usize = 200;
+
+/// A Pusher event name as a broadcast may carry one (contract §12): 1 to 200
+/// visible ASCII characters other than `"` and `\\` (so it is written into
+/// JSON as it is), and not one of the protocol's own (`pusher:…`,
+/// `pusher_internal:…`).
+pub fn is_event_name(name: &str) -> bool {
+    (1..=MAX_EVENT_NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        && !name.starts_with("pusher:")
+        && !name.starts_with("pusher_internal:")
+}
+
 /// Appends `{"type":"broadcast","room":…,"seq":…,"ts":…,"data":…}` to `out`.
 /// `room` must be a valid id and `data` valid JSON text.
 pub fn write_broadcast(out: &mut BytesMut, room: &str, seq: u64, ts_ms: u64, data: &str) {
-    write_numbered(out, "broadcast", room, seq, ts_ms, data);
+    write_numbered(out, "broadcast", room, seq, ts_ms, None, data);
 }
 
-/// [`write_broadcast`] with another `type` (`sticky`: the same fields).
-pub fn write_numbered(out: &mut BytesMut, kind: &str, room: &str, seq: u64, ts_ms: u64, data: &str) {
-    out.reserve(64 + room.len() + data.len());
+/// [`write_broadcast`] with another `type` (`sticky`: the same fields) and,
+/// when given, the broadcast's Pusher `event` name after `ts` (contract §12;
+/// checked by `admin::body::event_name`, so it needs no escaping).
+pub fn write_numbered(
+    out: &mut BytesMut,
+    kind: &str,
+    room: &str,
+    seq: u64,
+    ts_ms: u64,
+    event: Option<&str>,
+    data: &str,
+) {
+    out.reserve(80 + room.len() + data.len() + event.map_or(0, str::len));
     out.put_slice(br#"{"type":""#);
     out.put_slice(kind.as_bytes());
     out.put_slice(br#"","room":""#);
@@ -55,6 +79,11 @@ pub fn write_numbered(out: &mut BytesMut, kind: &str, room: &str, seq: u64, ts_m
     put_u64(out, seq);
     out.put_slice(br#","ts":"#);
     put_u64(out, ts_ms);
+    if let Some(event) = event {
+        out.put_slice(br#","event":""#);
+        out.put_slice(event.as_bytes());
+        out.put_u8(b'"');
+    }
     out.put_slice(br#","data":"#);
     out.put_slice(data.as_bytes());
     out.put_u8(b'}');

@@ -32,6 +32,7 @@ pub struct App {
     request_limit: Option<TokenBucket>,
     /// How Tencent-style calls authenticate for this app (contract §8).
     tencent: Option<TencentIdentity>,
+    pusher: Option<PusherIdentity>,
     callbacks: Option<Arc<Callbacks>>,
 }
 
@@ -65,6 +66,25 @@ impl App {
     pub fn callbacks(&self) -> Option<&Arc<Callbacks>> {
         self.callbacks.as_ref()
     }
+
+    pub fn pusher(&self) -> Option<&PusherIdentity> {
+        self.pusher.as_ref()
+    }
+}
+
+/// An app's identity for Pusher's protocol and HTTP API (contract §12).
+#[derive(Clone)]
+pub struct PusherIdentity {
+    pub app_id: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for PusherIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("PusherIdentity").field("app_id", &self.app_id).field("key", &self.key).finish_non_exhaustive()
+    }
 }
 
 /// An app's identity for Tencent-style calls: its SDKAppID, the key its
@@ -95,6 +115,7 @@ pub struct AppSpec {
     /// Admin requests per second; 0: no limit.
     pub requests_per_sec: u32,
     pub tencent: Option<TencentIdentity>,
+    pub pusher: Option<PusherIdentity>,
     pub callbacks: Option<CallbackConfig>,
 }
 
@@ -172,6 +193,7 @@ impl Registry {
                     Arc::new(Callbacks::new(&spec.id, sdkappid, config))
                 }),
                 tencent: spec.tencent,
+                pusher: spec.pusher,
             };
             apps.insert(id, Arc::new(app));
         }
@@ -197,6 +219,16 @@ impl Registry {
     /// The app a Tencent-style call names by its SDKAppID.
     pub fn app_by_sdkappid(&self, sdkappid: u64) -> Option<&Arc<App>> {
         self.apps.values().find(|app| app.tencent.as_ref().is_some_and(|t| t.sdkappid == sdkappid))
+    }
+
+    /// The app Pusher's HTTP API names by its `app_id`.
+    pub fn app_by_pusher_id(&self, app_id: &str) -> Option<&Arc<App>> {
+        self.apps.values().find(|app| app.pusher.as_ref().is_some_and(|p| p.app_id == app_id))
+    }
+
+    /// The app a Pusher client names by its key.
+    pub fn app_by_pusher_key(&self, key: &str) -> Option<&Arc<App>> {
+        self.apps.values().find(|app| app.pusher.as_ref().is_some_and(|p| p.key == key))
     }
 
     /// True when `presented` is the admin key of `app`. Unknown apps compare
@@ -365,6 +397,7 @@ mod tests {
             max_rooms,
             requests_per_sec: 0,
             tencent: None,
+            pusher: None,
             callbacks: None,
         };
         Registry::load(

@@ -162,7 +162,7 @@ pub struct Outgoing<'a> {
     pub priority: crate::fanout::Priority,
     pub conflate: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
-    pub extras: Extras,
+    pub extras: Extras<'a>,
 }
 
 /// A broadcast with its seq and ts, as the sequencer enqueues it.
@@ -172,16 +172,18 @@ struct Numbered<'a> {
     ts_ms: u64,
     data: &'a str,
     delivery: Delivery,
-    extras: Extras,
+    extras: Extras<'a>,
 }
 
-/// What a broadcast may ask beyond its delivery (contract §9).
+/// What a broadcast may ask beyond its delivery (contract §9, §12).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Extras {
+pub struct Extras<'a> {
     /// Not written to a subscriber by then, it is dropped as `expired`.
     pub ttl: Option<Duration>,
     /// Pinned as the room's sticky message.
     pub sticky: bool,
+    /// Its Pusher event name (`event`), carried in the `broadcast` message.
+    pub event: Option<&'a str>,
 }
 
 /// The answer to an accepted broadcast.
@@ -285,7 +287,7 @@ impl Room {
         self: &Arc<Self>,
         data: &str,
         delivery: Delivery,
-        extras: Extras,
+        extras: Extras<'_>,
         idempotency_key: Option<&str>,
     ) -> Published {
         let mut to_drain = Vec::with_capacity(self.lanes.len());
@@ -326,7 +328,7 @@ impl Room {
         ts_ms: u64,
         data: &str,
         delivery: Delivery,
-        extras: Extras,
+        extras: Extras<'_>,
     ) -> bool {
         let mut to_drain = Vec::with_capacity(self.lanes.len());
         {
@@ -354,7 +356,7 @@ impl Room {
     fn enqueue(&self, sequencer: &mut Sequencer, numbered: Numbered<'_>, to_drain: &mut Vec<usize>) {
         let Numbered { seq, ts_ms, data, delivery, extras } = numbered;
         sequencer.seq = seq;
-        let mut frames = Frames::encode(&self.id, seq, ts_ms, data);
+        let mut frames = Frames::encode_event(&self.id, seq, ts_ms, extras.event, data);
         // Compressed once for every member that negotiated it, only while some did.
         if self.compress_min_bytes.is_some_and(|min| frames.json().len() >= min)
             && self.deflate_members.load(Ordering::Relaxed) > 0
