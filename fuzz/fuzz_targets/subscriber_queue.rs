@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bullhorn::fanout::{ConflateKey, Delivery, Drops, Priority, QueueLimits, Subscriber};
+use bullhorn::fanout::{Broadcast, ConflateKey, Delivery, Drops, Entry, Frames, Priority, QueueLimits, Subscriber};
 use bullhorn::protocol::Framing;
 use libfuzzer_sys::fuzz_target;
 
@@ -29,8 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let mut read = |sub: &Subscriber, out: &mut VecDeque<_>, seen: &mut [u64; 3], last: &mut [u64; 3]| {
         sub.take(out);
         let mut written = 0;
-        for frame in out.drain(..) {
-            let frame: bytes::Bytes = frame;
+        for entry in out.drain(..) {
+            let entry: Entry = entry;
+            let frame = entry.bytes(Framing::Quic).clone();
             written += frame.len();
             let text = std::str::from_utf8(&frame[4..]).unwrap();
             let room = ROOMS.iter().position(|r| text.contains(&format!(r#""room":"{r}""#))).unwrap();
@@ -57,7 +58,9 @@ fuzz_target!(|data: &[u8]| {
         pushed[room] += 1;
         let seq = pushed[room];
         let frame = Framing::Quic.frame(format!(r#"{{"type":"broadcast","room":"{}","seq":{seq}}}"#, ROOMS[room]).as_bytes());
-        sub.push_broadcast(room, seq, &frame, Delivery { priority, conflate }, &mut drops);
+        let frames = Frames { websocket: frame.clone(), quic: frame.clone(), websocket_deflated: None, sse: frame };
+        let broadcast = Arc::new(Broadcast::new(&Arc::from(ROOMS[room]), seq, Delivery { priority, conflate }, frames, 1));
+        sub.push_broadcast(room, &broadcast, &mut drops);
     }
     read(&sub, &mut out, &mut seen, &mut last);
     read(&sub, &mut out, &mut seen, &mut last);
