@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let mut last = [0u64; 3];
     let mut out = VecDeque::new();
     let mut drops = Drops::default();
-    let mut read = |sub: &Subscriber, out: &mut VecDeque<_>, seen: &mut [u64; 3], last: &mut [u64; 3]| {
+    let read = |sub: &Subscriber, out: &mut VecDeque<_>, seen: &mut [u64; 3], last: &mut [u64; 3]| {
         sub.take(out);
         let mut written = 0;
         for entry in out.drain(..) {
