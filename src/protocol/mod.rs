@@ -6,7 +6,7 @@
 //! `handshake` its opening handshake as the subscribe endpoint checks it; `quic` is the
 //! 4-byte length prefix of §5 with the QUIC listener's ALPNs and the certificate
 //! fingerprint clients pin; `frames` encodes a broadcast once in every framing; `sse` is Server-Sent
-//! Events;
+//! Events; `pusher` the Pusher Channels protocol's messages;
 //! `close` is the one table of close codes.
 
 pub mod close;
@@ -14,6 +14,7 @@ pub mod deflate;
 pub mod frames;
 pub mod handshake;
 pub mod messages;
+pub mod pusher;
 pub mod quic;
 pub mod sse;
 pub mod webtransport;
