@@ -164,14 +164,10 @@ export function connect(options) {
     // as a plain HTTP response. (A server that is down fails both alike.)
     ws.onclose = () => {
       if (!answered && !websocketWorked && opts.transport === "auto" && typeof EventSource === "function") {
-        if (link !== current) return;
-        link = null;
-        if (closed) { setState("closed"); return; }
-        emit("onFallback", { reason: "websocket closed before the first message", transport: "sse" });
-        openSse(true);
-        return;
+        fallBack(current, "websocket closed before the first message", "sse");
+      } else {
+        ended(current);
       }
-      ended(current);
     };
   }
 
@@ -200,7 +196,7 @@ export function connect(options) {
     const hash = opts.certificateHash;
     const pinned = hash ? { serverCertificateHashes: [{ algorithm: "sha-256", value: hexBytes(hash) }] } : {};
     let wt;
-    try { wt = new WebTransport(wtBase() + path("wt"), pinned); } catch (e) { return fallBack(null, e); }
+    try { wt = new WebTransport(wtBase() + path("wt"), pinned); } catch (e) { return fallBack(null, e, "websocket"); }
     let pings = null;
     let answered = false;
     const current = {
@@ -213,7 +209,7 @@ export function connect(options) {
       close() { try { wt.close({ closeCode: 1000, reason: "" }); } catch (e) { /* closed already */ } },
     };
     link = current;
-    const timer = setTimeout(() => fallBack(current, new Error("no answer in time")), opts.webtransportTimeoutMs);
+    const timer = setTimeout(() => fallBack(current, new Error("no answer in time"), "websocket"), opts.webtransportTimeoutMs);
     (async () => {
       await wt.ready;
       current.open = true;
@@ -237,21 +233,23 @@ export function connect(options) {
       }
     })().catch((e) => e).then((error) => {
       clearTimeout(timer);
-      if (answered) ended(current); else fallBack(current, error);
+      if (answered) ended(current); else fallBack(current, error, "websocket");
     });
   }
 
-  // WebTransport did not get as far as the server's first message: use
-  // WebSocket now and, unless WebTransport has worked on this page before
-  // (then the server was more likely down or restarting than UDP blocked),
-  // for the rest of the session.
-  function fallBack(current, error) {
+  // A transport did not get as far as the server's first message: use the
+  // next one (`to`) now. WebSocket, after WebTransport, is remembered for the
+  // session unless WebTransport has worked on this page before (then the
+  // server was more likely down or restarting than UDP blocked); SSE, once it
+  // has worked (openSse).
+  function fallBack(current, error, to) {
     if (link !== current && current !== null) return;
     if (current) current.close();
     link = null;
     if (closed) { setState("closed"); return; } // closed by the page, not a failure
+    emit("onFallback", { reason: String((error && error.message) || error || "failed"), transport: to });
+    if (to === "sse") { openSse(true); return; }
     if (!webtransportWorked && remembered() === null) remember("websocket");
-    emit("onFallback", { reason: String((error && error.message) || error || "failed"), transport: "websocket" });
     openWebSocket();
   }
 

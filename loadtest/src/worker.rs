@@ -48,6 +48,9 @@ pub struct WorkerArgs {
     /// WebSocket: offer `permessage-deflate`.
     #[arg(long)]
     pub deflate: bool,
+    /// Subscribe over Server-Sent Events (`--path` is the SSE endpoint).
+    #[arg(long)]
+    pub sse: bool,
     #[arg(long, default_value = "demo")]
     pub app: String,
     #[arg(long, default_value = "loadtest")]
@@ -322,7 +325,7 @@ impl Fleet {
             None => self.args.path.clone(),
         };
         let source = source_ip(&self.args, index);
-        if self.args.path.contains("/sse?") {
+        if self.args.sse {
             let connect = crate::sse_client::connect(addr, source, &self.args.host, &path);
             let mut stream = connect.await.map_err(|e| e.to_string())?;
             self.welcomed(&mut stream, seen).await?;

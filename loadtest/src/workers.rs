@@ -145,6 +145,9 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
         if common.deflate {
             command.arg("--deflate");
         }
+        if common.transport == "sse" {
+            command.arg("--sse");
+        }
         if let Some(fingerprint) = fingerprint.as_ref().filter(|_| quic) {
             command.args(["--quic-fingerprint", fingerprint]);
             if common.transport == "webtransport" {

@@ -1,6 +1,6 @@
 //! A shard's TCP connection: a WebSocket subscriber or an SSE stream, each its
 //! own state machine with the same handlers, so the shard's loop treats them
-//! alike; and the write step both take.
+//! alike; and the write loop both run.
 
 use std::io;
 use std::task::Context;
@@ -8,11 +8,13 @@ use std::time::Instant;
 
 use metrics::Counter;
 
+use super::close_stage::CloseStage;
 use super::socket::{AnySocket, ShardSocket};
 use super::sse::SseConn;
 use super::ws::{Life, ShardContext, WsConn};
 use crate::fanout::Subscriber;
 use crate::fanout::outbox::Outbox;
+use crate::protocol::close::CloseReason;
 
 pub enum Conn {
     Ws(WsConn<AnySocket>),
@@ -56,9 +58,43 @@ impl Conn {
     }
 }
 
+/// Writes until the socket is full (`Some(Open)`: WRITABLE comes) or
+/// fails (`Some(Over)`), or nothing is left (`None`: the caller parks). Once
+/// the queue asks to close and the backlog before that has left (a slow
+/// consumer's is dropped by `refill`), `last_words` queues the frames that end
+/// the connection and the close stage begins.
+#[allow(clippy::too_many_arguments)] // the connection's parts, borrowed apart
+pub fn write_until_blocked<S: ShardSocket>(
+    socket: &mut S,
+    out: &mut Outbox,
+    subscriber: &Subscriber,
+    closing: &mut CloseStage,
+    counters: (&ShardContext, &Counter),
+    now: Instant,
+    last_words: impl Fn(CloseReason, &mut Outbox),
+    mut write: impl FnMut(&mut Outbox, &mut S) -> io::Result<usize>,
+) -> Option<Life> {
+    loop {
+        if out.is_empty()
+            && closing.is_open()
+            && let Some(reason) = out.refill(subscriber)
+            && out.is_empty()
+        {
+            last_words(reason, out);
+            closing.begin(now);
+        }
+        match write_step(socket, out, subscriber, counters, now, &mut write) {
+            Step::Wrote => {}
+            Step::Blocked => return Some(Life::Open),
+            Step::Failed => return Some(Life::Over),
+            Step::Idle => return None,
+        }
+    }
+}
+
 /// What one write step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+enum Step {
     /// Bytes left (or the call was interrupted): write again.
     Wrote,
     /// The socket is full: WRITABLE comes.
@@ -73,7 +109,7 @@ pub enum Step {
 /// taken leave first; else broadcasts whose ttl passed become `lagged`, and
 /// `write` sends what one call takes. Bytes that left are counted in the
 /// queue, and a finished batch's broadcasts in `deliveries`.
-pub fn write_step<S: ShardSocket>(
+fn write_step<S: ShardSocket>(
     socket: &mut S,
     out: &mut Outbox,
     subscriber: &Subscriber,

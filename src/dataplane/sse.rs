@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::close_stage::CloseStage;
-use super::conn::{Step, write_step};
+use super::conn::write_until_blocked;
 use super::socket::ShardSocket;
 use super::ws::{Life, ShardContext};
 use crate::fanout::Subscriber;
@@ -91,35 +91,21 @@ impl<S: ShardSocket> SseConn<S> {
     /// Something was queued, the socket is writable, or the heartbeat came:
     /// write what can go, then park the queue's waker (`cx`).
     pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
-        loop {
-            if self.out.is_empty()
-                && self.closing.is_open()
-                && let Some(reason) = self.out.refill(&self.subscriber)
-                && self.out.is_empty()
-            {
-                let json = messages::closing(reason);
-                self.out.push_frame(sse::closing_event(&json, reason.reconnect_after_ms()));
-                self.closing.begin(now);
-            }
-            let ids = &mut self.ids;
-            let counters = (shard, &shard.sse_deliveries);
-            match write_step(
-                &mut self.socket,
-                &mut self.out,
-                &self.subscriber,
-                counters,
-                now,
-                |out, socket| match ids {
-                    Some(ids) => out.write_with_ids(ids, |slices| socket.write_vectored(slices)),
-                    None => out.write(|slices| socket.write_vectored(slices)),
-                },
-            ) {
-                Step::Wrote => {}
-                Step::Blocked => return Life::Open,
-                Step::Failed => return Life::Over,
-                Step::Idle => return self.park(cx, shard, now),
-            }
-        }
+        let ids = &mut self.ids;
+        let written = write_until_blocked(
+            &mut self.socket,
+            &mut self.out,
+            &self.subscriber,
+            &mut self.closing,
+            (shard, &shard.sse_deliveries),
+            now,
+            |reason, out| out.push_frame(sse::closing_event(&messages::closing(reason), reason.reconnect_after_ms())),
+            |out, socket| match ids.as_deref_mut() {
+                Some(ids) => out.write_with_ids(ids, |slices| socket.write_vectored(slices)),
+                None => out.write(|slices| socket.write_vectored(slices)),
+            },
+        );
+        written.unwrap_or_else(|| self.park(cx, shard, now))
     }
 
     /// Nothing left to write: end the stream if closing, else wait for the queue.

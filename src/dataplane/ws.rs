@@ -21,7 +21,7 @@ use bytes::Bytes;
 use metrics::Counter;
 
 use super::close_stage::CloseStage;
-use super::conn::{Step, write_step};
+use super::conn::write_until_blocked;
 use super::socket::ShardSocket;
 use crate::fanout::Subscriber;
 use crate::fanout::outbox::Outbox;
@@ -134,27 +134,20 @@ impl<S: ShardSocket> WsConn<S> {
     /// Something was queued, the socket is writable, or the heartbeat woke
     /// it: write what can go, then park the queue's waker (`cx`).
     pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
-        loop {
-            if self.out.is_empty()
-                && self.closing.is_open()
-                && let Some(reason) = self.out.refill(&self.subscriber)
-                && self.out.is_empty()
-            {
-                // The closing message goes out once the backlog has (a slow
-                // consumer's backlog is dropped by `refill`).
-                self.out.push_frame(ws::text_frame(&messages::closing(reason)));
-                self.close_with(reason.ws_close_code(), now);
-            }
-            let counters = (shard, &shard.deliveries);
-            match write_step(&mut self.socket, &mut self.out, &self.subscriber, counters, now, |out, socket| {
-                out.write(|slices| socket.write_vectored(slices))
-            }) {
-                Step::Wrote => {}
-                Step::Blocked => return Life::Open,
-                Step::Failed => return Life::Over,
-                Step::Idle => return self.park(cx, shard, now),
-            }
-        }
+        let written = write_until_blocked(
+            &mut self.socket,
+            &mut self.out,
+            &self.subscriber,
+            &mut self.closing,
+            (shard, &shard.deliveries),
+            now,
+            |reason, out| {
+                out.push_frame(ws::text_frame(&messages::closing(reason)));
+                out.push_frame(close_frame(reason.ws_close_code()));
+            },
+            |out, socket| out.write(|slices| socket.write_vectored(slices)),
+        );
+        written.unwrap_or_else(|| self.park(cx, shard, now))
     }
 
     /// Nothing left to write: half-close if closing, else wait for the queue.
@@ -179,9 +172,13 @@ impl<S: ShardSocket> WsConn<S> {
 
     /// Queues the close frame after whatever is in flight; starts its deadline.
     fn close_with(&mut self, code: u16, now: Instant) {
-        self.out.push_frame(ws::close_frame(code, ws_code::reason(code)));
+        self.out.push_frame(close_frame(code));
         self.closing.begin(now);
     }
+}
+
+fn close_frame(code: u16) -> Bytes {
+    ws::close_frame(code, ws_code::reason(code))
 }
 
 impl<S> Drop for WsConn<S> {

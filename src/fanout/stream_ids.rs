@@ -69,11 +69,14 @@ impl StreamIds {
         self.scratch.extend(self.rooms.iter().map(|(_, seq)| *seq));
         self.lines.clear();
         let mut lines = [(0usize, 0usize); ENTRIES_PER_WRITE];
+        // Each broadcast's room slot, found once for both loops.
+        let mut slots = [None; ENTRIES_PER_WRITE];
         let taken = entries.len().min(ENTRIES_PER_WRITE);
         for (i, entry) in entries.iter().take(taken).enumerate() {
             if let Some(broadcast) = entry.broadcast()
                 && let Some(slot) = self.slot(&broadcast.room)
             {
+                slots[i] = Some((slot, broadcast.seq));
                 self.scratch[slot] = broadcast.seq;
                 let start = self.lines.len();
                 self.write_line();
@@ -121,10 +124,8 @@ impl StreamIds {
             reported += queued - self.front_reported;
             self.front_reported = 0;
             let entry = entries.pop_front().expect("wrote more than was queued");
-            if let Some(broadcast) = entry.broadcast()
-                && let Some(slot) = self.slot(&broadcast.room)
-            {
-                self.rooms[slot].1 = broadcast.seq;
+            if let Some((slot, seq)) = slots[i] {
+                self.rooms[slot].1 = seq;
             }
             done(entry);
             i += 1;

@@ -79,7 +79,10 @@ impl IntoResponse for PusherError {
 
 type Answer = Result<axum::Json<Value>, PusherError>;
 
-/// One event as `events` takes it (`channels`, or one `channel`) and as a `batch` entry holds it.
+/// One event as `events` takes it (`channels`, or one `channel`) and as a
+/// `batch` entry holds it. `socket_id` (the triggering client's connection,
+/// left out of the recipients) is accepted and ignored, like any other field:
+/// no Pusher connection triggers here.
 #[derive(Debug, Deserialize)]
 struct Event {
     name: String,
@@ -88,11 +91,6 @@ struct Event {
     channels: Option<Vec<String>>,
     #[serde(default)]
     channel: Option<String>,
-    /// The triggering client's connection, left out of the recipients. No
-    /// Pusher connection triggers here yet, so it leaves out no one.
-    #[serde(default)]
-    #[allow(dead_code)]
-    socket_id: Option<String>,
     /// `subscription_count` (or `user_count`, for presence channels: refused).
     #[serde(default)]
     info: Option<String>,
@@ -139,12 +137,10 @@ async fn batch_events(
         let Some(channel) = event.channel.clone().filter(|_| event.channels.is_none()) else {
             return Err(PusherError::bad_request("each batch event names one channel"));
         };
+        let counted = wants_subscription_count(event.info.as_deref())?;
         let counts = trigger(&shared, app, event, &[channel]).await?;
-        asked |= event.info.is_some();
-        answers.push(match info_answer(event.info.as_deref(), &counts)?.get("channels") {
-            Some(channels) => channels.as_object().and_then(|c| c.values().next().cloned()).unwrap_or(json!({})),
-            None => json!({}),
-        });
+        asked |= counted;
+        answers.push(if counted { json!({"subscription_count": counts[0].1}) } else { json!({}) });
     }
     Ok(axum::Json(if asked { json!({"batch": answers}) } else { json!({}) }))
 }

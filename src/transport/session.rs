@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use crate::api_error::ApiError;
+use crate::dataplane::Adoption;
 use crate::fanout::Subscriber;
 use crate::ids::RoomRequest;
 use crate::presence::{Member, MemberKey};
@@ -16,6 +17,7 @@ use crate::protocol::messages;
 use crate::room::Room;
 use crate::state::Shared;
 use crate::transport::capacity::{ConnectionPermit, Refusal, Transport};
+use crate::transport::socket::ViewerStream;
 
 /// How long an over-capacity or draining client is asked to wait.
 pub const RETRY_AFTER_SECS: u64 = 5;
@@ -91,30 +93,39 @@ pub fn resolve<'a>(
     Ok(memberships)
 }
 
-/// A new subscriber with `framing`, joined to every room of `memberships`.
-pub fn open(shared: &Shared, framing: Framing, memberships: &mut [Membership]) -> Arc<Subscriber> {
-    open_with_id(shared, shared.next_connection_id(), framing, memberships)
-}
-
-/// [`open`] with connection id `id` (which picks the presence shard).
-pub fn open_with_id(shared: &Shared, id: u64, framing: Framing, memberships: &mut [Membership]) -> Arc<Subscriber> {
-    let subscriber =
-        Arc::new(Subscriber::new(id, framing, memberships.iter().map(|m| m.room.id().clone()), shared.settings.queue));
-    join(shared, &subscriber, memberships);
-    subscriber
-}
-
-/// [`open`], also returning each room's welcome seq (where an SSE stream's id starts).
-pub fn open_with_seqs(
+/// A new subscriber with `framing` and connection id `id` (which picks the
+/// presence shard), joined to every room of `memberships`; with each room's
+/// welcome seq (where an SSE stream's id starts).
+pub fn open_with_id(
     shared: &Shared,
+    id: u64,
     framing: Framing,
     memberships: &mut [Membership],
 ) -> (Arc<Subscriber>, Vec<u64>) {
-    let id = shared.next_connection_id();
     let subscriber =
         Arc::new(Subscriber::new(id, framing, memberships.iter().map(|m| m.room.id().clone()), shared.settings.queue));
     let seqs = join(shared, &subscriber, memberships);
     (subscriber, seqs)
+}
+
+/// Joins and hands a TCP subscriber (answered already: 101 or SSE's 200) to
+/// the shard its connection id picks; `early_input` are bytes read past its
+/// request. Whatever is broadcast in between waits in its queue, and the
+/// shard writes it once it has the socket.
+pub fn hand_over<S: ViewerStream>(
+    stream: S,
+    early_input: Vec<u8>,
+    framing: Framing,
+    mut memberships: Vec<Membership>,
+    shared: &Arc<Shared>,
+    permit: ConnectionPermit,
+) {
+    let socket = match stream.into_shard_socket() {
+        Ok(socket) => socket,
+        Err(error) => return tracing::debug!(%error, "cannot take a subscriber's socket out of tokio"),
+    };
+    let (subscriber, welcome_seqs) = open_with_id(shared, shared.next_connection_id(), framing, &mut memberships);
+    shared.dataplane.adopt(Adoption { socket, early_input, subscriber, memberships, welcome_seqs, permit });
 }
 
 /// Joins every room (replaying what a resuming subscriber missed), then

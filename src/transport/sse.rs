@@ -10,7 +10,6 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::api_error::ApiError;
-use crate::dataplane::{Adoption, AnySocket};
 use crate::protocol::Framing;
 use crate::protocol::handshake::SubscribeRequest;
 use crate::protocol::sse;
@@ -29,7 +28,7 @@ pub async fn accept<S: ViewerStream>(mut stream: S, peer: IpAddr, request: Subsc
             if stream.write_all(sse::OK_HEAD).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
-            hand_over(stream, memberships, &shared, permit);
+            session::hand_over(stream, Vec::new(), Framing::Sse, memberships, &shared, permit);
         }
         Err(error) => refuse(stream, &error).await,
     }
@@ -56,19 +55,4 @@ fn admit(
         }
     }
     session::admit(shared, Transport::Sse, peer, app, rooms.iter().map(String::as_str))
-}
-
-/// Joins (queuing the welcome with its id) and hands the stream to its shard.
-fn hand_over<S: ViewerStream>(
-    stream: S,
-    mut memberships: Vec<Membership>,
-    shared: &Arc<Shared>,
-    permit: ConnectionPermit,
-) {
-    let socket: AnySocket = match stream.into_shard_socket() {
-        Ok(socket) => socket,
-        Err(error) => return tracing::debug!(%error, "cannot take an SSE stream's socket out of tokio"),
-    };
-    let (subscriber, welcome_seqs) = session::open_with_seqs(shared, Framing::Sse, &mut memberships);
-    shared.dataplane.adopt(Adoption { socket, early_input: Vec::new(), subscriber, memberships, welcome_seqs, permit });
 }

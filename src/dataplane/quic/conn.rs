@@ -370,7 +370,7 @@ impl QuicConn {
         match admitted {
             Ok((mut memberships, permit)) => {
                 let id = cx.shared.next_connection_id_on(cx.shard, cx.shards);
-                let subscriber = session::open_with_id(cx.shared, id, Framing::Quic, &mut memberships);
+                let (subscriber, _) = session::open_with_id(cx.shared, id, Framing::Quic, &mut memberships);
                 self.stage = Stage::Subscribed(Session {
                     out: Outbox::new(&subscriber),
                     subscriber,

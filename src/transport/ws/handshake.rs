@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-use super::connection::hand_over;
 use super::upgrade::{Admitted, admit};
 use crate::api_error::ApiError;
+use crate::protocol::Framing;
 use crate::protocol::handshake::{SubscribeRequest, switching_protocols};
 use crate::state::Shared;
+use crate::transport::session;
 use crate::transport::socket::ViewerStream;
 
 /// Answers a subscribe request on its raw socket (or TLS stream).
@@ -31,7 +32,8 @@ pub async fn accept<S: ViewerStream>(
             if stream.write_all(&answer).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
-            hand_over(stream, early_input.to_vec(), memberships, &shared, permit, deflate.is_some());
+            let framing = if deflate.is_some() { Framing::WebSocketDeflate } else { Framing::WebSocket };
+            session::hand_over(stream, early_input.to_vec(), framing, memberships, &shared, permit);
         }
         Err(error) => refuse(stream, &error).await,
     }
