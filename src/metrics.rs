@@ -36,6 +36,7 @@ pub const TLS_RELOADS: &str = "bullhorn_tls_reloads_total";
 pub const TENCENT_CALLS: &str = "bullhorn_tencent_calls_total";
 pub const PUSHER_AUTH_REJECTED: &str = "bullhorn_pusher_auth_rejected_total";
 pub const PUSHER_UNKNOWN_CHANNELS: &str = "bullhorn_pusher_unknown_channels_total";
+pub const PUSHER_SUBSCRIPTIONS_REFUSED: &str = "bullhorn_pusher_subscriptions_refused_total";
 pub const CALLBACKS: &str = "bullhorn_callbacks_total";
 pub const CALLBACK_OVERFLOW: &str = "bullhorn_callback_queue_overflow_total";
 pub const CALLBACK_QUEUE: &str = "bullhorn_callback_queue_depth";
@@ -74,6 +75,10 @@ fn describe() {
     describe_counter!(
         PUSHER_UNKNOWN_CHANNELS,
         "Channels named by Pusher HTTP API events that are no room: nothing sent."
+    );
+    describe_counter!(
+        PUSHER_SUBSCRIPTIONS_REFUSED,
+        "Pusher subscribes refused: private or presence channels, unknown rooms, past the room cap."
     );
     describe_counter!(DROPPED_BY_PRIORITY, "Broadcasts dropped for slow subscribers, by the broadcast's priority.");
     describe_counter!(RESUME_REPLAYED, "Broadcasts replayed to subscribers resuming with room@seq.");
@@ -123,10 +128,12 @@ pub struct Handles {
     pub quic_connections: Gauge,
     pub webtransport_connections: Gauge,
     pub sse_connections: Gauge,
+    pub pusher_connections: Gauge,
     pub ws_deliveries: Counter,
     pub quic_deliveries: Counter,
     pub webtransport_deliveries: Counter,
     pub sse_deliveries: Counter,
+    pub pusher_deliveries: Counter,
     pub dropped_slow: Counter,
     pub dropped_conflated: Counter,
     pub dropped_expired: Counter,
@@ -147,6 +154,7 @@ pub struct Handles {
     pub rate_limited_admin: Counter,
     pub rejected_pusher_auth: Counter,
     pub pusher_unknown_channels: Counter,
+    pub pusher_subscriptions_refused: Counter,
     pub accept_throttled: Counter,
     pub cluster_connected: Gauge,
     pub cluster_missed: Counter,
@@ -162,10 +170,12 @@ impl Metrics {
                 quic_connections: gauge!(CONNECTIONS, "transport" => "quic"),
                 webtransport_connections: gauge!(CONNECTIONS, "transport" => "webtransport"),
                 sse_connections: gauge!(CONNECTIONS, "transport" => "sse"),
+                pusher_connections: gauge!(CONNECTIONS, "transport" => "pusher"),
                 ws_deliveries: counter!(DELIVERIES, "transport" => "websocket"),
                 quic_deliveries: counter!(DELIVERIES, "transport" => "quic"),
                 webtransport_deliveries: counter!(DELIVERIES, "transport" => "webtransport"),
                 sse_deliveries: counter!(DELIVERIES, "transport" => "sse"),
+                pusher_deliveries: counter!(DELIVERIES, "transport" => "pusher"),
                 dropped_slow: counter!(DROPPED, "reason" => "slow"),
                 dropped_conflated: counter!(DROPPED, "reason" => "conflated"),
                 dropped_expired: counter!(DROPPED, "reason" => "expired"),
@@ -185,6 +195,7 @@ impl Metrics {
                 rate_limited_admin: counter!(RATE_LIMITED, "limit" => "admin"),
                 rejected_pusher_auth: counter!(PUSHER_AUTH_REJECTED),
                 pusher_unknown_channels: counter!(PUSHER_UNKNOWN_CHANNELS),
+                pusher_subscriptions_refused: counter!(PUSHER_SUBSCRIPTIONS_REFUSED),
                 accept_throttled: counter!(ACCEPT_THROTTLED),
                 cluster_connected: gauge!(CLUSTER_CONNECTED),
                 cluster_missed: counter!(CLUSTER_MISSED),

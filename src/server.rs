@@ -72,6 +72,11 @@ impl Server {
             idle_timeout: config.websocket.idle_timeout,
             deliveries: metrics.ws_deliveries.clone(),
             sse_deliveries: metrics.sse_deliveries.clone(),
+            pusher_deliveries: metrics.pusher_deliveries.clone(),
+            drain_window: config.drain.window,
+            // The node waits `timeout` for its connections to go: Pusher
+            // closes are spread over most of it (and at most the window).
+            pusher_close_spread: config.drain.window.min(config.drain.timeout.mul_f64(0.8)),
             expired: metrics.dropped_expired.clone(),
         };
         let dataplane = Dataplane::start(shards, config.fanout.pin_shards, max_connections, shard_context)
@@ -137,6 +142,7 @@ impl Server {
             metrics.quic_connections.clone(),
             metrics.webtransport_connections.clone(),
             metrics.sse_connections.clone(),
+            metrics.pusher_connections.clone(),
         ];
         let shared = Arc::new(Shared::new(
             Arc::new(registry),
@@ -241,6 +247,7 @@ impl Server {
                 loop {
                     every.tick().await;
                     shared.registry.heartbeat();
+                    shared.dataplane.heartbeat();
                 }
             }
         });

@@ -56,7 +56,8 @@ impl Drain {
     }
 }
 
-fn draw_within(window: Duration) -> u64 {
+/// A delay in ms drawn uniformly from `window`.
+pub fn draw_within(window: Duration) -> u64 {
     let window = window.as_millis() as u64;
     if window == 0 { 0 } else { rand::rng().random_range(0..=window) }
 }

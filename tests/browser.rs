@@ -634,3 +634,60 @@ async fn with_udp_and_websocket_blocked_the_sdk_falls_back_to_sse() {
     browser.close().await;
     server.finish().await;
 }
+
+/// Pusher's own browser client (npm `pusher-js`'s `dist/web/pusher.min.js`,
+/// unmodified, installed by the test command) in Chromium: it subscribes to
+/// a room, is refused an unknown one, and gets events from the native API
+/// and from Pusher's HTTP API (its official server library), in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_js_in_chromium_gets_the_events_of_both_apis_in_order() {
+    const KEY: &str = "278d425bdf160c739803";
+    let file = format!(
+        "[[app]]\nid = \"demo\"\nadmin_key = \"{}\"\n[app.pusher]\napp_id = \"1234567\"\nkey = \"{KEY}\"\nsecret = \"7ad3773142a6692b25b8\"\n",
+        common::KEY
+    );
+    let server =
+        TestServer::start_with_file(ServeArgs { broadcasts_per_room: Some(0), ..Default::default() }, &file).await;
+    server.admin.create_room("gifts").await;
+    let library = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/pusher/node_modules/pusher-js/dist/web/pusher.min.js"
+    ))
+    .expect("pusher-js (scripts/test installs it into tests/pusher/node_modules)");
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("http://{}/?room=none", server.viewer)).await.unwrap();
+    assert_eq!(
+        browser.eval_with("(0, eval)(arguments[0]); return typeof Pusher", vec![json!(library)]).await,
+        "function"
+    );
+    browser
+        .eval_with(
+            "window.got = []; window.refused = []; window.subscribed = false; \
+             window.pusher = new Pusher(arguments[0], {cluster: 'mt1', wsHost: arguments[1], wsPort: arguments[2], \
+               forceTLS: false, enabledTransports: ['ws'], disableStats: true}); \
+             const gifts = pusher.subscribe('gifts'); \
+             gifts.bind('pusher:subscription_succeeded', () => { subscribed = true; }); \
+             gifts.bind_global((event, data) => { if (!event.startsWith('pusher:')) got.push([event, data]); }); \
+             pusher.subscribe('no-such-room').bind('pusher:subscription_error', (e) => refused.push(e.status)); \
+             return true",
+            vec![json!(KEY), json!(server.viewer.ip().to_string()), json!(server.viewer.port())],
+        )
+        .await;
+    browser.until("return subscribed && refused.length === 1").await;
+    assert_eq!(browser.eval("return refused").await, json!([404]));
+    let body = json!({"data": {"n": 1}, "event": "gift"}).to_string();
+    let (status, _) = server.admin.post("/v1/apps/demo/rooms/gifts/broadcast", &body).await;
+    assert_eq!(status, 202);
+    let credentials = common::pusher::Credentials { app_id: "1234567", key: KEY, secret: "7ad3773142a6692b25b8" };
+    common::pusher::server_library(&server, &credentials, &["trigger", "gifts", "combo", "text, not JSON"]).await;
+    let (status, _) = server.admin.post("/v1/apps/demo/rooms/gifts/broadcast", r#"{"data":3}"#).await;
+    assert_eq!(status, 202);
+    browser.until("return got.length >= 3").await;
+    assert_eq!(
+        browser.eval("return got").await,
+        json!([["gift", {"n": 1}], ["combo", "text, not JSON"], ["broadcast", 3]]),
+        "in order, once each, each with its event name"
+    );
+    browser.close().await;
+    server.finish().await;
+}

@@ -25,21 +25,8 @@ async fn start() -> TestServer {
 
 /// tests/pusher/server_lib.py, with this server's address and the app's credentials.
 async fn library(server: &TestServer, secret: &str, args: &[&str]) -> Value {
-    let admin = server.admin.base.trim_start_matches("http://").to_owned();
-    let (host, port) = admin.rsplit_once(':').unwrap();
-    let run = tokio::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pusher/server_lib.py"))
-        .args([host, port, APP_ID, KEY, secret])
-        .args(args)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(common::HANG, run).await.expect("server_lib.py hung").expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "server_lib.py {args:?} failed (scripts/test installs PyPI's pusher):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let credentials = common::pusher::Credentials { app_id: APP_ID, key: KEY, secret };
+    common::pusher::server_library(server, &credentials, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

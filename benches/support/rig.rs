@@ -113,7 +113,7 @@ impl Rig {
                 self.room.publish(data, delivery, Some(&format!("key-{n}")));
             }
             Features::Live => {
-                let extras = Extras { ttl: Some(Duration::from_secs(60)), sticky: true, event: None };
+                let extras = Extras { ttl: Some(Duration::from_secs(60)), sticky: true, ..Extras::default() };
                 self.room.publish_with(data, Delivery::default(), extras, None);
             }
         }

@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
         pushed[room] += 1;
         let seq = pushed[room];
         let frame = Framing::Quic.frame(format!(r#"{{"type":"broadcast","room":"{}","seq":{seq}}}"#, ROOMS[room]).as_bytes());
-        let frames = Frames { websocket: frame.clone(), quic: frame.clone(), websocket_deflated: None, sse: frame };
+        let frames = Frames::same_in_every_framing(frame);
         let broadcast = Arc::new(Broadcast::new(&Arc::from(ROOMS[room]), seq, Delivery { priority, conflate }, frames, 1));
         sub.push_broadcast(room, &broadcast, &mut drops);
     }

@@ -18,6 +18,7 @@ mod admin;
 mod chart;
 mod proc_stats;
 mod progress;
+mod pusher_client;
 mod report;
 mod scenario;
 mod sse_client;
@@ -66,9 +67,10 @@ pub struct Common {
     /// Viewer base URL (WebSocket); repeat for several nodes (subscribers spread round-robin)
     #[arg(long = "url", default_value = "ws://127.0.0.1:8080")]
     pub urls: Vec<String>,
-    /// Subscriber transport: websocket, quic, webtransport (QUIC as browsers use it), sse (Server-Sent Events), or mix (alternate
-    /// workers use websocket and quic; give --workers 2 or more)
-    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic", "webtransport", "sse", "mix"])]
+    /// Subscriber transport: websocket, quic, webtransport (QUIC as browsers use it), sse (Server-Sent Events),
+    /// pusher (the Pusher Channels protocol, with --pusher-key), or mix (alternate workers use websocket and
+    /// quic; give --workers 2 or more)
+    #[arg(long, default_value = "websocket", value_parser = ["websocket", "quic", "webtransport", "sse", "pusher", "mix"])]
     pub transport: String,
     /// QUIC listener address (with --transport quic or webtransport); repeat for several nodes
     #[arg(long = "quic-addr", default_value = "127.0.0.1:4433")]
@@ -76,6 +78,9 @@ pub struct Common {
     /// WebSocket subscribers offer `permessage-deflate` (as browsers do) and inflate what comes compressed
     #[arg(long)]
     pub deflate: bool,
+    /// The app's Pusher key (`[app.pusher] key`), with --transport pusher: `--room` is the channel
+    #[arg(long, default_value = "bench-pusher-key")]
+    pub pusher_key: String,
     /// Local addresses to connect from, to pass 64k connections per address:
     /// a list (127.0.0.1,127.0.0.2) or a range (127.0.0.1-127.0.0.16)
     #[arg(long)]

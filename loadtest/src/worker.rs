@@ -51,6 +51,9 @@ pub struct WorkerArgs {
     /// Subscribe over Server-Sent Events (`--path` is the SSE endpoint).
     #[arg(long)]
     pub sse: bool,
+    /// Speak the Pusher Channels protocol (`--path` is `/app/{key}`): subscribe to `--room` once upgraded.
+    #[arg(long)]
+    pub pusher: bool,
     #[arg(long, default_value = "demo")]
     pub app: String,
     #[arg(long, default_value = "loadtest")]
@@ -331,9 +334,17 @@ impl Fleet {
             self.welcomed(&mut stream, seen).await?;
             return Ok(Conn::Sse(stream));
         }
-        let (stream, leftover) = ws_client::connect(addr, source, &self.args.host, &path, self.args.deflate)
+        let (mut stream, mut leftover) = ws_client::connect(addr, source, &self.args.host, &path, self.args.deflate)
             .await
             .map_err(|e| e.to_string())?;
+        if self.args.pusher {
+            // The first frame is `connection_established`; the seq check does not apply (Pusher has none).
+            let (header, len) = ws_client::parse_header(&leftover).map(|(_, h, l)| (h, l)).unwrap_or_default();
+            bytes::Buf::advance(&mut leftover, header + len);
+            crate::pusher_client::subscribe(&mut stream, &mut leftover, &self.args.room)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         Ok(Conn::WebSocket(stream, leftover))
     }
 

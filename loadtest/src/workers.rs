@@ -93,7 +93,10 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
     }
     let ws_addrs = target.map_or(ws_addrs, |target| vec![target]);
     let endpoint = if common.transport == "sse" { "sse" } else { "ws" };
-    let path = format!("/v1/apps/{}/{endpoint}?room={}", common.app, common.room);
+    let path = match common.transport.as_str() {
+        "pusher" => format!("/app/{}?protocol=7&client=bullhorn-loadtest", common.pusher_key),
+        _ => format!("/v1/apps/{}/{endpoint}?room={}", common.app, common.room),
+    };
     let fingerprint = if (0..plans.len()).any(quic_for) {
         let text = std::fs::read_to_string(&common.fingerprint_file)
             .with_context(|| format!("cannot read {}", common.fingerprint_file.display()))?;
@@ -147,6 +150,9 @@ pub async fn spawn_to(common: &Common, plans: &[Plan], target: Option<SocketAddr
         }
         if common.transport == "sse" {
             command.arg("--sse");
+        }
+        if common.transport == "pusher" {
+            command.arg("--pusher");
         }
         if let Some(fingerprint) = fingerprint.as_ref().filter(|_| quic) {
             command.args(["--quic-fingerprint", fingerprint]);

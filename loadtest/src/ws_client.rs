@@ -246,7 +246,8 @@ fn count_bytes(stats: &Rc<RefCell<Stats>>, broadcast: bool, bytes: usize) {
     }
 }
 
-fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
+/// A frame's opcode, header length and payload length, once the header is in `buf`.
+pub fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     if buf.len() < 2 {
         return None;
     }
@@ -259,11 +260,27 @@ fn parse_header(buf: &[u8]) -> Option<(u8, usize, usize)> {
     }
 }
 
-/// Records one text message; true when it was a broadcast.
+/// Records one text message; true when it was a broadcast. A Pusher
+/// client's channel event is one too (`--transport pusher`): it has no seq
+/// to check, and its data is a JSON string, so its `t` is escaped.
 pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) -> bool {
     let last_seq = &seen.last_seq;
     let now = now_us();
     let mut stats = stats.borrow_mut();
+    if text.starts_with(br#"{"event":""#) {
+        if text.starts_with(br#"{"event":"bullhorn:lagged""#) {
+            stats.lagged += number_after(text, br#"\"missed\":"#).unwrap_or(0);
+            return false;
+        }
+        if text.starts_with(br#"{"event":"pusher"#) || text.starts_with(br#"{"event":"bullhorn:"#) {
+            return false;
+        }
+        count_delivery(&mut stats, now);
+        if let Some(sent) = number_after(text, br#"\"t\":"#) {
+            let _ = stats.latency.record(now.saturating_sub(sent).max(1));
+        }
+        return true;
+    }
     if text.starts_with(br#"{"type":"broadcast""#) {
         let seq = number_after(text, br#""seq":"#).unwrap_or(0);
         if let Some(last) = last_seq.get()
@@ -272,14 +289,7 @@ pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) -> bool {
             stats.gaps += 1;
         }
         last_seq.set(Some(seq));
-        stats.deliveries += 1;
-        let second = now / 1_000_000;
-        match stats.timeline.last_mut() {
-            Some((at, n)) if *at == second => *n += 1,
-            _ => stats.timeline.push((second, 1)),
-        }
-        stats.first_us = stats.first_us.min(now);
-        stats.last_us = stats.last_us.max(now);
+        count_delivery(&mut stats, now);
         if let Some(sent) = number_after(text, br#""t":"#) {
             let latency = now.saturating_sub(sent).max(1);
             let _ = stats.latency.record(latency);
@@ -302,6 +312,18 @@ pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) -> bool {
         seen.reconnect_after_ms.set(number_after(text, br#""reconnect_after_ms":"#));
     }
     false
+}
+
+/// One delivery at `now` (µs): counted, and placed in its second of the timeline.
+fn count_delivery(stats: &mut Stats, now: u64) {
+    stats.deliveries += 1;
+    let second = now / 1_000_000;
+    match stats.timeline.last_mut() {
+        Some((at, n)) if *at == second => *n += 1,
+        _ => stats.timeline.push((second, 1)),
+    }
+    stats.first_us = stats.first_us.min(now);
+    stats.last_us = stats.last_us.max(now);
 }
 
 /// The unsigned integer right after `key` in `text`.

@@ -27,14 +27,19 @@ struct Node {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start(mut args: ServeArgs) -> Node {
+async fn start(args: ServeArgs) -> Node {
+    start_with_file(args, "").await
+}
+
+/// [`start`] with a config file's text.
+async fn start_with_file(mut args: ServeArgs, file: &str) -> Node {
     let data = tempfile::tempdir().unwrap();
     args.viewer_addr = Some("127.0.0.1:0".parse().unwrap());
     args.admin_addr = Some("127.0.0.1:0".parse().unwrap());
     args.quic_addr = Some("127.0.0.1:0".parse().unwrap());
     args.data_dir = Some(data.path().to_owned());
     let config =
-        Config::from_toml(&args, "", |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned())).unwrap();
+        Config::from_toml(&args, file, |name| (name == "BULLHORN_DEMO_ADMIN_KEY").then(|| KEY.to_owned())).unwrap();
     let server = Server::bind(config).await.unwrap();
     let (viewer, admin, quic) = (server.viewer_addr(), server.admin_addr(), server.quic_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -201,6 +206,23 @@ async fn sse_subscribers_get_everything() {
     let metrics = reqwest::get(format!("http://{}/metrics", node.admin)).await.unwrap().text().await.unwrap();
     let sse = metrics.lines().find(|l| l.starts_with(r#"bullhorn_deliveries_total{transport="sse"}"#));
     assert_eq!(sse.and_then(|l| l.split_whitespace().last()), Some("4000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_subscribers_get_everything() {
+    let file = format!(
+        "[[app]]\nid = \"demo\"\nadmin_key = \"{KEY}\"\n[app.pusher]\napp_id = \"1\"\nkey = \"bench-pusher-key\"\nsecret = \"s\"\n"
+    );
+    let node = start_with_file(ServeArgs::default(), &file).await;
+    let args = ["--transport", "pusher", "--subscribers", "100", "--workers", "2", "--rate", "20", "--duration", "2"];
+    let report = run(&node, "fanout", &args).await;
+    assert_eq!(report["transport"], "pusher");
+    assert_eq!(u(&report, "subscribers_connected"), 100, "each one subscribed");
+    assert_eq!(u(&report, "deliveries"), 40 * 100, "nothing dropped, all delivered");
+    assert_eq!(u(&report, "lagged"), 0);
+    let metrics = reqwest::get(format!("http://{}/metrics", node.admin)).await.unwrap().text().await.unwrap();
+    let pusher = metrics.lines().find(|l| l.starts_with(r#"bullhorn_deliveries_total{transport="pusher"}"#));
+    assert_eq!(pusher.and_then(|l| l.split_whitespace().last()), Some("4000"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

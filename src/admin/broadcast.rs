@@ -66,7 +66,7 @@ impl BroadcastBody<'_> {
     /// The ttl and pin the body asks for.
     pub fn extras(&self) -> Extras<'_> {
         let ttl = self.ttl_ms.map(std::time::Duration::from_millis);
-        Extras { ttl, sticky: self.sticky, event: self.event.as_deref() }
+        Extras { ttl, sticky: self.sticky, event: self.event.as_deref(), data_is_text: false }
     }
 }
 

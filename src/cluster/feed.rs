@@ -40,6 +40,8 @@ const TTL: &str = "Bullhorn-Ttl";
 const STICKY: &str = "Bullhorn-Sticky";
 /// The broadcast's Pusher event name.
 const EVENT: &str = "Bullhorn-Event";
+/// Present when `data` stands for a Pusher data string that was not JSON.
+const DATA_IS_TEXT: &str = "Bullhorn-Data-Is-Text";
 
 /// The stream's answer to a publish.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +105,9 @@ impl Cluster {
         }
         if let Some(event) = outgoing.extras.event {
             headers.insert(EVENT, event);
+        }
+        if outgoing.extras.data_is_text {
+            headers.insert(DATA_IS_TEXT, "1");
         }
         let mut message = jetstream::message::PublishMessage::build()
             .payload(Bytes::copy_from_slice(outgoing.data.as_bytes()))
@@ -197,6 +202,7 @@ fn decode(message: &async_nats::Message) -> Option<(u64, &str, Delivery, Extras<
     };
     let event =
         headers.get(EVENT).map(|event| event.as_str()).filter(|event| crate::protocol::messages::is_event_name(event));
-    let extras = Extras { ttl, sticky: headers.get(STICKY).is_some(), event };
+    let data_is_text = headers.get(DATA_IS_TEXT).is_some();
+    let extras = Extras { ttl, sticky: headers.get(STICKY).is_some(), event, data_is_text };
     Some((ts_ms, data, Delivery { priority, conflate }, extras))
 }

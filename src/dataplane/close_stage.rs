@@ -2,12 +2,16 @@
 //! WebSocket subscriber (after its close frame) and an SSE stream (after its
 //! `closing` event): the last bytes must leave by a deadline, then the
 //! connection is half-closed and waits for the peer's close until a second
-//! one. Deadlines are handed to the shard's queue once each.
+//! one. Deadlines are handed to the shard's queue once each. A Pusher
+//! client told of a drain reconnects at once (4200), so its close is first
+//! held until its turn in the drain window: that is the only wait of
+//! another length.
 
 use std::time::{Duration, Instant};
 
 use super::socket::ShardSocket;
 use super::ws::Life;
+use crate::protocol::close::CloseReason;
 
 /// How long the final frames may take to leave, and then the peer to close.
 pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
@@ -16,6 +20,10 @@ pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 enum Stage {
     /// Not closing.
     Open,
+    /// The close is decided and held until the deadline (its turn in the drain window).
+    Holding(CloseReason),
+    /// A held close whose turn came: its last message is to be queued.
+    Due(CloseReason),
     /// The last message is queued; its bytes must leave by the deadline.
     Flushing,
     /// Half-closed; waiting for the peer to close until the deadline.
@@ -51,7 +59,24 @@ impl CloseStage {
     /// The last message was queued: it must leave by the deadline.
     pub fn begin(&mut self, now: Instant) {
         self.stage = Stage::Flushing;
-        self.set_deadline(now);
+        self.set_deadline(now + CLOSE_DEADLINE);
+    }
+
+    /// Holds the close for `reason` until `until`; then [`CloseStage::take_due`] hands it back.
+    pub fn hold(&mut self, reason: CloseReason, until: Instant) {
+        self.stage = Stage::Holding(reason);
+        self.set_deadline(until);
+    }
+
+    /// A held close whose turn came, once: its last message is to be queued now.
+    pub fn take_due(&mut self) -> Option<CloseReason> {
+        match self.stage {
+            Stage::Due(reason) => {
+                self.stage = Stage::Open;
+                Some(reason)
+            }
+            _ => None,
+        }
     }
 
     /// Nothing is left to write. While closing, half-closes once the last
@@ -63,15 +88,15 @@ impl CloseStage {
             Stage::Flushing => {
                 socket.shutdown();
                 self.stage = Stage::Lingering;
-                self.set_deadline(now);
+                self.set_deadline(now + CLOSE_DEADLINE);
                 true
             }
-            Stage::Lingering => true,
+            Stage::Lingering | Stage::Holding(_) | Stage::Due(_) => true,
         }
     }
 
-    fn set_deadline(&mut self, now: Instant) {
-        self.deadline = Some(now + CLOSE_DEADLINE);
+    fn set_deadline(&mut self, at: Instant) {
+        self.deadline = Some(at);
         self.deadline_is_new = true;
     }
 
@@ -80,11 +105,22 @@ impl CloseStage {
         std::mem::take(&mut self.deadline_is_new).then_some(self.deadline).flatten()
     }
 
-    /// A queued deadline came: over if the current stage ran out of time.
-    pub fn on_deadline(&self, now: Instant) -> Life {
-        match self.deadline {
-            Some(deadline) if now >= deadline => Life::Over,
+    /// A queued deadline came: over if the current stage ran out of time;
+    /// a held close whose turn came is due (the connection is to be woken:
+    /// [`CloseStage::is_due`]).
+    pub fn on_deadline(&mut self, now: Instant) -> Life {
+        match (self.stage, self.deadline) {
+            (Stage::Holding(reason), Some(deadline)) if now >= deadline => {
+                self.stage = Stage::Due(reason);
+                Life::Open
+            }
+            (_, Some(deadline)) if now >= deadline => Life::Over,
             _ => Life::Open,
         }
+    }
+
+    /// A held close is due: the connection must be written to queue it.
+    pub fn is_due(&self) -> bool {
+        matches!(self.stage, Stage::Due(_))
     }
 }

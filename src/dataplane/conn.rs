@@ -43,10 +43,28 @@ impl Conn {
         }
     }
 
+    /// A deadline passed: `Over` when the connection ran out of time; a
+    /// connection whose held close came due stays `Open` and must be woken.
     pub fn on_deadline(&mut self, now: Instant) -> Life {
         match self {
             Conn::Ws(conn) => conn.on_deadline(now),
             Conn::Sse(conn) => conn.on_deadline(now),
+        }
+    }
+
+    /// A held close came due at the last deadline: write it now.
+    pub fn close_is_due(&self) -> bool {
+        match self {
+            Conn::Ws(conn) => conn.close_is_due(),
+            Conn::Sse(_) => false,
+        }
+    }
+
+    /// A Pusher connection: its own heartbeat and its drain when it holds no room (`dataplane::pusher`).
+    pub fn pusher(&mut self) -> Option<&mut WsConn<AnySocket>> {
+        match self {
+            Conn::Ws(conn) if conn.is_pusher() => Some(conn),
+            _ => None,
         }
     }
 
@@ -62,7 +80,9 @@ impl Conn {
 /// fails (`Some(Over)`), or nothing is left (`None`: the caller parks). Once
 /// the queue asks to close and the backlog before that has left (a slow
 /// consumer's is dropped by `refill`), `last_words` queues the frames that end
-/// the connection and the close stage begins.
+/// the connection and the close stage begins; or it returns when to, and the
+/// close is held until then (`held` is true when `last_words` is called
+/// again at that time: it must queue them then).
 #[allow(clippy::too_many_arguments)] // the connection's parts, borrowed apart
 pub fn write_until_blocked<S: ShardSocket>(
     socket: &mut S,
@@ -71,17 +91,25 @@ pub fn write_until_blocked<S: ShardSocket>(
     closing: &mut CloseStage,
     counters: (&ShardContext, &Counter),
     now: Instant,
-    last_words: impl Fn(CloseReason, &mut Outbox),
+    last_words: impl Fn(CloseReason, &mut Outbox, bool) -> Option<Instant>,
     mut write: impl FnMut(&mut Outbox, &mut S) -> io::Result<usize>,
 ) -> Option<Life> {
     loop {
+        if out.is_empty()
+            && let Some(reason) = closing.take_due()
+        {
+            last_words(reason, out, true);
+            closing.begin(now);
+        }
         if out.is_empty()
             && closing.is_open()
             && let Some(reason) = out.refill(subscriber)
             && out.is_empty()
         {
-            last_words(reason, out);
-            closing.begin(now);
+            match last_words(reason, out, false) {
+                Some(turn) => closing.hold(reason, turn),
+                None => closing.begin(now),
+            }
         }
         match write_step(socket, out, subscriber, counters, now, &mut write) {
             Step::Wrote => {}

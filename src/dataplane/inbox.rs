@@ -32,6 +32,8 @@ pub struct Pending {
     pub serve_quic: Option<super::quic::QuicSetup>,
     /// The node began to drain.
     pub draining: bool,
+    /// The heartbeat's tick (`Dataplane::heartbeat`).
+    pub heartbeat: bool,
     pub stop: bool,
 }
 

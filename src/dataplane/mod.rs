@@ -9,7 +9,8 @@
 //!   syscall).
 //! * [`ws`]: a WebSocket subscriber's state machine; [`sse`]: an SSE
 //!   stream's; [`conn`]: either, as the shard holds them, and the write step
-//!   they share; [`close_stage`]: their close sequence.
+//!   they share; [`close_stage`]: their close sequence; [`pusher`]: what a
+//!   Pusher Channels client's WebSocket adds (its subscriptions, its closes).
 //! * [`socket`]: the non-blocking socket under it, plain or TLS.
 //! * [`quic`]: the shard's QUIC endpoint and its connections (native and
 //!   WebTransport).
@@ -24,6 +25,7 @@
 pub mod close_stage;
 pub mod conn;
 pub mod inbox;
+pub mod pusher;
 pub mod quic;
 pub mod shard;
 pub mod socket;
@@ -51,6 +53,8 @@ pub struct Adoption {
     /// (empty for WebSocket, which does not need it).
     pub welcome_seqs: Vec<u64>,
     pub permit: ConnectionPermit,
+    /// A Pusher Channels client: its (empty) subscriptions.
+    pub pusher: Option<Box<pusher::PusherSession>>,
 }
 
 /// The shard threads of a node.
@@ -125,8 +129,17 @@ impl Dataplane {
         }
     }
 
+    /// The heartbeat, for the connections no room's heartbeat reaches
+    /// (Pusher ones, whose subscriptions come and go).
+    pub fn heartbeat(&self) {
+        for inbox in &self.inboxes {
+            inbox.post(|pending| pending.heartbeat = true);
+        }
+    }
+
     /// Tells every shard that the drain began (QUIC handshakes waiting for
-    /// their turn are refused at once).
+    /// their turn are refused at once; Pusher connections in no room are
+    /// told, as rooms tell their members).
     pub fn drain_began(&self) {
         for inbox in &self.inboxes {
             inbox.post(|pending| pending.draining = true);

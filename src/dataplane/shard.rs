@@ -10,7 +10,8 @@
 //! write each dirty connection once. So a broadcast costs this thread one
 //! wake, however many of its connections it reaches.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::Instant;
@@ -26,6 +27,7 @@ use super::quic::{QUIC_BIT, QuicPort};
 use super::sse::SseConn;
 use super::ws::{Life, ShardContext, WsConn};
 use crate::protocol::Framing;
+use crate::protocol::close::CloseReason;
 
 /// The inbox's wake.
 pub const WAKE: Token = Token(usize::MAX);
@@ -70,11 +72,11 @@ struct Running {
     pending: Pending,
     /// Connections to write this pass, in order; may repeat.
     dirty: Vec<u32>,
-    /// Close deadlines in the order they fall: every one is `now` plus the
-    /// same [`super::ws::CLOSE_DEADLINE`], so arrival order is time order. An
-    /// entry whose slot was reused or whose connection moved on is checked
-    /// against the connection's own deadline and passes harmlessly.
-    deadlines: VecDeque<(Instant, usize)>,
+    /// Close deadlines, soonest first: most are `now` plus the same
+    /// [`super::ws::CLOSE_DEADLINE`], a Pusher client's held drain close
+    /// is later. An entry whose slot was reused or whose connection moved
+    /// on is checked against the connection's own deadline and passes harmlessly.
+    deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 impl Shard {
@@ -91,13 +93,13 @@ impl Shard {
             conns: Slab::with_capacity(capacity),
             pending: Pending::default(),
             dirty: Vec::new(),
-            deadlines: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
         };
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
             let next = earliest(
-                running.deadlines.front().map(|(at, _)| *at),
+                running.deadlines.peek().map(|Reverse((at, _))| *at),
                 running.quic.as_ref().and_then(QuicPort::next_wake),
             );
             let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
@@ -115,7 +117,10 @@ impl Shard {
             if !running.take_inbox(now) || !running.write_dirty(now) {
                 return running.stop(now);
             }
-            running.expire(now);
+            // A held close that came due is written in the same pass.
+            if running.expire(now) && !running.write_dirty(now) {
+                return running.stop(now);
+            }
             if let Some(quic) = &mut running.quic {
                 quic.expire(now);
                 quic.flush(now);
@@ -159,10 +164,18 @@ impl Running {
         if let Some(setup) = self.pending.serve_quic.take() {
             self.serve_quic(setup);
         }
-        if std::mem::take(&mut self.pending.draining)
-            && let Some(quic) = &mut self.quic
-        {
-            quic.drain_began(now);
+        if std::mem::take(&mut self.pending.draining) {
+            if let Some(quic) = &mut self.quic {
+                quic.drain_began(now);
+            }
+            self.drain_roomless_pusher_conns();
+        }
+        if std::mem::take(&mut self.pending.heartbeat) {
+            for (_, entry) in self.conns.iter_mut() {
+                if let Some(conn) = entry.conn.pusher() {
+                    conn.subscriber().heartbeat();
+                }
+            }
         }
         let adoptions = std::mem::take(&mut self.pending.adopt);
         for adoption in adoptions {
@@ -208,8 +221,7 @@ impl Running {
             match entry.conn.on_woken(&mut Context::from_waker(&entry.waker), &self.context, now) {
                 Life::Open => {
                     if let Some(at) = entry.conn.new_deadline() {
-                        debug_assert!(self.deadlines.back().is_none_or(|(last, _)| *last <= at));
-                        self.deadlines.push_back((at, token));
+                        self.deadlines.push(Reverse((at, token)));
                     }
                 }
                 Life::Over => self.close(token),
@@ -219,17 +231,35 @@ impl Running {
         true
     }
 
-    /// Ends the connections whose close stage ran out of time.
-    fn expire(&mut self, now: Instant) {
-        while let Some(&(at, token)) = self.deadlines.front() {
+    /// Ends the connections whose close stage ran out of time; those whose
+    /// held close came due are marked dirty. Returns whether any was.
+    fn expire(&mut self, now: Instant) -> bool {
+        let mut due = false;
+        while let Some(&Reverse((at, token))) = self.deadlines.peek() {
             if at > now {
                 break;
             }
-            self.deadlines.pop_front();
-            if let Some(entry) = self.conns.get_mut(token)
-                && entry.conn.on_deadline(now) == Life::Over
-            {
+            self.deadlines.pop();
+            let Some(entry) = self.conns.get_mut(token) else { continue };
+            if entry.conn.on_deadline(now) == Life::Over {
                 self.close(token);
+            } else if entry.conn.close_is_due() {
+                self.dirty.push(token as u32);
+                due = true;
+            }
+        }
+        due
+    }
+
+    /// The drain began: a Pusher connection in some room is told by its
+    /// rooms, after what they had accepted before; one in none only here.
+    fn drain_roomless_pusher_conns(&mut self) {
+        for (_, entry) in self.conns.iter_mut() {
+            if let Some(conn) = entry.conn.pusher()
+                && conn.is_pusher_without_rooms()
+            {
+                let reconnect_after_ms = crate::shutdown::draw_within(self.context.drain_window);
+                conn.subscriber().close(CloseReason::ServerDraining { reconnect_after_ms });
             }
         }
     }
@@ -238,8 +268,14 @@ impl Running {
     /// its waker, and write what was queued while it was handed over. One
     /// that cannot be registered is dropped (leaving its rooms).
     fn adopt(&mut self, adoption: Adoption, now: Instant) {
-        let Adoption { socket, early_input, subscriber, memberships, welcome_seqs, permit } = adoption;
-        let mut conn = if subscriber.framing() == Framing::Sse {
+        let Adoption { socket, early_input, subscriber, memberships, welcome_seqs, permit, pusher } = adoption;
+        let mut conn = if let Some(session) = pusher {
+            let mut ws = WsConn::new(socket, subscriber, memberships, Some(permit)).with_pusher(session);
+            if !early_input.is_empty() {
+                ws.early_input(early_input, now);
+            }
+            Conn::Ws(ws)
+        } else if subscriber.framing() == Framing::Sse {
             // What an SSE client sent past its request means nothing: dropped.
             Conn::Sse(SseConn::new(socket, subscriber, memberships, &welcome_seqs, Some(permit)))
         } else {

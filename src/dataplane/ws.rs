@@ -22,11 +22,13 @@ use metrics::Counter;
 
 use super::close_stage::CloseStage;
 use super::conn::write_until_blocked;
+use super::pusher::PusherSession;
 use super::socket::ShardSocket;
 use crate::fanout::Subscriber;
 use crate::fanout::outbox::Outbox;
 use crate::protocol::close::ws_code;
 use crate::protocol::messages::{self, ClientMessage};
+use crate::protocol::pusher;
 use crate::protocol::ws::{self, ClientEvent, Decoder};
 use crate::transport::capacity::ConnectionPermit;
 use crate::transport::session::{self, Membership};
@@ -53,6 +55,13 @@ pub struct ShardContext {
     pub deliveries: Counter,
     /// `bullhorn_deliveries_total{transport="sse"}`.
     pub sse_deliveries: Counter,
+    /// `bullhorn_deliveries_total{transport="pusher"}`.
+    pub pusher_deliveries: Counter,
+    /// The drain window, which native clients' `reconnect_after_ms` is drawn from ...
+    pub drain_window: std::time::Duration,
+    /// ... and the part of it over which Pusher clients, who reconnect the
+    /// moment they are told, are told (within the drain's timeout).
+    pub pusher_close_spread: std::time::Duration,
     /// `bullhorn_dropped_messages_total{reason="expired"}`.
     pub expired: Counter,
 }
@@ -65,6 +74,9 @@ pub struct WsConn<S> {
     decoder: Decoder,
     last_heard: Instant,
     closing: CloseStage,
+    /// A Pusher Channels client's subscriptions (boxed: a native
+    /// connection pays one pointer for the option).
+    pusher: Option<Box<PusherSession>>,
     _permit: Option<ConnectionPermit>,
 }
 
@@ -84,8 +96,33 @@ impl<S: ShardSocket> WsConn<S> {
             decoder: Decoder::with_deflate(deflate),
             last_heard: Instant::now(),
             closing: CloseStage::default(),
+            pusher: None,
             _permit: permit,
         }
+    }
+
+    /// The same connection speaking the Pusher Channels protocol (`session`: its subscriptions).
+    pub fn with_pusher(mut self, session: Box<PusherSession>) -> WsConn<S> {
+        self.pusher = Some(session);
+        self
+    }
+
+    pub fn is_pusher(&self) -> bool {
+        self.pusher.is_some()
+    }
+
+    /// A Pusher connection that subscribed to no room: nothing else will tell it of a drain.
+    pub fn is_pusher_without_rooms(&self) -> bool {
+        self.pusher.is_some() && self.memberships.is_empty()
+    }
+
+    pub fn subscriber(&self) -> &Arc<Subscriber> {
+        &self.subscriber
+    }
+
+    /// A held close came due at the last deadline.
+    pub fn close_is_due(&self) -> bool {
+        self.closing.is_due()
     }
 
     /// The deadline a handler just started, once: the shard queues it.
@@ -99,7 +136,12 @@ impl<S: ShardSocket> WsConn<S> {
 
     /// Bytes the handshake read past the upgrade request.
     pub fn early_input(&mut self, mut input: Vec<u8>, now: Instant) {
-        if let Some(code) = handle_input(&mut self.decoder, &mut input, &self.subscriber) {
+        if let Some(code) = handle_input(
+            &mut self.decoder,
+            &mut input,
+            &self.subscriber,
+            self.pusher.as_deref().map(|p| (p, &mut self.memberships)),
+        ) {
             self.close_with(code, now);
         }
     }
@@ -114,7 +156,8 @@ impl<S: ShardSocket> WsConn<S> {
                 }
                 Ok(n) => {
                     self.last_heard = now;
-                    if let Some(code) = handle_input(&mut self.decoder, &mut buf[..n], &self.subscriber)
+                    let pusher = self.pusher.as_deref().map(|p| (p, &mut self.memberships));
+                    if let Some(code) = handle_input(&mut self.decoder, &mut buf[..n], &self.subscriber, pusher)
                         && self.closing.is_open()
                     {
                         self.close_with(code, now);
@@ -134,16 +177,22 @@ impl<S: ShardSocket> WsConn<S> {
     /// Something was queued, the socket is writable, or the heartbeat woke
     /// it: write what can go, then park the queue's waker (`cx`).
     pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
+        let pusher = self.pusher.is_some();
+        let deliveries = if pusher { &shard.pusher_deliveries } else { &shard.deliveries };
         let written = write_until_blocked(
             &mut self.socket,
             &mut self.out,
             &self.subscriber,
             &mut self.closing,
-            (shard, &shard.deliveries),
+            (shard, deliveries),
             now,
-            |reason, out| {
+            |reason, out, held| {
+                if pusher {
+                    return super::pusher::last_words(reason, out, held, shard, now);
+                }
                 out.push_frame(ws::text_frame(&messages::closing(reason)));
                 out.push_frame(close_frame(reason.ws_close_code()));
+                None
             },
             |out, socket| out.write(|slices| socket.write_vectored(slices)),
         );
@@ -156,7 +205,13 @@ impl<S: ShardSocket> WsConn<S> {
             return Life::Open;
         }
         if now.duration_since(self.last_heard) >= shard.idle_timeout {
-            return Life::Over;
+            if self.pusher.is_none() {
+                return Life::Over;
+            }
+            // A Pusher client is told why (4201), and reconnects at once.
+            super::pusher::close_frames(pusher::close::PONG_TIMEOUT, "pong timeout", &mut self.out);
+            self.closing.begin(now);
+            return self.on_woken(cx, shard, now);
         }
         match self.subscriber.poll_woken(cx) {
             Poll::Ready(()) => self.on_woken(cx, shard, now),
@@ -187,12 +242,21 @@ impl<S> Drop for WsConn<S> {
     }
 }
 
-/// Decodes client bytes; returns the close code to answer with, if any.
-fn handle_input(decoder: &mut Decoder, input: &mut [u8], subscriber: &Subscriber) -> Option<u16> {
+/// Decodes client bytes; returns the close code to answer with, if any. A
+/// Pusher client's text messages go to its session.
+fn handle_input(
+    decoder: &mut Decoder,
+    input: &mut [u8],
+    subscriber: &Arc<Subscriber>,
+    mut pusher: Option<(&PusherSession, &mut Vec<Membership>)>,
+) -> Option<u16> {
     let mut close = None;
     let decoded = decoder.decode(input, |event| match event {
         ClientEvent::Text(text) => {
-            if messages::parse_client(text) == ClientMessage::Ping {
+            if let Some((session, memberships)) = pusher.as_mut() {
+                // The decoder closed (1007) on text that is not UTF-8.
+                session.on_text(std::str::from_utf8(text).unwrap_or_default(), subscriber, memberships);
+            } else if messages::parse_client(text) == ClientMessage::Ping {
                 subscriber.push_reply(Bytes::from_static(PONG_FRAME));
             }
         }

@@ -376,6 +376,64 @@ impl Subscriber {
         self.framing.frame(&messages::lagged(room, missed, reason))
     }
 
+    /// Gives `room` a slot (a Pusher connection subscribing to a channel):
+    /// an empty one, or a new one past the last (the slots grow as a Pusher
+    /// connection subscribes, so one that holds a channel pays for one slot,
+    /// like a native member). Its counters start afresh. Done before the
+    /// room is joined, so nothing of it can be queued yet. Cold.
+    pub fn assign_slot(&self, room: Arc<str>) -> usize {
+        let mut state = self.lock();
+        let fresh = Slot { room, missed: 0, skip_through: 0, told_online: NEVER_TOLD, queued_online: NEVER_TOLD };
+        if let Some(slot) = state.slots.iter().position(|slot| slot.room.is_empty()) {
+            state.slots[slot] = fresh;
+            return slot;
+        }
+        let mut slots = std::mem::take(&mut state.slots).into_vec();
+        slots.push(fresh);
+        assert!(slots.len() <= super::tag::MAX_SLOTS, "too many rooms for one subscriber");
+        state.slots = slots.into_boxed_slice();
+        state.slots.len() - 1
+    }
+
+    /// Empties the slot of `room` once the room was left (a Pusher
+    /// unsubscribe): what is still queued of that room is withdrawn (its
+    /// broadcasts count as disconnected in their reach: the client no longer
+    /// wants them), so a room that takes the slot later inherits nothing of
+    /// it. Cold.
+    pub fn release_slot(&self, room: &str) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(slot) = state.slots.iter().position(|s| !s.room.is_empty() && &*s.room == room) else {
+            return;
+        };
+        let mut index = state.tags.len();
+        while index > 0 {
+            index -= 1;
+            let tag = state.tags[index];
+            let of_slot = (tag.is_broadcast() || tag.is_gap() || tag == Tag::occupancy(slot)) && tag.slot() == slot;
+            if !of_slot {
+                continue;
+            }
+            if tag.is_broadcast() {
+                state.counts.queued[tag.priority().index()] -= 1;
+            }
+            if let Some(broadcast) = state.items[index].broadcast() {
+                broadcast.reach.count(self.id, Fate::Disconnected);
+            }
+            let len = state.items[index].bytes(self.framing).len();
+            state.unwritten_bytes = state.unwritten_bytes.saturating_sub(len);
+            state.items.remove(index);
+            state.tags.remove(index);
+        }
+        state.slots[slot] = Slot {
+            room: Arc::from(""),
+            missed: 0,
+            skip_through: 0,
+            told_online: NEVER_TOLD,
+            queued_online: NEVER_TOLD,
+        };
+    }
+
     /// Makes the room in `slot` skip seqs up to `seq`: the subscriber resumed
     /// after it, and its shard has not delivered it yet.
     pub fn skip_through(&self, slot: usize, seq: u64) {
@@ -449,7 +507,7 @@ impl Subscriber {
     /// subscriber a wake-up, on which its connection checks its idle timeout.
     pub fn heartbeat(&self) {
         match self.framing {
-            Framing::WebSocket | Framing::WebSocketDeflate => {
+            Framing::WebSocket | Framing::WebSocketDeflate | Framing::Pusher => {
                 self.push_control(Bytes::from_static(crate::protocol::ws::PING_FRAME))
             }
             Framing::Sse => self.push_control(Bytes::from_static(crate::protocol::sse::HEARTBEAT)),

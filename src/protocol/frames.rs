@@ -5,7 +5,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::deflate::Compressor;
-use super::{Framing, messages, quic, sse, ws};
+use super::{Framing, messages, pusher, quic, sse, ws};
 
 /// The same message in every framing, each a complete frame ready for a socket.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct Frames {
     pub websocket_deflated: Option<Bytes>,
     /// One Server-Sent Event (`protocol::sse`); a broadcast's ends with its `id:` line.
     pub sse: Bytes,
+    /// The Pusher channel event as one WebSocket text frame (`protocol::pusher`).
+    pub pusher: Bytes,
 }
 
 impl Frames {
@@ -25,16 +27,18 @@ impl Frames {
     /// The JSON is written after room reserved for the WebSocket header, so that
     /// frame costs no copy; the QUIC frame is one copy per broadcast.
     pub fn encode(room: &str, seq: u64, ts_ms: u64, data: &str) -> Frames {
-        Frames::encode_as("broadcast", room, seq, ts_ms, None, data)
+        Frames::encode_as("broadcast", room, seq, ts_ms, PusherEvent::default(), data)
     }
 
     /// [`Frames::encode`] of a broadcast with a Pusher `event` name, when it has one.
-    pub fn encode_event(room: &str, seq: u64, ts_ms: u64, event: Option<&str>, data: &str) -> Frames {
+    pub fn encode_event(room: &str, seq: u64, ts_ms: u64, event: PusherEvent<'_>, data: &str) -> Frames {
         Frames::encode_as("broadcast", room, seq, ts_ms, event, data)
     }
 
-    /// [`Frames::encode`] with another message `type` (`sticky`).
-    pub fn encode_as(kind: &str, room: &str, seq: u64, ts_ms: u64, event: Option<&str>, data: &str) -> Frames {
+    /// [`Frames::encode`] with another message `type` (`sticky`, which
+    /// Pusher clients get as `bullhorn:sticky`).
+    pub fn encode_as(kind: &str, room: &str, seq: u64, ts_ms: u64, event: PusherEvent<'_>, data: &str) -> Frames {
+        let PusherEvent { name: event, data_is_text } = event;
         let capacity = ws::MAX_HEADER_LEN + 80 + room.len() + data.len() + event.map_or(0, str::len);
         let mut buf = BytesMut::with_capacity(capacity);
         buf.put_bytes(0, ws::MAX_HEADER_LEN);
@@ -44,8 +48,14 @@ impl Frames {
         // Made for every broadcast: a member may join while it is encoded, and
         // an `EventSource` has no frame to fall back on.
         let sse = if kind == "broadcast" { sse::broadcast_event(json, room, seq) } else { sse::event(json) };
+        let pusher_name = match kind {
+            "broadcast" => event.unwrap_or("broadcast"),
+            _ => "bullhorn:sticky",
+        };
+        let pusher =
+            ws::text_frame(&pusher::channel_event(pusher_name, room, &pusher::data_string(data, data_is_text)));
         let websocket = ws::finish_reserved(ws::opcode::TEXT, buf);
-        Frames { websocket, quic, websocket_deflated: None, sse }
+        Frames { websocket, quic, websocket_deflated: None, sse, pusher }
     }
 
     /// Adds the compressed WebSocket frame (once per broadcast, whatever the
@@ -68,6 +78,19 @@ impl Frames {
             quic: quic::frame(json),
             websocket_deflated: None,
             sse: sse::event(json),
+            pusher: ws::text_frame(&pusher::native_as_event(json)),
+        }
+    }
+
+    /// One frame standing for every framing: for tests and fuzz targets that
+    /// look at queues, not at wire formats.
+    pub fn same_in_every_framing(frame: Bytes) -> Frames {
+        Frames {
+            websocket: frame.clone(),
+            quic: frame.clone(),
+            websocket_deflated: None,
+            sse: frame.clone(),
+            pusher: frame,
         }
     }
 
@@ -79,13 +102,28 @@ impl Frames {
             Framing::WebSocketDeflate => self.websocket_deflated.as_ref().unwrap_or(&self.websocket),
             Framing::Quic => &self.quic,
             Framing::Sse => &self.sse,
+            Framing::Pusher => &self.pusher,
         }
     }
 
     /// Bytes held by all the frames.
     pub fn bytes(&self) -> usize {
-        self.websocket.len() + self.quic.len() + self.sse.len() + self.websocket_deflated.as_ref().map_or(0, Bytes::len)
+        self.websocket.len()
+            + self.quic.len()
+            + self.sse.len()
+            + self.pusher.len()
+            + self.websocket_deflated.as_ref().map_or(0, Bytes::len)
     }
+}
+
+/// What the Pusher framing of a broadcast needs beyond the native message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PusherEvent<'a> {
+    /// The event name Pusher clients bind (`"broadcast"` without one).
+    pub name: Option<&'a str>,
+    /// `data` is a JSON string holding a Pusher-triggered data string that
+    /// was not JSON: Pusher clients get that string back, not its JSON text.
+    pub data_is_text: bool,
 }
 
 #[cfg(test)]
@@ -106,5 +144,24 @@ mod tests {
         let deflated = f.get(Framing::WebSocketDeflate);
         assert_eq!(deflated[0] & ws::RSV1, ws::RSV1);
         assert_eq!(super::super::deflate::inflate(&deflated[2..], 1 << 16).unwrap(), json);
+    }
+
+    fn pusher_message(frames: &Frames) -> serde_json::Value {
+        let header = if frames.pusher[1] < 126 { 2 } else { 4 };
+        serde_json::from_slice(&frames.pusher[header..]).unwrap()
+    }
+
+    #[test]
+    fn pusher_clients_get_a_channel_event_with_the_data_string() {
+        let event = PusherEvent { name: Some("gift"), data_is_text: false };
+        let native = pusher_message(&Frames::encode_event("gifts", 7, 1, event, r#"{"n":1}"#));
+        assert_eq!(native, serde_json::json!({"event":"gift","channel":"gifts","data":"{\"n\":1}"}));
+        let text = PusherEvent { name: Some("gift"), data_is_text: true };
+        assert_eq!(pusher_message(&Frames::encode_event("gifts", 8, 1, text, r#""hi there""#))["data"], "hi there");
+        assert_eq!(pusher_message(&Frames::encode("gifts", 9, 1, "1"))["event"], "broadcast", "no event: broadcast");
+        let pinned = Frames::encode_as("sticky", "gifts", 9, 1, PusherEvent::default(), "1");
+        assert_eq!(pusher_message(&pinned)["event"], "bullhorn:sticky");
+        let lagged = pusher_message(&Frames::control(&messages::lagged("gifts", 3, messages::LagReason::Slow)));
+        assert_eq!((lagged["event"].as_str(), lagged["channel"].as_str()), (Some("bullhorn:lagged"), Some("gifts")));
     }
 }

@@ -18,6 +18,9 @@ pub enum Endpoint {
     WebSocket,
     /// `/v1/apps/{app}/sse`: Server-Sent Events (`protocol::sse`).
     Sse,
+    /// `/app/{key}`: a Pusher Channels client's WebSocket (`protocol::pusher`);
+    /// `app` is then the Pusher key.
+    Pusher,
 }
 
 /// A request for a subscribe endpoint, borrowed from its head (nothing is
@@ -43,8 +46,9 @@ impl<'a> SubscribeRequest<'a> {
     }
 }
 
-/// `Some` when `head` is `GET /v1/apps/{app}/ws[?…]` or `…/sse[?…]`; anything else (other
-/// paths, other methods, heads httparse rejects) is for the HTTP router.
+/// `Some` when `head` is `GET /v1/apps/{app}/ws[?…]`, `…/sse[?…]` or Pusher's
+/// `/app/{key}[?…]`; anything else (other paths, other methods, heads
+/// httparse rejects) is for the HTTP router.
 pub fn parse(head: &[u8]) -> Option<SubscribeRequest<'_>> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut slots);
@@ -56,9 +60,13 @@ pub fn parse(head: &[u8]) -> Option<SubscribeRequest<'_>> {
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
-    let (endpoint, app) = match super::subscribe_app(path, "ws") {
-        Some(app) => (Endpoint::WebSocket, app),
-        None => (Endpoint::Sse, super::subscribe_app(path, "sse")?),
+    let (endpoint, app) = if let Some(app) = super::subscribe_app(path, "ws") {
+        (Endpoint::WebSocket, app)
+    } else if let Some(app) = super::subscribe_app(path, "sse") {
+        (Endpoint::Sse, app)
+    } else {
+        let key = path.strip_prefix("/app/").filter(|key| !key.is_empty() && !key.contains('/'))?;
+        (Endpoint::Pusher, key)
     };
     let headers = request.headers.iter().map(|h| (h.name, h.value)).collect();
     Some(SubscribeRequest { endpoint, app, query, headers })
@@ -116,6 +124,27 @@ pub fn switching_protocols(accept: &str, deflate: Option<&str>) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The 101 answer to a Pusher client, echoing the `pusher-channels-protocol-N`
+/// subprotocol it asked for, if it asked (Swift 9+ does; a client that
+/// offers subprotocols and gets none back fails the handshake).
+pub fn switching_protocols_for_pusher(accept: &str, subprotocol: Option<&str>) -> Vec<u8> {
+    let protocol = subprotocol.map_or_else(String::new, |p| format!("sec-websocket-protocol: {p}\r\n"));
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n{protocol}\r\n"
+    )
+    .into_bytes()
+}
+
+/// The Pusher subprotocol a client offers (`Sec-WebSocket-Protocol`), the first one named.
+pub fn pusher_subprotocol<'a>(mut headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'a str> {
+    headers
+        .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())?
+        .split(',')
+        .map(str::trim)
+        .find(|p| p.starts_with("pusher-channels-protocol-") && p[25..].bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// How to answer the client's `permessage-deflate` offer, if this server accepts one.
 pub fn offers_deflate<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<&'static str> {
     super::deflate::answer_offer(
@@ -160,6 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pusher_subprotocol_is_echoed() {
+        let offered = [("Sec-WebSocket-Protocol", "chat, pusher-channels-protocol-7")];
+        assert_eq!(pusher_subprotocol(pairs(&offered)), Some("pusher-channels-protocol-7"));
+        assert_eq!(pusher_subprotocol(pairs(&[("sec-websocket-protocol", "pusher-channels-protocol-7;x")])), None);
+        assert_eq!(pusher_subprotocol(pairs(&GOOD)), None);
+        let answer =
+            String::from_utf8(switching_protocols_for_pusher("k", Some("pusher-channels-protocol-7"))).unwrap();
+        assert!(
+            answer.contains("sec-websocket-protocol: pusher-channels-protocol-7\r\n") && answer.ends_with("\r\n\r\n")
+        );
+    }
+
+    #[test]
     fn recognises_only_the_subscribe_endpoint() {
         let ws =
             parse(b"GET /v1/apps/demo/ws?room=a&room=b HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n").unwrap();
@@ -167,6 +209,11 @@ mod tests {
         assert_eq!(ws.query, Some("room=a&room=b"));
         let sse = parse(b"GET /v1/apps/demo/sse?room=a HTTP/1.1\r\nLast-Event-ID: a@3\r\n\r\n").unwrap();
         assert_eq!((sse.endpoint, sse.app, sse.header("last-event-id")), (Endpoint::Sse, "demo", Some(&b"a@3"[..])));
+        let pusher = parse(b"GET /app/a1b2c3?protocol=7&client=js&version=8.4.0 HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(
+            (pusher.endpoint, pusher.app, pusher.query),
+            (Endpoint::Pusher, "a1b2c3", Some("protocol=7&client=js&version=8.4.0"))
+        );
         let upgrade = ws.header_pairs().find(|(name, _)| name.eq_ignore_ascii_case("upgrade"));
         assert_eq!(upgrade, Some(("Upgrade", &b"websocket"[..])));
         for other in [
@@ -176,6 +223,8 @@ mod tests {
             b"GET /v1/apps/demo/ws/x HTTP/1.1\r\n\r\n",
             b"GET /v1/apps/demo/ssews HTTP/1.1\r\n\r\n",
             b"GET /v1/apps//ws HTTP/1.1\r\n\r\n",
+            b"GET /app/ HTTP/1.1\r\n\r\n",
+            b"GET /app/key/x HTTP/1.1\r\n\r\n",
             b"garbage\r\n\r\n",
         ] {
             assert!(parse(other).is_none(), "{}", String::from_utf8_lossy(other));

@@ -51,6 +51,10 @@ pub enum Framing {
     Quic,
     /// One Server-Sent Event (`protocol::sse`): `event: <type>`, `data: <json>`.
     Sse,
+    /// A Pusher Channels client's WebSocket (`protocol::pusher`): a broadcast
+    /// is its channel event; the native protocol's own messages become
+    /// `bullhorn:<type>` events on their room's channel.
+    Pusher,
 }
 
 impl Framing {
@@ -61,6 +65,7 @@ impl Framing {
             Framing::WebSocket | Framing::WebSocketDeflate => ws::text_frame(json),
             Framing::Quic => quic::frame(json),
             Framing::Sse => sse::event(json),
+            Framing::Pusher => ws::text_frame(&pusher::native_as_event(json)),
         }
     }
 }

@@ -32,6 +32,17 @@ pub mod close {
     pub const PONG_TIMEOUT: u16 = 4201;
     /// Too slow to keep up: come back after a second.
     pub const SLOW_CONSUMER: u16 = 4100;
+
+    /// The code a server close for `reason` ends with: a drain and a deleted
+    /// room ask for a reconnect at once (to another node; a deleted room's
+    /// resubscribe is then refused), a slow consumer after a second.
+    pub fn for_reason(reason: crate::protocol::close::CloseReason) -> u16 {
+        use crate::protocol::close::CloseReason;
+        match reason {
+            CloseReason::ServerDraining { .. } | CloseReason::RoomDestroyed => RECONNECT_NOW,
+            CloseReason::SlowConsumer { .. } => SLOW_CONSUMER,
+        }
+    }
 }
 
 /// The protocol versions served: Java connects with 5, pusher-js and Swift with 7.
@@ -83,6 +94,26 @@ pub const PONG: &[u8] = br#"{"event":"pusher:pong","data":{}}"#;
 /// A broadcast as Pusher clients get it: once per broadcast, for all of them.
 pub fn channel_event(event: &str, channel: &str, data: &str) -> Vec<u8> {
     format!(r#"{{"event":{},"channel":{},"data":{}}}"#, string(event), string(channel), string(data)).into_bytes()
+}
+
+/// A message of the native protocol (`lagged`, `occupancy`, …) as the
+/// event `bullhorn:<type>` on its room's channel, with the message's JSON
+/// text as the data string: what Pusher's protocol has no event for, a
+/// Pusher client can still bind. Made once per message, never per delivery.
+pub fn native_as_event(json: &[u8]) -> Vec<u8> {
+    #[derive(Deserialize)]
+    struct Native<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(default, borrow)]
+        room: Option<std::borrow::Cow<'a, str>>,
+    }
+    let text = String::from_utf8_lossy(json);
+    let (kind, room) = match serde_json::from_str::<Native>(&text) {
+        Ok(native) => (native.kind.into_owned(), native.room.map(|room| room.into_owned())),
+        Err(_) => ("message".to_owned(), None),
+    };
+    channel_event(&format!("bullhorn:{kind}"), room.as_deref().unwrap_or(""), &text)
 }
 
 /// A broadcast's `data` as Pusher clients expect the string: the JSON text,
@@ -275,6 +306,16 @@ mod tests {
             let as_json = Value::String(text.clone()).to_string();
             prop_assert_eq!(data_string(&as_json, true), text.as_str());
             prop_assert_eq!(data_string(&as_json, false), as_json.as_str());
+        }
+
+        /// Whatever native message, its Pusher event carries its JSON text exactly.
+        #[test]
+        fn a_native_message_becomes_a_bullhorn_event(room in "[a-z_]{1,20}", missed in 1u64..1000) {
+            let native = crate::protocol::messages::lagged(&room, missed, crate::protocol::messages::LagReason::Slow);
+            let message = json(&native_as_event(&native));
+            prop_assert_eq!(message["event"].as_str(), Some("bullhorn:lagged"));
+            prop_assert_eq!(message["channel"].as_str(), Some(room.as_str()));
+            prop_assert_eq!(message["data"].as_str().map(str::as_bytes), Some(native.as_slice()));
         }
 
         /// Nothing a client sends panics the reader.

@@ -244,7 +244,7 @@ async fn trigger(
     if event.data.len() > limit {
         return Err(PusherError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("data is over {limit} bytes")));
     }
-    let data = json_data(&event.data);
+    let (data, data_is_text) = json_data(&event.data);
     broadcast::check_depth(&data)?;
     let mut counts = Vec::with_capacity(channels.len());
     for channel in channels {
@@ -253,7 +253,7 @@ async fn trigger(
             counts.push((channel.clone(), 0));
             continue;
         };
-        let extras = Extras { event: Some(&event.name), ..Extras::default() };
+        let extras = Extras { event: Some(&event.name), data_is_text, ..Extras::default() };
         let outgoing =
             Outgoing { data: &data, priority: Priority::Normal, conflate: None, idempotency_key: None, extras };
         let accepted = broadcast::publish(shared, &room, outgoing, Origin::default()).await?;
@@ -263,11 +263,12 @@ async fn trigger(
 }
 
 /// An event's data string as a broadcast's `data`: itself when it is JSON,
-/// else the string as a JSON string (contract §12).
-pub fn json_data(data: &str) -> String {
+/// else the string as a JSON string (contract §12), and true then (the
+/// broadcast's Pusher frame gives the string back as it came).
+pub fn json_data(data: &str) -> (String, bool) {
     match serde_json::from_str::<&serde_json::value::RawValue>(data) {
-        Ok(_) => data.to_owned(),
-        Err(_) => Value::String(data.to_owned()).to_string(),
+        Ok(_) => (data.to_owned(), false),
+        Err(_) => (Value::String(data.to_owned()).to_string(), true),
     }
 }
 
@@ -318,9 +319,9 @@ mod tests {
 
     #[test]
     fn data_that_is_json_stays_as_it_is_and_other_text_becomes_a_string() {
-        assert_eq!(json_data(r#"{"gift":"rocket"}"#), r#"{"gift":"rocket"}"#);
-        assert_eq!(json_data("42"), "42");
-        assert_eq!(json_data("hello \"you\""), r#""hello \"you\"""#);
+        assert_eq!(json_data(r#"{"gift":"rocket"}"#), (r#"{"gift":"rocket"}"#.to_owned(), false));
+        assert_eq!(json_data("42"), ("42".to_owned(), false));
+        assert_eq!(json_data("hello \"you\""), (r#""hello \"you\"""#.to_owned(), true));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::presence::{Member, MemberKey, Presence, RoomClosed};
 use crate::protocol::Framing;
 use crate::protocol::close::CloseReason;
 use crate::protocol::deflate::Compressor;
+use crate::protocol::frames::PusherEvent;
 use crate::protocol::messages::{self, LagReason};
 use crate::registry::store::StoredSticky;
 use events::{Transition, Transitions};
@@ -184,6 +185,9 @@ pub struct Extras<'a> {
     pub sticky: bool,
     /// Its Pusher event name (`event`), carried in the `broadcast` message.
     pub event: Option<&'a str>,
+    /// `data` is a JSON string standing for a Pusher-triggered data string
+    /// that was not JSON: Pusher subscribers get the string itself.
+    pub data_is_text: bool,
 }
 
 /// The answer to an accepted broadcast.
@@ -356,7 +360,8 @@ impl Room {
     fn enqueue(&self, sequencer: &mut Sequencer, numbered: Numbered<'_>, to_drain: &mut Vec<usize>) {
         let Numbered { seq, ts_ms, data, delivery, extras } = numbered;
         sequencer.seq = seq;
-        let mut frames = Frames::encode_event(&self.id, seq, ts_ms, extras.event, data);
+        let pusher = PusherEvent { name: extras.event, data_is_text: extras.data_is_text };
+        let mut frames = Frames::encode_event(&self.id, seq, ts_ms, pusher, data);
         // Compressed once for every member that negotiated it, only while some did.
         if self.compress_min_bytes.is_some_and(|min| frames.json().len() >= min)
             && self.deflate_members.load(Ordering::Relaxed) > 0
@@ -653,7 +658,8 @@ impl Room {
         self.reach_log.lock().expect("reach log lock").settle(now_ms());
         self.sequencer().keys.expire(now);
         self.presence.for_each_member(|member| {
-            if member.slot == 0 {
+            // A Pusher connection's slots come and go: its shard beats for it.
+            if member.slot == 0 && member.subscriber.framing() != Framing::Pusher {
                 member.subscriber.heartbeat();
             }
         });

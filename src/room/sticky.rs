@@ -46,7 +46,7 @@ impl Sticky {
     /// encoding per sticky broadcast.
     pub fn pin(&self, room: &str, stored: StoredSticky) {
         let remaining = stored.expires_at_ms.map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
-        let frames = Frames::encode_as("sticky", room, stored.seq, stored.ts, None, &stored.data);
+        let frames = Frames::encode_as("sticky", room, stored.seq, stored.ts, Default::default(), &stored.data);
         let expires_at = remaining.map(|left| Instant::now() + left);
         let mut state = self.state();
         if stored.seq > state.unpinned_through {

@@ -2,7 +2,8 @@
 //!
 //! It only accepts: each connection gets a short handshake task that reads
 //! the request head into a small buffer. A subscribe request (WebSocket,
-//! `GET /v1/apps/{app}/ws`, or SSE, `…/sse`) is answered right there (errors
+//! `GET /v1/apps/{app}/ws`, SSE, `…/sse`, or a Pusher client's `/app/{key}`)
+//! is answered right there (errors
 //! as JSON, or 101 / 200) and the connection moves to its data-plane shard;
 //! anything else (the demo page, the SDK) goes to hyper and the axum router
 //! with the bytes already read in front, one request at a time: after each,
@@ -150,6 +151,7 @@ async fn handle<S: ViewerStream>(
                 return match request.endpoint {
                     Endpoint::WebSocket => ws::handshake::accept(stream, peer, request, early_input, shared).await,
                     Endpoint::Sse => super::sse::accept(stream, peer, request, shared).await,
+                    Endpoint::Pusher => super::pusher::accept(stream, peer, request, early_input, shared).await,
                 };
             }
             None => match serve_one(stream, std::mem::take(&mut buf), peer, &router).await {

@@ -19,6 +19,8 @@ pub enum Transport {
     WebTransport = 2,
     /// Server-Sent Events streams.
     Sse = 3,
+    /// Pusher Channels clients' WebSockets.
+    Pusher = 4,
 }
 
 #[derive(Debug)]
@@ -27,7 +29,7 @@ pub struct Connections {
     max: usize,
     idle: Notify,
     /// `bullhorn_connections{transport}`, indexed by [`Transport`].
-    gauges: [Gauge; 4],
+    gauges: [Gauge; 5],
     per_ip: Arc<PerIp>,
 }
 
@@ -49,8 +51,8 @@ pub struct ConnectionPermit {
 }
 
 impl Connections {
-    /// `gauges`: the WebSocket, QUIC, WebTransport and SSE connection gauges; `per_ip`: 0 for no per-address limit.
-    pub fn new(max: usize, per_ip: u32, gauges: [Gauge; 4]) -> Arc<Connections> {
+    /// `gauges`: the WebSocket, QUIC, WebTransport, SSE and Pusher connection gauges; `per_ip`: 0 for no per-address limit.
+    pub fn new(max: usize, per_ip: u32, gauges: [Gauge; 5]) -> Arc<Connections> {
         Arc::new(Connections {
             open: AtomicUsize::new(0),
             max,
@@ -124,6 +126,7 @@ mod tests {
                 metrics::gauge!("test_quic"),
                 metrics::gauge!("test_wt"),
                 metrics::gauge!("test_sse"),
+                metrics::gauge!("test_pusher"),
             ],
         );
         let ip = IpAddr::from([127, 0, 0, 1]);
@@ -150,6 +153,7 @@ mod tests {
                 metrics::gauge!("test_quic"),
                 metrics::gauge!("test_wt"),
                 metrics::gauge!("test_sse"),
+                metrics::gauge!("test_pusher"),
             ],
         );
         let ip = IpAddr::from([10, 0, 0, 1]);

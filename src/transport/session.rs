@@ -125,7 +125,15 @@ pub fn hand_over<S: ViewerStream>(
         Err(error) => return tracing::debug!(%error, "cannot take a subscriber's socket out of tokio"),
     };
     let (subscriber, welcome_seqs) = open_with_id(shared, shared.next_connection_id(), framing, &mut memberships);
-    shared.dataplane.adopt(Adoption { socket, early_input, subscriber, memberships, welcome_seqs, permit });
+    shared.dataplane.adopt(Adoption {
+        socket,
+        early_input,
+        subscriber,
+        memberships,
+        welcome_seqs,
+        permit,
+        pusher: None,
+    });
 }
 
 /// Joins every room (replaying what a resuming subscriber missed), then

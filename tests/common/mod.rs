@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod nats;
+pub mod pusher;
 pub mod reach;
 pub mod receiver;
 pub mod sse;

@@ -113,6 +113,9 @@ fn drive(conn: &mut WsConn<Scripted>, steps: usize) -> Life {
         idle_timeout: Duration::from_secs(60),
         deliveries: Counter::noop(),
         sse_deliveries: Counter::noop(),
+        pusher_deliveries: Counter::noop(),
+        drain_window: Duration::from_secs(10),
+        pusher_close_spread: Duration::from_secs(4),
         expired: Counter::noop(),
     };
     for _ in 0..steps {

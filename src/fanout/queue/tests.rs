@@ -30,7 +30,7 @@ fn frame(n: u64) -> Bytes {
 /// Broadcast `n` of the room in `slot`, its frames as [`frame_in`] has them.
 fn bc(slot: usize, n: u64, delivery: Delivery) -> Arc<Broadcast> {
     let frame = frame_in(slot, n);
-    let frames = Frames { websocket: frame.clone(), quic: frame.clone(), websocket_deflated: None, sse: frame };
+    let frames = Frames::same_in_every_framing(frame);
     Arc::new(Broadcast::new(&Arc::from(ROOMS[slot]), n, delivery, frames, 1))
 }
 
@@ -324,4 +324,70 @@ fn replies_stop_once_many_frames_wait_unread() {
     s.take(&mut out);
     assert_eq!(out.len(), MAX_QUEUED_FOR_REPLY);
     assert!(s.push_reply(Bytes::from_static(b"pong")), "once the writer took them, replies resume");
+}
+
+/// Broadcast `n` of `room`, in every framing the same QUIC frame.
+fn bc_of(room: &str, n: u64) -> Arc<Broadcast> {
+    let frame = Framing::Quic.frame(format!(r#"{{"type":"broadcast","room":"{room}","seq":{n}}}"#).as_bytes());
+    let frames = Frames::same_in_every_framing(frame);
+    Arc::new(Broadcast::new(&Arc::from(room), n, normal(), frames, 1))
+}
+
+#[test]
+fn a_released_slot_is_reused_and_its_rooms_backlog_is_withdrawn() {
+    let s = Subscriber::new(1, Framing::Quic, [], QueueLimits::default());
+    assert_eq!(s.assign_slot(Arc::from("a")), 0);
+    assert_eq!(s.assign_slot(Arc::from("b")), 1, "the slots grow as rooms come");
+    let mut drops = Drops::default();
+    let left = bc_of("a", 1);
+    s.push_broadcast(0, &left, &mut drops);
+    s.push_broadcast(1, &bc_of("b", 1), &mut drops);
+    s.release_slot("a");
+    assert_eq!(left.reach.totals().disconnected, 1, "withdrawn: counted in its reach");
+    assert_eq!(s.assign_slot(Arc::from("c")), 0, "a free slot is taken before a new one");
+    s.push_broadcast(0, &bc_of("c", 1), &mut drops);
+    let rooms: Vec<Value> = drain(&s).into_iter().map(|v| v["room"].clone()).collect();
+    assert_eq!(rooms, ["b", "c"]);
+}
+
+proptest! {
+    /// Whatever the subscribes, unsubscribes, pushes and drains of a
+    /// connection whose rooms come and go (a Pusher one): nothing of a room
+    /// arrives once it is left, nor from before it was last joined, and a
+    /// `lagged` always names a room the slot holds now.
+    #[test]
+    fn a_slot_never_mixes_two_rooms(ops in proptest::collection::vec((0u8..4, 0usize..3), 1..200), max in 1usize..6) {
+        let names = ["a", "b", "c"];
+        let limits = QueueLimits { max_messages: max, max_bytes: usize::MAX, slow_consumer_after: Duration::from_secs(3600) };
+        let s = Subscriber::new(1, Framing::Quic, [], limits);
+        let mut slot_of: [Option<usize>; 3] = [None; 3];
+        let mut joined_after = [0u64; 3];
+        let mut seq = 0;
+        let check = |messages: Vec<Value>, slot_of: &[Option<usize>; 3], joined_after: &[u64; 3]| -> Result<(), TestCaseError> {
+            for v in messages {
+                let room = names.iter().position(|n| v["room"] == *n).unwrap();
+                prop_assert!(slot_of[room].is_some(), "a message of room {} after it was left: {}", names[room], v);
+                if v["type"] == "broadcast" {
+                    prop_assert!(v["seq"].as_u64().unwrap() > joined_after[room], "from before the join: {}", v);
+                }
+            }
+            Ok(())
+        };
+        for (op, room) in ops {
+            match op {
+                0 if slot_of[room].is_none() => {
+                    slot_of[room] = Some(s.assign_slot(Arc::from(names[room])));
+                    joined_after[room] = seq;
+                }
+                1 if slot_of[room].take().is_some() => s.release_slot(names[room]),
+                2 => if let Some(slot) = slot_of[room] {
+                    seq += 1;
+                    s.push_broadcast(slot, &bc_of(names[room], seq), &mut Drops::default());
+                },
+                3 => check(drain(&s), &slot_of, &joined_after)?,
+                _ => {}
+            }
+        }
+        check(drain(&s), &slot_of, &joined_after)?;
+    }
 }

@@ -1,0 +1,143 @@
+//! What a Pusher Channels client's connection adds to a WebSocket one on
+//! its shard (docs/architecture.md, "Pusher Channels compatibility"): its
+//! subscriptions, made and ended from the shard thread as the client asks,
+//! and its last words (`pusher:error` and the protocol's close codes).
+//!
+//! Invariants: a subscription is one membership of the connection and one
+//! slot of its subscriber (at most the app's room cap); a slot's room is set
+//! before the room is joined and emptied, with what is still queued of it,
+//! after it is left, so no slot ever mixes two rooms' messages; `subscription_succeeded` is queued before
+//! the join, so it precedes every broadcast of the room; whatever the client
+//! sends, the connection only answers or closes, and no subscribe is
+//! answered twice differently.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::ws::ShardContext;
+use crate::fanout::Subscriber;
+use crate::fanout::outbox::Outbox;
+use crate::presence::Member;
+use crate::protocol::close::CloseReason;
+use crate::protocol::pusher::{self, ChannelKind, ClientMessage};
+use crate::protocol::ws;
+use crate::registry::App;
+use crate::state::Shared;
+use crate::transport::session::Membership;
+
+/// `pusher:pong` as one text frame, shared by every connection.
+static PONG_FRAME: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| ws::text_frame(pusher::PONG));
+
+/// What a Pusher connection needs to subscribe from its shard; its
+/// subscriptions are the connection's memberships, which grow and shrink
+/// with them (a connection holding one channel holds one, as a native
+/// member does).
+pub struct PusherSession {
+    shared: Arc<Shared>,
+    app: Arc<App>,
+}
+
+impl PusherSession {
+    pub fn new(shared: Arc<Shared>, app: Arc<App>) -> PusherSession {
+        PusherSession { shared, app }
+    }
+
+    /// One text message from the client: answered, or refused with
+    /// `pusher:error`; never a reason to close.
+    pub fn on_text(&self, text: &str, subscriber: &Arc<Subscriber>, memberships: &mut Vec<Membership>) {
+        match pusher::parse_client(text) {
+            Ok(ClientMessage::Subscribe { channel }) => self.subscribe(&channel, subscriber, memberships),
+            Ok(ClientMessage::Unsubscribe { channel }) => unsubscribe(&channel, subscriber, memberships),
+            Ok(ClientMessage::Ping) => {
+                subscriber.push_reply(PONG_FRAME.clone());
+            }
+            Ok(ClientMessage::ClientEvent { .. }) => {
+                let refusal = pusher::error(Some(4301), "client events are not offered: only the server publishes");
+                subscriber.push_reply(ws::text_frame(&refusal));
+            }
+            Ok(ClientMessage::Pong | ClientMessage::Other) => {}
+            Err(error) => {
+                subscriber.push_reply(ws::text_frame(&pusher::error(None, &error.to_string())));
+            }
+        }
+    }
+
+    fn subscribe(&self, channel: &str, subscriber: &Arc<Subscriber>, memberships: &mut Vec<Membership>) {
+        let refuse = |kind: &str, error: &str, status: u16| {
+            self.shared.metrics.pusher_subscriptions_refused.increment(1);
+            subscriber.push_control(ws::text_frame(&pusher::subscription_error(channel, kind, error, status)));
+        };
+        match pusher::channel_kind(channel) {
+            ChannelKind::Public => {}
+            ChannelKind::Unsupported => {
+                return refuse("AuthError", "only public channels are offered: private and presence ones are not", 403);
+            }
+            ChannelKind::Invalid => return refuse("InvalidChannel", "not a valid channel name", 400),
+        }
+        if memberships.iter().any(|m| &**m.room.id() == channel) {
+            // Subscribed already: as Pusher does, the answer is the same.
+            return subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
+        }
+        let Some(room) = self.app.room(channel) else {
+            return refuse("UnknownChannel", "no room of this app has that name", 404);
+        };
+        if memberships.len() >= self.app.max_rooms() {
+            let cap = self.app.max_rooms();
+            return refuse("LimitReached", &format!("at most {cap} channels per connection"), 400);
+        }
+        let slot = subscriber.assign_slot(room.id().clone());
+        subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
+        let member = Member { subscriber: Arc::clone(subscriber), slot };
+        match room.join(subscriber.id(), member, None) {
+            Ok((key, _)) => memberships.push(Membership { room, resume_after: None, key: Some(key) }),
+            Err(_) => {
+                subscriber.release_slot(channel);
+                subscriber.close(CloseReason::RoomDestroyed);
+            }
+        }
+        if self.shared.drain.is_draining() {
+            subscriber
+                .close(CloseReason::ServerDraining { reconnect_after_ms: self.shared.drain.reconnect_after_ms() });
+        }
+    }
+}
+
+/// Leaves `channel`'s room, if subscribed, and frees its slot.
+fn unsubscribe(channel: &str, subscriber: &Subscriber, memberships: &mut Vec<Membership>) {
+    let Some(index) = memberships.iter().position(|m| &**m.room.id() == channel) else { return };
+    let membership = memberships.swap_remove(index);
+    if let Some(key) = membership.key {
+        membership.room.leave(key);
+    }
+    subscriber.release_slot(channel);
+}
+
+/// A Pusher connection's last frames for `reason`: `pusher:error`, then the
+/// close frame with the protocol's code. A drain's close is first held (the
+/// client reconnects the moment it is told): until `reconnect_after_ms`
+/// scaled to the part of the drain a node waits for its connections, so
+/// the node's Pusher clients come back spread out, as native ones do.
+pub fn last_words(
+    reason: CloseReason,
+    out: &mut Outbox,
+    held: bool,
+    shard: &ShardContext,
+    now: Instant,
+) -> Option<Instant> {
+    if let CloseReason::ServerDraining { reconnect_after_ms } = reason
+        && !held
+    {
+        let share = reconnect_after_ms as f64 / shard.drain_window.as_millis().max(1) as f64;
+        return Some(now + shard.pusher_close_spread.mul_f64(share.min(1.0)));
+    }
+    close_frames(pusher::close::for_reason(reason), reason.as_str(), out);
+    None
+}
+
+/// Queues `pusher:error` with `code`, then the close frame.
+pub fn close_frames(code: u16, message: &str, out: &mut Outbox) {
+    out.push_frame(ws::text_frame(&pusher::error(Some(code), message)));
+    out.push_frame(ws::close_frame(code, message));
+}
