@@ -77,6 +77,8 @@ impl Server {
             // The node waits `timeout` for its connections to go: Pusher
             // closes are spread over most of it (and at most the window).
             pusher_close_spread: config.drain.window.min(config.drain.timeout.mul_f64(0.8)),
+            draining: Default::default(),
+            pusher_refused: metrics.pusher_subscriptions_refused.clone(),
             expired: metrics.dropped_expired.clone(),
         };
         let dataplane = Dataplane::start(shards, config.fanout.pin_shards, max_connections, shard_context)

@@ -314,3 +314,16 @@ async fn the_protocol_by_hand_closes_refuses_and_reuses_a_left_rooms_slot() {
     assert_eq!(viewer.next_json().await, json!({"event": "gift", "channel": "c", "data": "\"for c\""}));
     server.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pusher_connection_in_no_room_is_told_of_a_drain_too() {
+    let args = ServeArgs { drain_window_ms: Some(500), drain_timeout_ms: Some(5_000), ..Default::default() };
+    let mut server = start_with(args).await;
+    let mut idle = raw(&server, KEY, 7).await;
+    assert_eq!(idle.next_json().await["event"], "pusher:connection_established");
+    server.begin_shutdown();
+    let error = idle.next_json().await;
+    assert_eq!((error["event"].as_str(), error["data"]["code"].as_u64()), (Some("pusher:error"), Some(4200)));
+    assert_eq!(idle.next_close().await.map(|f| u16::from(f.code)), Some(4200), "reconnect at once, elsewhere");
+    server.finish().await;
+}

@@ -29,9 +29,9 @@ impl Conn {
         }
     }
 
-    pub fn on_readable(&mut self, buf: &mut [u8], now: Instant) -> Life {
+    pub fn on_readable(&mut self, buf: &mut [u8], shard: &ShardContext, now: Instant) -> Life {
         match self {
-            Conn::Ws(conn) => conn.on_readable(buf, now),
+            Conn::Ws(conn) => conn.on_readable(buf, shard, now),
             Conn::Sse(conn) => conn.on_readable(buf),
         }
     }

@@ -53,13 +53,15 @@ pub struct Adoption {
     /// (empty for WebSocket, which does not need it).
     pub welcome_seqs: Vec<u64>,
     pub permit: ConnectionPermit,
-    /// A Pusher Channels client: its (empty) subscriptions.
-    pub pusher: Option<Box<pusher::PusherSession>>,
+    /// A Pusher Channels client of this app (subscribed to nothing yet).
+    pub pusher: Option<Arc<crate::registry::App>>,
 }
 
 /// The shard threads of a node.
 pub struct Dataplane {
     inboxes: Vec<Arc<inbox::Inbox>>,
+    /// The shards' `ShardContext::draining`.
+    draining: Arc<std::sync::atomic::AtomicBool>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -101,7 +103,7 @@ impl Dataplane {
             inboxes.push(inbox);
             threads.push(thread);
         }
-        Ok(Arc::new(Dataplane { inboxes, threads: std::sync::Mutex::new(threads) }))
+        Ok(Arc::new(Dataplane { inboxes, draining: context.draining, threads: std::sync::Mutex::new(threads) }))
     }
 
     /// The shard that owns subscriber `id` (and whose presence shards it joins).
@@ -141,6 +143,7 @@ impl Dataplane {
     /// their turn are refused at once; Pusher connections in no room are
     /// told, as rooms tell their members).
     pub fn drain_began(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Release);
         for inbox in &self.inboxes {
             inbox.post(|pending| pending.draining = true);
         }

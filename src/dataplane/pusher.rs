@@ -12,6 +12,7 @@
 //! answered twice differently.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,83 +25,84 @@ use crate::protocol::close::CloseReason;
 use crate::protocol::pusher::{self, ChannelKind, ClientMessage};
 use crate::protocol::ws;
 use crate::registry::App;
-use crate::state::Shared;
 use crate::transport::session::Membership;
 
 /// `pusher:pong` as one text frame, shared by every connection.
 static PONG_FRAME: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| ws::text_frame(pusher::PONG));
 
-/// What a Pusher connection needs to subscribe from its shard; its
-/// subscriptions are the connection's memberships, which grow and shrink
-/// with them (a connection holding one channel holds one, as a native
-/// member does).
-pub struct PusherSession {
-    shared: Arc<Shared>,
-    app: Arc<App>,
+/// One text message from a Pusher client of `app`: answered, or refused
+/// with `pusher:error`; never a reason to close. Its subscriptions are the
+/// connection's `memberships`, which grow and shrink with them (a
+/// connection holding one channel holds one, as a native member does).
+pub fn on_text(
+    app: &App,
+    shard: &ShardContext,
+    text: &str,
+    subscriber: &Arc<Subscriber>,
+    memberships: &mut Vec<Membership>,
+) {
+    match pusher::parse_client(text) {
+        Ok(ClientMessage::Subscribe { channel }) => subscribe(app, shard, &channel, subscriber, memberships),
+        Ok(ClientMessage::Unsubscribe { channel }) => unsubscribe(&channel, subscriber, memberships),
+        Ok(ClientMessage::Ping) => {
+            subscriber.push_reply(PONG_FRAME.clone());
+        }
+        Ok(ClientMessage::ClientEvent { .. }) => {
+            let refusal = pusher::error(Some(4301), "client events are not offered: only the server publishes");
+            subscriber.push_reply(ws::text_frame(&refusal));
+        }
+        Ok(ClientMessage::Pong | ClientMessage::Other) => {}
+        Err(error) => {
+            subscriber.push_reply(ws::text_frame(&pusher::error(None, &error.to_string())));
+        }
+    }
 }
 
-impl PusherSession {
-    pub fn new(shared: Arc<Shared>, app: Arc<App>) -> PusherSession {
-        PusherSession { shared, app }
+fn subscribe(
+    app: &App,
+    shard: &ShardContext,
+    channel: &str,
+    subscriber: &Arc<Subscriber>,
+    memberships: &mut Vec<Membership>,
+) {
+    let refuse = |kind: &str, error: &str, status: u16| {
+        shard.pusher_refused.increment(1);
+        subscriber.push_control(ws::text_frame(&pusher::subscription_error(channel, kind, error, status)));
+    };
+    match pusher::channel_kind(channel) {
+        ChannelKind::Public => {}
+        ChannelKind::Unsupported => {
+            return refuse("AuthError", "only public channels are offered: private and presence ones are not", 403);
+        }
+        ChannelKind::Invalid => return refuse("InvalidChannel", "not a valid channel name", 400),
     }
-
-    /// One text message from the client: answered, or refused with
-    /// `pusher:error`; never a reason to close.
-    pub fn on_text(&self, text: &str, subscriber: &Arc<Subscriber>, memberships: &mut Vec<Membership>) {
-        match pusher::parse_client(text) {
-            Ok(ClientMessage::Subscribe { channel }) => self.subscribe(&channel, subscriber, memberships),
-            Ok(ClientMessage::Unsubscribe { channel }) => unsubscribe(&channel, subscriber, memberships),
-            Ok(ClientMessage::Ping) => {
-                subscriber.push_reply(PONG_FRAME.clone());
-            }
-            Ok(ClientMessage::ClientEvent { .. }) => {
-                let refusal = pusher::error(Some(4301), "client events are not offered: only the server publishes");
-                subscriber.push_reply(ws::text_frame(&refusal));
-            }
-            Ok(ClientMessage::Pong | ClientMessage::Other) => {}
-            Err(error) => {
-                subscriber.push_reply(ws::text_frame(&pusher::error(None, &error.to_string())));
-            }
+    if memberships.iter().any(|m| &**m.room.id() == channel) {
+        // Subscribed already: as Pusher does, the answer is the same.
+        return subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
+    }
+    let Some(room) = app.room(channel) else {
+        return refuse("UnknownChannel", "no room of this app has that name", 404);
+    };
+    if memberships.len() >= app.max_rooms() {
+        return refuse("LimitReached", &format!("at most {} channels per connection", app.max_rooms()), 400);
+    }
+    let slot = subscriber.assign_slot(room.id().clone());
+    subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
+    let member = Member { subscriber: Arc::clone(subscriber), slot };
+    match room.join(subscriber.id(), member, None) {
+        Ok((key, _)) => {
+            // Exact: a Vec's first growth would hold four (192 B) where most connections keep one.
+            memberships.reserve_exact(1);
+            memberships.push(Membership { room, resume_after: None, key: Some(key) });
+        }
+        Err(_) => {
+            subscriber.release_slot(channel);
+            subscriber.close(CloseReason::RoomDestroyed);
         }
     }
-
-    fn subscribe(&self, channel: &str, subscriber: &Arc<Subscriber>, memberships: &mut Vec<Membership>) {
-        let refuse = |kind: &str, error: &str, status: u16| {
-            self.shared.metrics.pusher_subscriptions_refused.increment(1);
-            subscriber.push_control(ws::text_frame(&pusher::subscription_error(channel, kind, error, status)));
-        };
-        match pusher::channel_kind(channel) {
-            ChannelKind::Public => {}
-            ChannelKind::Unsupported => {
-                return refuse("AuthError", "only public channels are offered: private and presence ones are not", 403);
-            }
-            ChannelKind::Invalid => return refuse("InvalidChannel", "not a valid channel name", 400),
-        }
-        if memberships.iter().any(|m| &**m.room.id() == channel) {
-            // Subscribed already: as Pusher does, the answer is the same.
-            return subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
-        }
-        let Some(room) = self.app.room(channel) else {
-            return refuse("UnknownChannel", "no room of this app has that name", 404);
-        };
-        if memberships.len() >= self.app.max_rooms() {
-            let cap = self.app.max_rooms();
-            return refuse("LimitReached", &format!("at most {cap} channels per connection"), 400);
-        }
-        let slot = subscriber.assign_slot(room.id().clone());
-        subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
-        let member = Member { subscriber: Arc::clone(subscriber), slot };
-        match room.join(subscriber.id(), member, None) {
-            Ok((key, _)) => memberships.push(Membership { room, resume_after: None, key: Some(key) }),
-            Err(_) => {
-                subscriber.release_slot(channel);
-                subscriber.close(CloseReason::RoomDestroyed);
-            }
-        }
-        if self.shared.drain.is_draining() {
-            subscriber
-                .close(CloseReason::ServerDraining { reconnect_after_ms: self.shared.drain.reconnect_after_ms() });
-        }
+    if shard.draining.load(Ordering::Acquire) {
+        let reconnect_after_ms = crate::shutdown::draw_within(shard.drain_window);
+        subscriber.close(CloseReason::ServerDraining { reconnect_after_ms });
     }
 }
 

@@ -145,7 +145,7 @@ impl Running {
             }
             let Some(entry) = self.conns.get_mut(token) else { continue };
             let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-            if readable && entry.conn.on_readable(buf, now) == Life::Over {
+            if readable && entry.conn.on_readable(buf, &self.context, now) == Life::Over {
                 self.close(token);
             } else {
                 self.dirty.push(token as u32);
@@ -269,10 +269,10 @@ impl Running {
     /// that cannot be registered is dropped (leaving its rooms).
     fn adopt(&mut self, adoption: Adoption, now: Instant) {
         let Adoption { socket, early_input, subscriber, memberships, welcome_seqs, permit, pusher } = adoption;
-        let mut conn = if let Some(session) = pusher {
-            let mut ws = WsConn::new(socket, subscriber, memberships, Some(permit)).with_pusher(session);
+        let mut conn = if let Some(app) = pusher {
+            let mut ws = WsConn::new(socket, subscriber, memberships, Some(permit)).with_pusher(app);
             if !early_input.is_empty() {
-                ws.early_input(early_input, now);
+                ws.early_input(early_input, &self.context, now);
             }
             Conn::Ws(ws)
         } else if subscriber.framing() == Framing::Sse {
@@ -281,7 +281,7 @@ impl Running {
         } else {
             let mut ws = WsConn::new(socket, subscriber, memberships, Some(permit));
             if !early_input.is_empty() {
-                ws.early_input(early_input, now);
+                ws.early_input(early_input, &self.context, now);
             }
             Conn::Ws(ws)
         };

@@ -22,7 +22,6 @@ use metrics::Counter;
 
 use super::close_stage::CloseStage;
 use super::conn::write_until_blocked;
-use super::pusher::PusherSession;
 use super::socket::ShardSocket;
 use crate::fanout::Subscriber;
 use crate::fanout::outbox::Outbox;
@@ -30,6 +29,7 @@ use crate::protocol::close::ws_code;
 use crate::protocol::messages::{self, ClientMessage};
 use crate::protocol::pusher;
 use crate::protocol::ws::{self, ClientEvent, Decoder};
+use crate::registry::App;
 use crate::transport::capacity::ConnectionPermit;
 use crate::transport::session::{self, Membership};
 
@@ -62,6 +62,10 @@ pub struct ShardContext {
     /// ... and the part of it over which Pusher clients, who reconnect the
     /// moment they are told, are told (within the drain's timeout).
     pub pusher_close_spread: std::time::Duration,
+    /// Set once the node drains (by `Dataplane::drain_began`): a Pusher subscribe then closes at once.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// `bullhorn_pusher_subscriptions_refused_total`.
+    pub pusher_refused: Counter,
     /// `bullhorn_dropped_messages_total{reason="expired"}`.
     pub expired: Counter,
 }
@@ -74,9 +78,9 @@ pub struct WsConn<S> {
     decoder: Decoder,
     last_heard: Instant,
     closing: CloseStage,
-    /// A Pusher Channels client's subscriptions (boxed: a native
-    /// connection pays one pointer for the option).
-    pusher: Option<Box<PusherSession>>,
+    /// A Pusher Channels client of this app (a native connection pays one
+    /// pointer for the option); its subscriptions are `memberships`.
+    pusher: Option<Arc<App>>,
     _permit: Option<ConnectionPermit>,
 }
 
@@ -101,9 +105,9 @@ impl<S: ShardSocket> WsConn<S> {
         }
     }
 
-    /// The same connection speaking the Pusher Channels protocol (`session`: its subscriptions).
-    pub fn with_pusher(mut self, session: Box<PusherSession>) -> WsConn<S> {
-        self.pusher = Some(session);
+    /// The same connection speaking the Pusher Channels protocol, for a client of `app`.
+    pub fn with_pusher(mut self, app: Arc<App>) -> WsConn<S> {
+        self.pusher = Some(app);
         self
     }
 
@@ -135,19 +139,15 @@ impl<S: ShardSocket> WsConn<S> {
     }
 
     /// Bytes the handshake read past the upgrade request.
-    pub fn early_input(&mut self, mut input: Vec<u8>, now: Instant) {
-        if let Some(code) = handle_input(
-            &mut self.decoder,
-            &mut input,
-            &self.subscriber,
-            self.pusher.as_deref().map(|p| (p, &mut self.memberships)),
-        ) {
+    pub fn early_input(&mut self, mut input: Vec<u8>, shard: &ShardContext, now: Instant) {
+        let pusher = self.pusher.as_deref().map(|app| (app, shard, &mut self.memberships));
+        if let Some(code) = handle_input(&mut self.decoder, &mut input, &self.subscriber, pusher) {
             self.close_with(code, now);
         }
     }
 
     /// The socket is readable: read until it would block (edge-triggered).
-    pub fn on_readable(&mut self, buf: &mut [u8], now: Instant) -> Life {
+    pub fn on_readable(&mut self, buf: &mut [u8], shard: &ShardContext, now: Instant) -> Life {
         loop {
             match self.socket.read(buf) {
                 Ok(0) => return Life::Over,
@@ -156,7 +156,7 @@ impl<S: ShardSocket> WsConn<S> {
                 }
                 Ok(n) => {
                     self.last_heard = now;
-                    let pusher = self.pusher.as_deref().map(|p| (p, &mut self.memberships));
+                    let pusher = self.pusher.as_deref().map(|app| (app, shard, &mut self.memberships));
                     if let Some(code) = handle_input(&mut self.decoder, &mut buf[..n], &self.subscriber, pusher)
                         && self.closing.is_open()
                     {
@@ -248,14 +248,15 @@ fn handle_input(
     decoder: &mut Decoder,
     input: &mut [u8],
     subscriber: &Arc<Subscriber>,
-    mut pusher: Option<(&PusherSession, &mut Vec<Membership>)>,
+    mut pusher: Option<(&App, &ShardContext, &mut Vec<Membership>)>,
 ) -> Option<u16> {
     let mut close = None;
     let decoded = decoder.decode(input, |event| match event {
         ClientEvent::Text(text) => {
-            if let Some((session, memberships)) = pusher.as_mut() {
+            if let Some((app, shard, memberships)) = pusher.as_mut() {
                 // The decoder closed (1007) on text that is not UTF-8.
-                session.on_text(std::str::from_utf8(text).unwrap_or_default(), subscriber, memberships);
+                let text = std::str::from_utf8(text).unwrap_or_default();
+                super::pusher::on_text(app, shard, text, subscriber, memberships);
             } else if messages::parse_client(text) == ClientMessage::Ping {
                 subscriber.push_reply(Bytes::from_static(PONG_FRAME));
             }

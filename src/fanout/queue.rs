@@ -388,7 +388,9 @@ impl Subscriber {
             state.slots[slot] = fresh;
             return slot;
         }
-        let mut slots = std::mem::take(&mut state.slots).into_vec();
+        // Exactly one more: a Vec's first growth would hold four.
+        let mut slots = Vec::with_capacity(state.slots.len() + 1);
+        slots.extend(std::mem::take(&mut state.slots).into_vec());
         slots.push(fresh);
         assert!(slots.len() <= super::tag::MAX_SLOTS, "too many rooms for one subscriber");
         state.slots = slots.into_boxed_slice();

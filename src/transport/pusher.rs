@@ -20,7 +20,6 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use crate::api_error::ApiError;
 use crate::dataplane::Adoption;
 use crate::dataplane::close_stage::CLOSE_DEADLINE;
-use crate::dataplane::pusher::PusherSession;
 use crate::fanout::Subscriber;
 use crate::protocol::handshake::{self, SubscribeRequest};
 use crate::protocol::{Framing, pusher, ws};
@@ -79,7 +78,6 @@ pub async fn accept<S: ViewerStream>(
     let subscriber = Arc::new(Subscriber::new(id, Framing::Pusher, [], shared.settings.queue));
     let established = pusher::connection_established(&pusher::socket_id(id, *SALT), pusher::ACTIVITY_TIMEOUT_SECS);
     subscriber.push_control(ws::text_frame(&established));
-    let session = Box::new(PusherSession::new(shared.clone(), app));
     shared.dataplane.adopt(Adoption {
         socket,
         early_input: early_input.to_vec(),
@@ -87,7 +85,7 @@ pub async fn accept<S: ViewerStream>(
         memberships: Vec::new(),
         welcome_seqs: Vec::new(),
         permit,
-        pusher: Some(session),
+        pusher: Some(app),
     });
 }
 

@@ -116,11 +116,13 @@ fn drive(conn: &mut WsConn<Scripted>, steps: usize) -> Life {
         pusher_deliveries: Counter::noop(),
         drain_window: Duration::from_secs(10),
         pusher_close_spread: Duration::from_secs(4),
+        draining: Default::default(),
+        pusher_refused: Counter::noop(),
         expired: Counter::noop(),
     };
     for _ in 0..steps {
         let now = Instant::now();
-        if conn.on_readable(&mut buf, now) == Life::Over || conn.on_woken(&mut cx, &shard, now) == Life::Over {
+        if conn.on_readable(&mut buf, &shard, now) == Life::Over || conn.on_woken(&mut cx, &shard, now) == Life::Over {
             return Life::Over;
         }
     }
