@@ -31,6 +31,13 @@ async fn start(args: ServeArgs) -> Node {
     start_with_file(args, "").await
 }
 
+/// The demo app with Pusher credentials: the key is the load client's default `--pusher-key`.
+fn pusher_app() -> String {
+    format!(
+        "[[app]]\nid = \"demo\"\nadmin_key = \"{KEY}\"\n[app.pusher]\napp_id = \"1\"\nkey = \"bench-pusher-key\"\nsecret = \"s\"\n"
+    )
+}
+
 /// [`start`] with a config file's text.
 async fn start_with_file(mut args: ServeArgs, file: &str) -> Node {
     let data = tempfile::tempdir().unwrap();
@@ -210,10 +217,7 @@ async fn sse_subscribers_get_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pusher_subscribers_get_everything() {
-    let file = format!(
-        "[[app]]\nid = \"demo\"\nadmin_key = \"{KEY}\"\n[app.pusher]\napp_id = \"1\"\nkey = \"bench-pusher-key\"\nsecret = \"s\"\n"
-    );
-    let node = start_with_file(ServeArgs::default(), &file).await;
+    let node = start_with_file(ServeArgs::default(), &pusher_app()).await;
     let args = ["--transport", "pusher", "--subscribers", "100", "--workers", "2", "--rate", "20", "--duration", "2"];
     let report = run(&node, "fanout", &args).await;
     assert_eq!(report["transport"], "pusher");
@@ -225,41 +229,53 @@ async fn pusher_subscribers_get_everything() {
     assert_eq!(pusher.and_then(|l| l.split_whitespace().last()), Some("4000"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_server_drops_the_report_counts_it_exactly() {
-    // Readers that stall for a second behind a one-message queue: that second's
-    // broadcasts (12 MB each at full pace) overflow what the kernel's socket
-    // buffers hold (4 MB sent, 128 KiB received), so the server must drop, and
-    // it says so before the reader reads on.
-    let node = start(ServeArgs { queue_max_messages: Some(1), ..Default::default() }).await;
-    let report = run(
-        &node,
-        "fanout",
-        &[
-            "--subscribers",
-            "20",
-            "--workers",
-            "1",
-            "--rate",
-            "200",
-            "--duration",
-            "1",
-            "--payload",
-            "60000",
-            "--stall-ms",
-            "1000",
-        ],
-    )
-    .await;
+/// Readers that stall for a second behind a one-message queue: that second's
+/// broadcasts (12 MB each at full pace) overflow what the kernel's socket
+/// buffers hold (4 MB sent, 128 KiB received), so the server must drop, and
+/// it says so before the reader reads on. Returns the report and the server's drops.
+async fn stalled_readers(node: &Node, transport: &str) -> (Value, f64) {
+    let args = [
+        "--transport",
+        transport,
+        "--subscribers",
+        "20",
+        "--workers",
+        "1",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--payload",
+        "60000",
+        "--stall-ms",
+        "1000",
+    ];
+    let report = run(node, "fanout", &args).await;
     let metrics = reqwest::get(format!("http://{}/metrics", node.admin)).await.unwrap().text().await.unwrap();
     let dropped: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix(r#"bullhorn_dropped_messages_total{reason="slow"} "#))
         .map_or(0.0, |v| v.parse().unwrap());
+    (report, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_server_drops_the_report_counts_it_exactly() {
+    let node = start(ServeArgs { queue_max_messages: Some(1), ..Default::default() }).await;
+    let (report, dropped) = stalled_readers(&node, "websocket").await;
     assert!(dropped > 0.0, "the server was made to drop");
     assert_eq!(u(&report, "lagged"), dropped as u64, "every drop the server made, the harness counted");
     assert_eq!(u(&report, "deliveries") + u(&report, "lagged"), u(&report, "expected_deliveries"));
     assert_eq!(u(&report, "gaps"), 0, "every drop was announced by `lagged`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pusher_subscriber_is_told_of_every_drop_by_a_bullhorn_lagged_event() {
+    let node = start_with_file(ServeArgs { queue_max_messages: Some(1), ..Default::default() }, &pusher_app()).await;
+    let (report, dropped) = stalled_readers(&node, "pusher").await;
+    assert!(dropped > 0.0, "the server was made to drop");
+    assert_eq!(u(&report, "lagged"), dropped as u64, "each drop counted in a bullhorn:lagged event");
+    assert_eq!(u(&report, "deliveries") + u(&report, "lagged"), u(&report, "expected_deliveries"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

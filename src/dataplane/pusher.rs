@@ -6,10 +6,10 @@
 //! Invariants: a subscription is one membership of the connection and one
 //! slot of its subscriber (at most the app's room cap); a slot's room is set
 //! before the room is joined and emptied, with what is still queued of it,
-//! after it is left, so no slot ever mixes two rooms' messages; `subscription_succeeded` is queued before
-//! the join, so it precedes every broadcast of the room; whatever the client
-//! sends, the connection only answers or closes, and no subscribe is
-//! answered twice differently.
+//! after it is left, so no slot ever mixes two rooms' messages;
+//! `subscription_succeeded` is queued before the join, so it precedes every
+//! broadcast of the room; whatever the client sends, the connection only
+//! answers or closes, and no subscribe is answered twice differently.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
