@@ -637,17 +637,25 @@ async fn with_udp_and_websocket_blocked_the_sdk_falls_back_to_sse() {
 
 /// Pusher's own browser client (npm `pusher-js`'s `dist/web/pusher.min.js`,
 /// unmodified, installed by the test command) in Chromium: it subscribes to
-/// a room, is refused an unknown one, and gets events from the native API
-/// and from Pusher's HTTP API (its official server library), in order, once.
+/// a room, is refused an unknown room and a private channel, gets events from
+/// the native API and from Pusher's HTTP API (its official server library)
+/// in order and once, pings when silent, and after a drain reconnects and
+/// subscribes again on the next node at the same address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pusher_js_in_chromium_gets_the_events_of_both_apis_in_order() {
+async fn pusher_js_in_chromium_gets_both_apis_events_pings_and_comes_back_after_a_drain() {
     const KEY: &str = "278d425bdf160c739803";
+    const SECRET: &str = "7ad3773142a6692b25b8";
     let file = format!(
-        "[[app]]\nid = \"demo\"\nadmin_key = \"{}\"\n[app.pusher]\napp_id = \"1234567\"\nkey = \"{KEY}\"\nsecret = \"7ad3773142a6692b25b8\"\n",
+        "[[app]]\nid = \"demo\"\nadmin_key = \"{}\"\n[app.pusher]\napp_id = \"1234567\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n",
         common::KEY
     );
-    let server =
-        TestServer::start_with_file(ServeArgs { broadcasts_per_room: Some(0), ..Default::default() }, &file).await;
+    let args = ServeArgs {
+        broadcasts_per_room: Some(0),
+        drain_window_ms: Some(1_000),
+        drain_timeout_ms: Some(5_000),
+        ..Default::default()
+    };
+    let mut server = TestServer::start_with_file(args.clone(), &file).await;
     server.admin.create_room("gifts").await;
     let library = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -660,25 +668,33 @@ async fn pusher_js_in_chromium_gets_the_events_of_both_apis_in_order() {
         browser.eval_with("(0, eval)(arguments[0]); return typeof Pusher", vec![json!(library)]).await,
         "function"
     );
+    // A made-up authorization: the private subscribe reaches the server, which must refuse it itself.
     browser
         .eval_with(
-            "window.got = []; window.refused = []; window.subscribed = false; \
+            "window.got = []; window.refused = []; window.subscribed = 0; window.pongs = 0; window.codes = []; \
              window.pusher = new Pusher(arguments[0], {cluster: 'mt1', wsHost: arguments[1], wsPort: arguments[2], \
-               forceTLS: false, enabledTransports: ['ws'], disableStats: true}); \
+               forceTLS: false, enabledTransports: ['ws'], disableStats: true, activityTimeout: 300, \
+               channelAuthorization: {customHandler: (params, callback) => callback(null, {auth: arguments[0] + ':0'})}}); \
+             pusher.connection.bind('message', (m) => { if (m.event === 'pusher:pong') pongs++; }); \
+             pusher.connection.bind('error', (e) => { if (e.data && e.data.code) codes.push(e.data.code); }); \
              const gifts = pusher.subscribe('gifts'); \
-             gifts.bind('pusher:subscription_succeeded', () => { subscribed = true; }); \
+             gifts.bind('pusher:subscription_succeeded', () => { subscribed++; }); \
              gifts.bind_global((event, data) => { if (!event.startsWith('pusher:')) got.push([event, data]); }); \
-             pusher.subscribe('no-such-room').bind('pusher:subscription_error', (e) => refused.push(e.status)); \
+             for (const name of ['no-such-room', 'private-vip']) \
+               pusher.subscribe(name).bind('pusher:subscription_error', (e) => refused.push([name, e.status])); \
              return true",
             vec![json!(KEY), json!(server.viewer.ip().to_string()), json!(server.viewer.port())],
         )
         .await;
-    browser.until("return subscribed && refused.length === 1").await;
-    assert_eq!(browser.eval("return refused").await, json!([404]));
+    browser.until("return subscribed === 1 && refused.length === 2").await;
+    let mut refused = browser.eval("return refused").await.as_array().unwrap().clone();
+    refused.sort_by_key(|r| r.to_string());
+    assert_eq!(refused, [json!(["no-such-room", 404]), json!(["private-vip", 403])]);
+    browser.until("return pongs >= 1").await;
     let body = json!({"data": {"n": 1}, "event": "gift"}).to_string();
     let (status, _) = server.admin.post("/v1/apps/demo/rooms/gifts/broadcast", &body).await;
     assert_eq!(status, 202);
-    let credentials = common::pusher::Credentials { app_id: "1234567", key: KEY, secret: "7ad3773142a6692b25b8" };
+    let credentials = common::pusher::Credentials { app_id: "1234567", key: KEY, secret: SECRET };
     common::pusher::server_library(&server, &credentials, &["trigger", "gifts", "combo", "text, not JSON"]).await;
     let (status, _) = server.admin.post("/v1/apps/demo/rooms/gifts/broadcast", r#"{"data":3}"#).await;
     assert_eq!(status, 202);
@@ -688,6 +704,32 @@ async fn pusher_js_in_chromium_gets_the_events_of_both_apis_in_order() {
         json!([["gift", {"n": 1}], ["combo", "text, not JSON"], ["broadcast", 3]]),
         "in order, once each, each with its event name"
     );
+    // The drain: the next node takes the address once this one lets go of it.
+    let viewer = server.viewer;
+    server.begin_shutdown();
+    let mut next = None;
+    for _ in 0..500 {
+        if std::net::TcpListener::bind(viewer).is_ok() {
+            next =
+                Some(TestServer::start_with_file(ServeArgs { viewer_addr: Some(viewer), ..args.clone() }, &file).await);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let next = next.expect("the drained node let go of its address");
+    next.admin.create_room("gifts").await;
+    browser.until("return subscribed === 2").await;
+    // pusher-js reports the code twice: from `pusher:error`, then from the close frame.
+    let codes = browser.eval("return codes").await;
+    assert!(
+        codes.as_array().is_some_and(|c| !c.is_empty() && c.iter().all(|c| c == 4200)),
+        "reconnect at once: {codes}"
+    );
+    let (status, _) = next.admin.post("/v1/apps/demo/rooms/gifts/broadcast", r#"{"data":"back","event":"gift"}"#).await;
+    assert_eq!(status, 202);
+    browser.until("return got.length >= 4").await;
+    assert_eq!(browser.eval("return got[3]").await, json!(["gift", "back"]));
     browser.close().await;
     server.finish().await;
+    next.finish().await;
 }
