@@ -274,6 +274,11 @@ impl Running {
             if !early_input.is_empty() {
                 ws.early_input(early_input, &self.context, now);
             }
+            // Handed over as the drain began: no room will tell it, and the shard's look is past.
+            if self.context.draining.load(std::sync::atomic::Ordering::Acquire) && ws.is_pusher_without_rooms() {
+                let reconnect_after_ms = crate::shutdown::draw_within(self.context.drain_window);
+                ws.subscriber().close(CloseReason::ServerDraining { reconnect_after_ms });
+            }
             Conn::Ws(ws)
         } else if subscriber.framing() == Framing::Sse {
             // What an SSE client sent past its request means nothing: dropped.
