@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::broker::Broker;
 use crate::cluster::Cluster;
 use crate::config::{Config, DEFAULT_MAX_ROOMS, DEMO_APP};
+use crate::dataplane::close_stage::CLOSE_DEADLINE;
 use crate::dataplane::{Dataplane, ShardContext};
 use crate::metrics::{self, Metrics};
 use crate::protocol::close::CloseReason;
@@ -75,8 +76,9 @@ impl Server {
             pusher_deliveries: metrics.pusher_deliveries.clone(),
             drain_window: config.drain.window,
             // The node waits `timeout` for its connections to go: Pusher
-            // closes are spread over most of it (and at most the window).
-            pusher_close_spread: config.drain.window.min(config.drain.timeout.mul_f64(0.8)),
+            // closes are spread over it but the last one's flush deadline
+            // (and over at most the window).
+            pusher_close_spread: config.drain.window.min(config.drain.timeout.saturating_sub(CLOSE_DEADLINE)),
             draining: Default::default(),
             pusher_refused: metrics.pusher_subscriptions_refused.clone(),
             expired: metrics.dropped_expired.clone(),

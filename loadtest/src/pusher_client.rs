@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 use crate::ws_client::parse_header;
 
 /// Subscribes to `channel` on a connection whose first frame
-/// (`pusher:connection_established`) is in `buf`; returns once subscribed,
+/// (`pusher:connection_established`) is in `buf` (skipped, as is anything
+/// before the answer); returns once subscribed,
 /// with what came after the answer left in `buf`.
 pub async fn subscribe(stream: &mut TcpStream, buf: &mut BytesMut, channel: &str) -> std::io::Result<()> {
     let message = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":{channel:?}}}}}"#);

@@ -338,9 +338,7 @@ impl Fleet {
             .await
             .map_err(|e| e.to_string())?;
         if self.args.pusher {
-            // The first frame is `connection_established`; the seq check does not apply (Pusher has none).
-            let (header, len) = ws_client::parse_header(&leftover).map(|(_, h, l)| (h, l)).unwrap_or_default();
-            bytes::Buf::advance(&mut leftover, header + len);
+            // The first frame (`connection_established`) is skipped with any other that is not the answer.
             crate::pusher_client::subscribe(&mut stream, &mut leftover, &self.args.room)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -272,7 +272,10 @@ pub fn on_text(text: &[u8], seen: &Seen, stats: &Rc<RefCell<Stats>>) -> bool {
             stats.lagged += number_after(text, br#"\"missed\":"#).unwrap_or(0);
             return false;
         }
-        if text.starts_with(br#"{"event":"pusher"#) || text.starts_with(br#"{"event":"bullhorn:"#) {
+        if text.starts_with(br#"{"event":"pusher:"#)
+            || text.starts_with(br#"{"event":"pusher_internal:"#)
+            || text.starts_with(br#"{"event":"bullhorn:"#)
+        {
             return false;
         }
         count_delivery(&mut stats, now);

@@ -3,9 +3,9 @@
 //! `closing` event): the last bytes must leave by a deadline, then the
 //! connection is half-closed and waits for the peer's close until a second
 //! one. Deadlines are handed to the shard's queue once each. A Pusher
-//! client told of a drain reconnects at once (4200), so its close is first
-//! held until its turn in the drain window: that is the only wait of
-//! another length.
+//! client told of a drain reconnects at once (4200), so its drain close
+//! waits for its turn in the drain window while the connection goes on
+//! writing: that is the only wait of another length.
 
 use std::time::{Duration, Instant};
 
@@ -20,9 +20,10 @@ pub const CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 enum Stage {
     /// Not closing.
     Open,
-    /// The close is decided and held until the deadline (its turn in the drain window).
-    Holding(CloseReason),
-    /// A held close whose turn came: its last message is to be queued.
+    /// Not closing yet: a drain close waits for its turn (the deadline);
+    /// everything is written meanwhile.
+    Waiting(CloseReason),
+    /// A waiting close whose turn came: the queue is to be closed.
     Due(CloseReason),
     /// The last message is queued; its bytes must leave by the deadline.
     Flushing,
@@ -46,9 +47,14 @@ impl Default for CloseStage {
 }
 
 impl CloseStage {
-    /// Not closing.
+    /// Not closing (a close waiting for its turn is not one yet).
     pub fn is_open(&self) -> bool {
-        self.stage == Stage::Open
+        matches!(self.stage, Stage::Open | Stage::Waiting(_) | Stage::Due(_))
+    }
+
+    /// A drain close was asked and is waiting for its turn, or came due.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.stage, Stage::Waiting(_) | Stage::Due(_))
     }
 
     /// Half-closed: what the peer still sends is its last words.
@@ -62,13 +68,14 @@ impl CloseStage {
         self.set_deadline(now + CLOSE_DEADLINE);
     }
 
-    /// Holds the close for `reason` until `until`; then [`CloseStage::take_due`] hands it back.
-    pub fn hold(&mut self, reason: CloseReason, until: Instant) {
-        self.stage = Stage::Holding(reason);
+    /// Lets the close for `reason` wait until `until`, writing meanwhile;
+    /// then [`CloseStage::take_due`] hands it back.
+    pub fn wait(&mut self, reason: CloseReason, until: Instant) {
+        self.stage = Stage::Waiting(reason);
         self.set_deadline(until);
     }
 
-    /// A held close whose turn came, once: its last message is to be queued now.
+    /// A waiting close whose turn came, once: the queue is to be closed now.
     pub fn take_due(&mut self) -> Option<CloseReason> {
         match self.stage {
             Stage::Due(reason) => {
@@ -84,14 +91,14 @@ impl CloseStage {
     /// peer); false when not closing.
     pub fn flushed(&mut self, socket: &mut impl ShardSocket, now: Instant) -> bool {
         match self.stage {
-            Stage::Open => false,
+            Stage::Open | Stage::Waiting(_) | Stage::Due(_) => false,
             Stage::Flushing => {
                 socket.shutdown();
                 self.stage = Stage::Lingering;
                 self.set_deadline(now + CLOSE_DEADLINE);
                 true
             }
-            Stage::Lingering | Stage::Holding(_) | Stage::Due(_) => true,
+            Stage::Lingering => true,
         }
     }
 
@@ -106,20 +113,21 @@ impl CloseStage {
     }
 
     /// A queued deadline came: over if the current stage ran out of time;
-    /// a held close whose turn came is due (the connection is to be woken:
-    /// [`CloseStage::is_due`]).
+    /// a waiting close whose turn came is due (the connection is to be
+    /// woken: [`CloseStage::is_due`]).
     pub fn on_deadline(&mut self, now: Instant) -> Life {
         match (self.stage, self.deadline) {
-            (Stage::Holding(reason), Some(deadline)) if now >= deadline => {
+            (Stage::Waiting(reason), Some(deadline)) if now >= deadline => {
                 self.stage = Stage::Due(reason);
                 Life::Open
             }
+            (Stage::Open | Stage::Waiting(_) | Stage::Due(_), _) => Life::Open,
             (_, Some(deadline)) if now >= deadline => Life::Over,
             _ => Life::Open,
         }
     }
 
-    /// A held close is due: the connection must be written to queue it.
+    /// A waiting close is due: the connection must be woken to close its queue.
     pub fn is_due(&self) -> bool {
         matches!(self.stage, Stage::Due(_))
     }

@@ -52,7 +52,7 @@ impl Conn {
         }
     }
 
-    /// A held close came due at the last deadline: write it now.
+    /// A waiting close came due at the last deadline: wake the connection to close.
     pub fn close_is_due(&self) -> bool {
         match self {
             Conn::Ws(conn) => conn.close_is_due(),
@@ -80,9 +80,7 @@ impl Conn {
 /// fails (`Some(Over)`), or nothing is left (`None`: the caller parks). Once
 /// the queue asks to close and the backlog before that has left (a slow
 /// consumer's is dropped by `refill`), `last_words` queues the frames that end
-/// the connection and the close stage begins; or it returns when to, and the
-/// close is held until then (`held` is true when `last_words` is called
-/// again at that time: it must queue them then).
+/// the connection and the close stage begins.
 #[allow(clippy::too_many_arguments)] // the connection's parts, borrowed apart
 pub fn write_until_blocked<S: ShardSocket>(
     socket: &mut S,
@@ -91,25 +89,17 @@ pub fn write_until_blocked<S: ShardSocket>(
     closing: &mut CloseStage,
     counters: (&ShardContext, &Counter),
     now: Instant,
-    last_words: impl Fn(CloseReason, &mut Outbox, bool) -> Option<Instant>,
+    last_words: impl Fn(CloseReason, &mut Outbox),
     mut write: impl FnMut(&mut Outbox, &mut S) -> io::Result<usize>,
 ) -> Option<Life> {
     loop {
-        if out.is_empty()
-            && let Some(reason) = closing.take_due()
-        {
-            last_words(reason, out, true);
-            closing.begin(now);
-        }
         if out.is_empty()
             && closing.is_open()
             && let Some(reason) = out.refill(subscriber)
             && out.is_empty()
         {
-            match last_words(reason, out, false) {
-                Some(turn) => closing.hold(reason, turn),
-                None => closing.begin(now),
-            }
+            last_words(reason, out);
+            closing.begin(now);
         }
         match write_step(socket, out, subscriber, counters, now, &mut write) {
             Step::Wrote => {}

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::close_stage::CloseStage;
 use super::ws::ShardContext;
 use crate::fanout::Subscriber;
 use crate::fanout::outbox::Outbox;
@@ -43,7 +44,7 @@ pub fn on_text(
 ) {
     match pusher::parse_client(text) {
         Ok(ClientMessage::Subscribe { channel }) => subscribe(app, shard, &channel, subscriber, memberships),
-        Ok(ClientMessage::Unsubscribe { channel }) => unsubscribe(&channel, subscriber, memberships),
+        Ok(ClientMessage::Unsubscribe { channel }) => unsubscribe(shard, &channel, subscriber, memberships),
         Ok(ClientMessage::Ping) => {
             subscriber.push_reply(PONG_FRAME.clone());
         }
@@ -65,9 +66,12 @@ fn subscribe(
     subscriber: &Arc<Subscriber>,
     memberships: &mut Vec<Membership>,
 ) {
+    // Answers are replies: past a backlog of them (a client that sends and
+    // never reads) they are dropped, and so is the subscribe, so what a
+    // client sends can never grow the server's memory.
     let refuse = |kind: &str, error: &str, status: u16| {
         shard.pusher_refused.increment(1);
-        subscriber.push_control(ws::text_frame(&pusher::subscription_error(channel, kind, error, status)));
+        subscriber.push_reply(ws::text_frame(&pusher::subscription_error(channel, kind, error, status)));
     };
     match pusher::channel_kind(channel) {
         ChannelKind::Public => {}
@@ -78,16 +82,20 @@ fn subscribe(
     }
     if memberships.iter().any(|m| &**m.room.id() == channel) {
         // Subscribed already: as Pusher does, the answer is the same.
-        return subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
+        subscriber.push_reply(ws::text_frame(&pusher::subscription_succeeded(channel)));
+        return;
     }
     let Some(room) = app.room(channel) else {
         return refuse("UnknownChannel", "no room of this app has that name", 404);
     };
-    if memberships.len() >= app.max_rooms() {
-        return refuse("LimitReached", &format!("at most {} channels per connection", app.max_rooms()), 400);
+    let cap = app.max_rooms().min(crate::fanout::tag::MAX_SLOTS);
+    if memberships.len() >= cap {
+        return refuse("LimitReached", &format!("at most {cap} channels per connection"), 400);
+    }
+    if !subscriber.push_reply(ws::text_frame(&pusher::subscription_succeeded(channel))) {
+        return;
     }
     let slot = subscriber.assign_slot(room.id().clone());
-    subscriber.push_control(ws::text_frame(&pusher::subscription_succeeded(channel)));
     let member = Member { subscriber: Arc::clone(subscriber), slot };
     match room.join(subscriber.id(), member, None) {
         Ok((key, _)) => {
@@ -106,36 +114,46 @@ fn subscribe(
     }
 }
 
-/// Leaves `channel`'s room, if subscribed, and frees its slot.
-fn unsubscribe(channel: &str, subscriber: &Subscriber, memberships: &mut Vec<Membership>) {
+/// Leaves `channel`'s room, if subscribed, and frees its slot. A connection
+/// that leaves its last room during a drain may have missed that room's
+/// close: it is told here.
+fn unsubscribe(shard: &ShardContext, channel: &str, subscriber: &Subscriber, memberships: &mut Vec<Membership>) {
     let Some(index) = memberships.iter().position(|m| &**m.room.id() == channel) else { return };
     let membership = memberships.swap_remove(index);
     if let Some(key) = membership.key {
         membership.room.leave(key);
     }
     subscriber.release_slot(channel);
+    if memberships.is_empty() && shard.draining.load(Ordering::Acquire) {
+        let reconnect_after_ms = crate::shutdown::draw_within(shard.drain_window);
+        subscriber.close(CloseReason::ServerDraining { reconnect_after_ms });
+    }
+}
+
+/// A Pusher connection's drain close, paced: asked of its subscriber (by a
+/// room's lane or the shard), it waits until `reconnect_after_ms` scaled to
+/// the part of the drain a node waits for its connections, writing
+/// everything meanwhile (the client has no resume: what it is not sent is
+/// lost), so the node's Pusher clients, who reconnect the moment they are
+/// told, come back spread out as native ones do; at its turn the queue is
+/// closed, after what it holds.
+pub fn pace_drain_close(subscriber: &Subscriber, closing: &mut CloseStage, shard: &ShardContext, now: Instant) {
+    if let Some(reason) = closing.take_due() {
+        return subscriber.close_now(reason);
+    }
+    if closing.is_waiting() || !closing.is_open() {
+        return;
+    }
+    if let Some(reason @ CloseReason::ServerDraining { reconnect_after_ms }) = subscriber.take_drain_asked() {
+        let share = reconnect_after_ms as f64 / shard.drain_window.as_millis().max(1) as f64;
+        closing.wait(reason, now + shard.pusher_close_spread.mul_f64(share.min(1.0)));
+    }
 }
 
 /// A Pusher connection's last frames for `reason`: `pusher:error`, then the
-/// close frame with the protocol's code. A drain's close is first held (the
-/// client reconnects the moment it is told): until `reconnect_after_ms`
-/// scaled to the part of the drain a node waits for its connections, so
-/// the node's Pusher clients come back spread out, as native ones do.
-pub fn last_words(
-    reason: CloseReason,
-    out: &mut Outbox,
-    held: bool,
-    shard: &ShardContext,
-    now: Instant,
-) -> Option<Instant> {
-    if let CloseReason::ServerDraining { reconnect_after_ms } = reason
-        && !held
-    {
-        let share = reconnect_after_ms as f64 / shard.drain_window.as_millis().max(1) as f64;
-        return Some(now + shard.pusher_close_spread.mul_f64(share.min(1.0)));
-    }
+/// close frame with the protocol's code.
+pub fn last_words(reason: CloseReason, out: &mut Outbox) {
     close_frames(pusher::close::for_reason(reason), reason.as_str(), out);
-    None
 }
 
 /// Queues `pusher:error` with `code`, then the close frame.

@@ -99,10 +99,7 @@ impl<S: ShardSocket> SseConn<S> {
             &mut self.closing,
             (shard, &shard.sse_deliveries),
             now,
-            |reason, out, _| {
-                out.push_frame(sse::closing_event(&messages::closing(reason), reason.reconnect_after_ms()));
-                None
-            },
+            |reason, out| out.push_frame(sse::closing_event(&messages::closing(reason), reason.reconnect_after_ms())),
             |out, socket| match ids.as_deref_mut() {
                 Some(ids) => out.write_with_ids(ids, |slices| socket.write_vectored(slices)),
                 None => out.write(|slices| socket.write_vectored(slices)),

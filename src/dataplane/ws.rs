@@ -178,6 +178,9 @@ impl<S: ShardSocket> WsConn<S> {
     /// it: write what can go, then park the queue's waker (`cx`).
     pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
         let pusher = self.pusher.is_some();
+        if pusher {
+            super::pusher::pace_drain_close(&self.subscriber, &mut self.closing, shard, now);
+        }
         let deliveries = if pusher { &shard.pusher_deliveries } else { &shard.deliveries };
         let written = write_until_blocked(
             &mut self.socket,
@@ -186,13 +189,12 @@ impl<S: ShardSocket> WsConn<S> {
             &mut self.closing,
             (shard, deliveries),
             now,
-            |reason, out, held| {
+            |reason, out| {
                 if pusher {
-                    return super::pusher::last_words(reason, out, held, shard, now);
+                    return super::pusher::last_words(reason, out);
                 }
                 out.push_frame(ws::text_frame(&messages::closing(reason)));
                 out.push_frame(close_frame(reason.ws_close_code()));
-                None
             },
             |out, socket| out.write(|slices| socket.write_vectored(slices)),
         );

@@ -138,6 +138,10 @@ struct QueueState {
     waker: Option<Waker>,
     /// Something happened since the connection last looked (a stored permit).
     woken: bool,
+    /// A Pusher subscriber's drain close, asked and not yet taken by its
+    /// connection: it goes on receiving until its turn comes (the
+    /// connection then closes the queue itself).
+    drain_asked: Option<CloseReason>,
 }
 
 /// Kept in one small block, so marking a conflatable entry touches the
@@ -237,6 +241,7 @@ impl Subscriber {
                 close: None,
                 waker: None,
                 woken: false,
+                drain_asked: None,
             }),
         }
     }
@@ -528,14 +533,38 @@ impl Subscriber {
     }
 
     /// Asks the subscriber to close. The first reason wins; returns whether this was it.
+    ///
+    /// A Pusher subscriber's drain close is only asked
+    /// ([`Subscriber::take_drain_asked`]): a Pusher client reconnects the
+    /// moment it is told, and has no resume, so its connection tells it at
+    /// its turn in the drain window and it receives everything until then.
     pub fn close(&self, reason: CloseReason) -> bool {
         let mut state = self.lock();
-        if state.close.is_some() {
+        if state.close.is_some() || state.drain_asked.is_some() {
             return false;
         }
-        state.close = Some(reason);
+        if self.framing == Framing::Pusher && matches!(reason, CloseReason::ServerDraining { .. }) {
+            state.drain_asked = Some(reason);
+        } else {
+            state.close = Some(reason);
+        }
         wake(state);
         true
+    }
+
+    /// The drain close asked of this (Pusher) subscriber, once.
+    pub fn take_drain_asked(&self) -> Option<CloseReason> {
+        self.lock().drain_asked.take()
+    }
+
+    /// Closes the queue now, whatever was asked before (a Pusher
+    /// connection's drain close, at its turn). The first close still wins.
+    pub fn close_now(&self, reason: CloseReason) {
+        let mut state = self.lock();
+        if state.close.is_none() {
+            state.close = Some(reason);
+            wake(state);
+        }
     }
 
     /// The reason this subscriber is closing, if it is.

@@ -391,3 +391,19 @@ proptest! {
         check(drain(&s), &slot_of, &joined_after)?;
     }
 }
+
+#[test]
+fn a_pusher_subscribers_drain_close_is_only_asked_and_it_receives_until_closed() {
+    let s = Subscriber::new(1, Framing::Pusher, [Arc::from("a")], QueueLimits::default());
+    let drain = CloseReason::ServerDraining { reconnect_after_ms: 10 };
+    assert!(s.close(drain));
+    assert_eq!(s.closing(), None, "asked, not closed");
+    assert_eq!(s.push_broadcast(0, &bc(0, 1, normal()), &mut Drops::default()), PushOutcome::Queued);
+    assert_eq!(s.take_drain_asked(), Some(drain));
+    assert_eq!(s.take_drain_asked(), None, "taken once");
+    s.close_now(drain);
+    assert_eq!(s.push_broadcast(0, &bc(0, 2, normal()), &mut Drops::default()), PushOutcome::Closed);
+    let native = Subscriber::new(2, Framing::WebSocket, [Arc::from("a")], QueueLimits::default());
+    native.close(drain);
+    assert_eq!(native.closing(), Some(drain), "a native subscriber is closed at once (it resumes)");
+}
