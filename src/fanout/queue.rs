@@ -139,10 +139,15 @@ struct QueueState {
     /// Something happened since the connection last looked (a stored permit).
     woken: bool,
     /// A Pusher subscriber's drain close, asked and not yet taken by its
-    /// connection: it goes on receiving until its turn comes (the
-    /// connection then closes the queue itself).
-    drain_asked: Option<CloseReason>,
+    /// connection: its `reconnect_after_ms` ([`NOT_ASKED`] when none; a
+    /// `u32` sits in the padding beside the flags, an `Option<CloseReason>`
+    /// would add 16 B to every subscriber). It goes on receiving until its
+    /// turn comes; the connection then closes the queue itself.
+    drain_asked_ms: u32,
 }
+
+/// `drain_asked_ms` when no drain close was asked.
+const NOT_ASKED: u32 = u32::MAX;
 
 /// Kept in one small block, so marking a conflatable entry touches the
 /// cache line the priority counts are already on (at 100k subscribers a
@@ -241,7 +246,7 @@ impl Subscriber {
                 close: None,
                 waker: None,
                 woken: false,
-                drain_asked: None,
+                drain_asked_ms: NOT_ASKED,
             }),
         }
     }
@@ -540,11 +545,11 @@ impl Subscriber {
     /// its turn in the drain window and it receives everything until then.
     pub fn close(&self, reason: CloseReason) -> bool {
         let mut state = self.lock();
-        if state.close.is_some() || state.drain_asked.is_some() {
+        if state.close.is_some() || state.drain_asked_ms != NOT_ASKED {
             return false;
         }
-        if self.framing == Framing::Pusher && matches!(reason, CloseReason::ServerDraining { .. }) {
-            state.drain_asked = Some(reason);
+        if let (Framing::Pusher, CloseReason::ServerDraining { reconnect_after_ms }) = (self.framing, reason) {
+            state.drain_asked_ms = reconnect_after_ms.min(u64::from(NOT_ASKED - 1)) as u32;
         } else {
             state.close = Some(reason);
         }
@@ -554,7 +559,8 @@ impl Subscriber {
 
     /// The drain close asked of this (Pusher) subscriber, once.
     pub fn take_drain_asked(&self) -> Option<CloseReason> {
-        self.lock().drain_asked.take()
+        let asked = std::mem::replace(&mut self.lock().drain_asked_ms, NOT_ASKED);
+        (asked != NOT_ASKED).then_some(CloseReason::ServerDraining { reconnect_after_ms: u64::from(asked) })
     }
 
     /// Closes the queue now, whatever was asked before (a Pusher
