@@ -113,8 +113,8 @@ impl CloseStage {
     }
 
     /// A queued deadline came: over if the current stage ran out of time;
-    /// a waiting close whose turn came is due (the connection is to be
-    /// woken: [`CloseStage::is_due`]).
+    /// a waiting close whose turn came is due (the shard wakes the
+    /// connection, which takes it: [`CloseStage::take_due`]).
     pub fn on_deadline(&mut self, now: Instant) -> Life {
         match (self.stage, self.deadline) {
             (Stage::Waiting(reason), Some(deadline)) if now >= deadline => {
@@ -125,10 +125,5 @@ impl CloseStage {
             (_, Some(deadline)) if now >= deadline => Life::Over,
             _ => Life::Open,
         }
-    }
-
-    /// A waiting close is due: the connection must be woken to close its queue.
-    pub fn is_due(&self) -> bool {
-        matches!(self.stage, Stage::Due(_))
     }
 }

@@ -43,8 +43,8 @@ impl Conn {
         }
     }
 
-    /// A deadline passed: `Over` when the connection ran out of time; a
-    /// connection whose held close came due stays `Open` and must be woken.
+    /// A deadline passed: `Over` when the connection ran out of time; one
+    /// that lives on is woken (a Pusher drain close may have come due).
     pub fn on_deadline(&mut self, now: Instant) -> Life {
         match self {
             Conn::Ws(conn) => conn.on_deadline(now),
@@ -52,15 +52,7 @@ impl Conn {
         }
     }
 
-    /// A waiting close came due at the last deadline: wake the connection to close.
-    pub fn close_is_due(&self) -> bool {
-        match self {
-            Conn::Ws(conn) => conn.close_is_due(),
-            Conn::Sse(_) => false,
-        }
-    }
-
-    /// A Pusher connection: its own heartbeat and its drain when it holds no room (`dataplane::pusher`).
+    /// A Pusher connection: the shard beats for it and wakes it when the drain begins (`dataplane::pusher`).
     pub fn pusher(&mut self) -> Option<&mut WsConn<AnySocket>> {
         match self {
             Conn::Ws(conn) if conn.is_pusher() => Some(conn),

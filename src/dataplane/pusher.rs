@@ -44,7 +44,7 @@ pub fn on_text(
 ) {
     match pusher::parse_client(text) {
         Ok(ClientMessage::Subscribe { channel }) => subscribe(app, shard, &channel, subscriber, memberships),
-        Ok(ClientMessage::Unsubscribe { channel }) => unsubscribe(shard, &channel, subscriber, memberships),
+        Ok(ClientMessage::Unsubscribe { channel }) => unsubscribe(&channel, subscriber, memberships),
         Ok(ClientMessage::Ping) => {
             subscriber.push_reply(PONG_FRAME.clone());
         }
@@ -108,41 +108,51 @@ fn subscribe(
             subscriber.close(CloseReason::RoomDestroyed);
         }
     }
+    // Joined as the drain went on: the room's close may have passed already.
     if shard.draining.load(Ordering::Acquire) {
-        let reconnect_after_ms = crate::shutdown::draw_within(shard.drain_window);
-        subscriber.close(CloseReason::ServerDraining { reconnect_after_ms });
+        subscriber.close(drain_close(shard));
     }
 }
 
-/// Leaves `channel`'s room, if subscribed, and frees its slot. A connection
-/// that leaves its last room during a drain may have missed that room's
-/// close: it is told here.
-fn unsubscribe(shard: &ShardContext, channel: &str, subscriber: &Subscriber, memberships: &mut Vec<Membership>) {
+/// Leaves `channel`'s room, if subscribed, and frees its slot.
+fn unsubscribe(channel: &str, subscriber: &Subscriber, memberships: &mut Vec<Membership>) {
     let Some(index) = memberships.iter().position(|m| &**m.room.id() == channel) else { return };
     let membership = memberships.swap_remove(index);
     if let Some(key) = membership.key {
         membership.room.leave(key);
     }
     subscriber.release_slot(channel);
-    if memberships.is_empty() && shard.draining.load(Ordering::Acquire) {
-        let reconnect_after_ms = crate::shutdown::draw_within(shard.drain_window);
-        subscriber.close(CloseReason::ServerDraining { reconnect_after_ms });
-    }
 }
 
-/// A Pusher connection's drain close, paced: asked of its subscriber (by a
-/// room's lane or the shard), it waits until `reconnect_after_ms` scaled to
-/// the part of the drain a node waits for its connections, writing
-/// everything meanwhile (the client has no resume: what it is not sent is
-/// lost), so the node's Pusher clients, who reconnect the moment they are
-/// told, come back spread out as native ones do; at its turn the queue is
-/// closed, after what it holds.
-pub fn pace_drain_close(subscriber: &Subscriber, closing: &mut CloseStage, shard: &ShardContext, now: Instant) {
+/// A drain close with its reconnect delay drawn from the window, as rooms give their members.
+fn drain_close(shard: &ShardContext) -> CloseReason {
+    CloseReason::ServerDraining { reconnect_after_ms: crate::shutdown::draw_within(shard.drain_window) }
+}
+
+/// A Pusher connection's drain close, paced (called at every wake): asked
+/// of its subscriber by a room's lane, or, for a connection in no room
+/// (which no lane reaches), by the connection itself once the node drains
+/// (the shard wakes its Pusher connections then), it waits until
+/// `reconnect_after_ms` scaled to the part of the drain a node waits for its
+/// connections, writing everything meanwhile (the client has no resume:
+/// what it is not sent is lost), so the node's Pusher clients, who reconnect
+/// the moment they are told, come back spread out as native ones do; at its
+/// turn the queue is closed, after what it holds.
+pub fn pace_drain_close(
+    subscriber: &Subscriber,
+    in_no_room: bool,
+    closing: &mut CloseStage,
+    shard: &ShardContext,
+    now: Instant,
+) {
     if let Some(reason) = closing.take_due() {
         return subscriber.close_now(reason);
     }
     if closing.is_waiting() || !closing.is_open() {
         return;
+    }
+    if in_no_room && shard.draining.load(Ordering::Acquire) {
+        subscriber.close(drain_close(shard));
     }
     if let Some(reason @ CloseReason::ServerDraining { reconnect_after_ms }) = subscriber.take_drain_asked() {
         let share = reconnect_after_ms as f64 / shard.drain_window.as_millis().max(1) as f64;

@@ -24,10 +24,10 @@ use super::conn::Conn;
 use super::inbox::{self, ConnWaker, Inbox, Pending};
 use super::quic::timers::earliest;
 use super::quic::{QUIC_BIT, QuicPort};
+use super::socket::AnySocket;
 use super::sse::SseConn;
 use super::ws::{Life, ShardContext, WsConn};
 use crate::protocol::Framing;
-use crate::protocol::close::CloseReason;
 
 /// The inbox's wake.
 pub const WAKE: Token = Token(usize::MAX);
@@ -117,7 +117,7 @@ impl Shard {
             if !running.take_inbox(now) || !running.write_dirty(now) {
                 return running.stop(now);
             }
-            // A held close that came due is written in the same pass.
+            // A drain close that came due is taken in the same pass.
             if running.expire(now) && !running.write_dirty(now) {
                 return running.stop(now);
             }
@@ -168,14 +168,11 @@ impl Running {
             if let Some(quic) = &mut self.quic {
                 quic.drain_began(now);
             }
-            self.drain_roomless_pusher_conns();
+            // A Pusher connection in no room hears of the drain only from itself.
+            self.for_each_pusher_conn(|token, _, dirty| dirty.push(token));
         }
         if std::mem::take(&mut self.pending.heartbeat) {
-            for (_, entry) in self.conns.iter_mut() {
-                if let Some(conn) = entry.conn.pusher() {
-                    conn.subscriber().heartbeat();
-                }
-            }
+            self.for_each_pusher_conn(|_, conn, _| conn.subscriber().heartbeat());
         }
         let adoptions = std::mem::take(&mut self.pending.adopt);
         for adoption in adoptions {
@@ -231,10 +228,11 @@ impl Running {
         true
     }
 
-    /// Ends the connections whose close stage ran out of time; those whose
-    /// held close came due are marked dirty. Returns whether any was.
+    /// Ends the connections whose close stage ran out of time; the others
+    /// whose deadline passed are woken (a Pusher drain close may be due).
+    /// Returns whether any was.
     fn expire(&mut self, now: Instant) -> bool {
-        let mut due = false;
+        let mut woken = false;
         while let Some(&Reverse((at, token))) = self.deadlines.peek() {
             if at > now {
                 break;
@@ -243,23 +241,20 @@ impl Running {
             let Some(entry) = self.conns.get_mut(token) else { continue };
             if entry.conn.on_deadline(now) == Life::Over {
                 self.close(token);
-            } else if entry.conn.close_is_due() {
+            } else {
                 self.dirty.push(token as u32);
-                due = true;
+                woken = true;
             }
         }
-        due
+        woken
     }
 
-    /// The drain began: a Pusher connection in some room is told by its
-    /// rooms, after what they had accepted before; one in none only here.
-    fn drain_roomless_pusher_conns(&mut self) {
-        for (_, entry) in self.conns.iter_mut() {
-            if let Some(conn) = entry.conn.pusher()
-                && conn.is_pusher_without_rooms()
-            {
-                let reconnect_after_ms = crate::shutdown::draw_within(self.context.drain_window);
-                conn.subscriber().close(CloseReason::ServerDraining { reconnect_after_ms });
+    /// Calls `each` with every Pusher connection of the shard (its token, the
+    /// connection and the dirty list).
+    fn for_each_pusher_conn(&mut self, mut each: impl FnMut(u32, &mut WsConn<AnySocket>, &mut Vec<u32>)) {
+        for (token, entry) in self.conns.iter_mut() {
+            if let Some(conn) = entry.conn.pusher() {
+                each(token as u32, conn, &mut self.dirty);
             }
         }
     }
@@ -273,11 +268,6 @@ impl Running {
             let mut ws = WsConn::new(socket, subscriber, memberships, Some(permit)).with_pusher(app);
             if !early_input.is_empty() {
                 ws.early_input(early_input, &self.context, now);
-            }
-            // Handed over as the drain began: no room will tell it, and the shard's look is past.
-            if self.context.draining.load(std::sync::atomic::Ordering::Acquire) && ws.is_pusher_without_rooms() {
-                let reconnect_after_ms = crate::shutdown::draw_within(self.context.drain_window);
-                ws.subscriber().close(CloseReason::ServerDraining { reconnect_after_ms });
             }
             Conn::Ws(ws)
         } else if subscriber.framing() == Framing::Sse {

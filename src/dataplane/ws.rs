@@ -115,18 +115,8 @@ impl<S: ShardSocket> WsConn<S> {
         self.pusher.is_some()
     }
 
-    /// A Pusher connection that subscribed to no room: nothing else will tell it of a drain.
-    pub fn is_pusher_without_rooms(&self) -> bool {
-        self.pusher.is_some() && self.memberships.is_empty()
-    }
-
     pub fn subscriber(&self) -> &Arc<Subscriber> {
         &self.subscriber
-    }
-
-    /// A held close came due at the last deadline.
-    pub fn close_is_due(&self) -> bool {
-        self.closing.is_due()
     }
 
     /// The deadline a handler just started, once: the shard queues it.
@@ -179,7 +169,8 @@ impl<S: ShardSocket> WsConn<S> {
     pub fn on_woken(&mut self, cx: &mut Context<'_>, shard: &ShardContext, now: Instant) -> Life {
         let pusher = self.pusher.is_some();
         if pusher {
-            super::pusher::pace_drain_close(&self.subscriber, &mut self.closing, shard, now);
+            let in_no_room = self.memberships.is_empty();
+            super::pusher::pace_drain_close(&self.subscriber, in_no_room, &mut self.closing, shard, now);
         }
         let deliveries = if pusher { &shard.pusher_deliveries } else { &shard.deliveries };
         let written = write_until_blocked(

@@ -117,9 +117,14 @@ pub fn accept_key(key: &[u8]) -> String {
 
 /// The 101 answer's head; with `deflate` (an answer of `deflate::answer_offer`), it accepts `permessage-deflate`.
 pub fn switching_protocols(accept: &str, deflate: Option<&str>) -> Vec<u8> {
-    let extension = deflate.map_or_else(String::new, |answer| format!("sec-websocket-extensions: {answer}\r\n"));
+    switching_protocols_with(accept, "sec-websocket-extensions", deflate)
+}
+
+/// The 101 head, with one more header when `value` is given.
+fn switching_protocols_with(accept: &str, header: &str, value: Option<&str>) -> Vec<u8> {
+    let extra = value.map_or_else(String::new, |value| format!("{header}: {value}\r\n"));
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n{extension}\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n{extra}\r\n"
     )
     .into_bytes()
 }
@@ -128,11 +133,7 @@ pub fn switching_protocols(accept: &str, deflate: Option<&str>) -> Vec<u8> {
 /// subprotocol it asked for, if it asked (Swift 9+ does; a client that
 /// offers subprotocols and gets none back fails the handshake).
 pub fn switching_protocols_for_pusher(accept: &str, subprotocol: Option<&str>) -> Vec<u8> {
-    let protocol = subprotocol.map_or_else(String::new, |p| format!("sec-websocket-protocol: {p}\r\n"));
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n{protocol}\r\n"
-    )
-    .into_bytes()
+    switching_protocols_with(accept, "sec-websocket-protocol", subprotocol)
 }
 
 /// The Pusher subprotocol a client offers (`Sec-WebSocket-Protocol`), the first one named.

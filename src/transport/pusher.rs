@@ -69,10 +69,7 @@ pub async fn accept<S: ViewerStream>(
     if stream.write_all(&answer).await.is_err() || stream.flush().await.is_err() {
         return;
     }
-    let socket = match stream.into_shard_socket() {
-        Ok(socket) => socket,
-        Err(error) => return tracing::debug!(%error, "cannot take a Pusher client's socket out of tokio"),
-    };
+    let Some(socket) = session::shard_socket(stream) else { return };
     let id = shared.next_connection_id();
     // No slot yet: one is added per channel subscribed (`Subscriber::assign_slot`).
     let subscriber = Arc::new(Subscriber::new(id, Framing::Pusher, [], shared.settings.queue));

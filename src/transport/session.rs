@@ -120,10 +120,7 @@ pub fn hand_over<S: ViewerStream>(
     shared: &Arc<Shared>,
     permit: ConnectionPermit,
 ) {
-    let socket = match stream.into_shard_socket() {
-        Ok(socket) => socket,
-        Err(error) => return tracing::debug!(%error, "cannot take a subscriber's socket out of tokio"),
-    };
+    let Some(socket) = shard_socket(stream) else { return };
     let (subscriber, welcome_seqs) = open_with_id(shared, shared.next_connection_id(), framing, &mut memberships);
     shared.dataplane.adopt(Adoption {
         socket,
@@ -134,6 +131,14 @@ pub fn hand_over<S: ViewerStream>(
         permit,
         pusher: None,
     });
+}
+
+/// The stream's socket, out of tokio for a shard; `None` (logged) when the kernel refuses.
+pub fn shard_socket<S: ViewerStream>(stream: S) -> Option<crate::dataplane::AnySocket> {
+    stream
+        .into_shard_socket()
+        .map_err(|error| tracing::debug!(%error, "cannot take a subscriber's socket out of tokio"))
+        .ok()
 }
 
 /// Joins every room (replaying what a resuming subscriber missed), then
