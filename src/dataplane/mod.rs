@@ -41,20 +41,38 @@ use crate::transport::session::Membership;
 pub use socket::{AnySocket, ShardSocket};
 pub use ws::ShardContext;
 
-/// A subscriber handed from the control plane to its shard, joined already
-/// (its welcome queued), with everything its connection needs.
+/// A connection handed from the control plane to its shard, answered
+/// already (101 or SSE's 200), with everything its connection needs.
 pub struct Adoption {
     pub socket: AnySocket,
     /// Bytes the handshake read past the upgrade request.
     pub early_input: Vec<u8>,
-    pub subscriber: Arc<Subscriber>,
-    pub memberships: Vec<Membership>,
-    /// Each membership's welcome seq, where an SSE stream's `id:` starts
-    /// (empty for WebSocket, which does not need it).
-    pub welcome_seqs: Vec<u64>,
+    /// The subscriber's connection id: it picks the shard.
+    pub id: u64,
+    /// Makes the subscriber (with id `id`) and joins its rooms.
+    pub join: Join,
     pub permit: ConnectionPermit,
     /// A Pusher Channels client of this app (subscribed to nothing yet).
     pub pusher: Option<Arc<crate::registry::App>>,
+}
+
+/// Makes an adopted connection's subscriber, joins its rooms and queues its
+/// welcome. The shard that adopts the connection runs it, so that what a
+/// subscriber keeps for its whole life (itself and its queue, its
+/// memberships, its place in each room) is allocated by the thread that owns
+/// it. Made during the handshake instead, on tokio's threads, it would lie
+/// among the handshakes' short-lived tasks and buffers, and a storm of slow
+/// handshakes would leave the heap holed for as long as the subscribers live
+/// (docs/benchmarks.md §22).
+pub type Join = Box<dyn FnOnce() -> Joined + Send>;
+
+/// What [`Join`] made.
+pub struct Joined {
+    pub subscriber: Arc<Subscriber>,
+    pub memberships: Vec<Membership>,
+    /// Each membership's welcome seq, where an SSE stream's `id:` starts
+    /// (WebSocket does not need them).
+    pub welcome_seqs: Vec<u64>,
 }
 
 /// The shard threads of a node.
@@ -113,7 +131,7 @@ impl Dataplane {
 
     /// Hands a joined subscriber's connection to its shard.
     pub fn adopt(&self, adoption: Adoption) {
-        let shard = self.shard_of(adoption.subscriber.id());
+        let shard = self.shard_of(adoption.id);
         self.inboxes[shard].post(|pending| pending.adopt.push(adoption));
     }
 

@@ -19,7 +19,6 @@ use std::time::Instant;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::Adoption;
 use super::conn::Conn;
 use super::inbox::{self, ConnWaker, Inbox, Pending};
 use super::quic::timers::earliest;
@@ -27,6 +26,7 @@ use super::quic::{QUIC_BIT, QuicPort};
 use super::socket::AnySocket;
 use super::sse::SseConn;
 use super::ws::{Life, ShardContext, WsConn};
+use super::{Adoption, Joined};
 use crate::protocol::Framing;
 
 /// The inbox's wake.
@@ -263,7 +263,9 @@ impl Running {
     /// its waker, and write what was queued while it was handed over. One
     /// that cannot be registered is dropped (leaving its rooms).
     fn adopt(&mut self, adoption: Adoption, now: Instant) {
-        let Adoption { socket, early_input, subscriber, memberships, welcome_seqs, permit, pusher } = adoption;
+        let Adoption { socket, early_input, id, join, permit, pusher } = adoption;
+        let Joined { subscriber, memberships, welcome_seqs } = join();
+        debug_assert_eq!(subscriber.id(), id, "the subscriber of the id that picked this shard");
         let mut conn = if let Some(app) = pusher {
             let mut ws = WsConn::new(socket, subscriber, memberships, Some(permit)).with_pusher(app);
             if !early_input.is_empty() {

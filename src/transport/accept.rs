@@ -23,7 +23,7 @@ use axum::Router;
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -69,17 +69,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
                 let _ = stream.set_nodelay(true);
                 let turn = Turn::take(&shared);
                 let waiter = (!turn.is_now()).then(|| Waiter::new(&waiting));
-                let (shared, router, tls) = (shared.clone(), router.clone(), tls.clone());
-                tokio::spawn(async move {
-                    // Come the turn or a drain, the request is read and answered
-                    // (during a drain: 503 with `Retry-After`).
-                    turn.come(&shared).await;
-                    drop(waiter);
-                    match tls {
-                        None => handle(stream, peer.ip(), shared, router, None).await,
-                        Some(acceptor) => handle_tls(acceptor, stream, peer.ip(), shared, router).await,
-                    }
-                });
+                tokio::spawn(connection(turn, waiter, stream, peer.ip(), shared.clone(), router.clone(), tls.clone()));
             }
             Err(error) => {
                 // Out of file descriptors or similar: back off instead of spinning.
@@ -87,6 +77,34 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// One accepted connection, from its turn to its hand-over (or its end).
+/// Come the turn or a drain, the request is read and answered (during a
+/// drain: 503 with `Retry-After`).
+///
+/// This is the task every accepted connection is, so its size is what each
+/// one costs while it waits for its turn or for a slow client's request: a
+/// storm of slow clients holds thousands at once, and what they held stays
+/// in the heap as holes between the subscribers allocated meanwhile
+/// (docs/benchmarks.md §22). The large and rarer paths are boxed, paid only
+/// by the connections that take them: TLS (rustls's connection inside the
+/// stream, ~8 KB) and a page or SDK request through hyper.
+async fn connection(
+    turn: Turn,
+    waiter: Option<Waiter>,
+    stream: TcpStream,
+    peer: IpAddr,
+    shared: Arc<Shared>,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+) {
+    turn.come(&shared).await;
+    drop(waiter);
+    match tls {
+        None => handle(stream, peer, shared, router, None).await,
+        Some(acceptor) => Box::pin(handle_tls(acceptor, stream, peer, shared, router)).await,
     }
 }
 
@@ -128,7 +146,8 @@ async fn handle<S: ViewerStream>(
     deadline: Option<tokio::time::Instant>,
 ) {
     let timeout = shared.settings.limits.handshake_timeout;
-    let mut buf = Vec::with_capacity(1024);
+    // Allocated when the first bytes arrive (`read_head`).
+    let mut buf = Vec::new();
     let mut deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + timeout);
     let mut served = false;
     loop {
@@ -148,13 +167,19 @@ async fn handle<S: ViewerStream>(
         match crate::protocol::handshake::parse(&buf[..head_len]) {
             Some(request) => {
                 let early_input = &buf[head_len..];
+                // Boxed: the answer's state lives only while it is written,
+                // not in the task of every connection still being read.
                 return match request.endpoint {
-                    Endpoint::WebSocket => ws::handshake::accept(stream, peer, request, early_input, shared).await,
-                    Endpoint::Sse => super::sse::accept(stream, peer, request, shared).await,
-                    Endpoint::Pusher => super::pusher::accept(stream, peer, request, early_input, shared).await,
+                    Endpoint::WebSocket => {
+                        Box::pin(ws::handshake::accept(stream, peer, request, early_input, shared)).await
+                    }
+                    Endpoint::Sse => Box::pin(super::sse::accept(stream, peer, request, shared)).await,
+                    Endpoint::Pusher => {
+                        Box::pin(super::pusher::accept(stream, peer, request, early_input, shared)).await
+                    }
                 };
             }
-            None => match serve_one(stream, std::mem::take(&mut buf), peer, &router).await {
+            None => match Box::pin(serve_one(stream, std::mem::take(&mut buf), peer, &router)).await {
                 Some((rest, next)) => {
                     (stream, buf, served) = (next, rest, true);
                     // A keep-alive connection gets as long for its next head as a new one for its first.
@@ -188,8 +213,13 @@ async fn serve_one<S: ViewerStream>(stream: S, head: Vec<u8>, peer: IpAddr, rout
 }
 
 /// Reads until the end of the request head (which may be in `buf` already);
-/// returns its length, or `None` when it grows past [`MAX_HEAD`].
-async fn read_head(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+/// returns its length, or `None` when it grows past [`MAX_HEAD`]. An empty
+/// `buf` gets its memory only once the client has sent something: a storm of
+/// clients that connect and are slow to speak holds no buffers.
+async fn read_head<S: ViewerStream>(stream: &mut S, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    if buf.capacity() == 0 && stream.read_first(buf).await? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     let mut searched_from = 0;
     loop {
         if let Some(end) = buf[searched_from..].windows(4).position(|w| w == b"\r\n\r\n") {
@@ -205,5 +235,26 @@ async fn read_head(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> 
         if stream.read_buf(buf).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<F, A, B, C, D, E, G, H, R>(_: &F) -> usize
+    where
+        F: FnOnce(A, B, C, D, E, G, H) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    #[test]
+    fn an_accepted_connection_is_a_small_task_whatever_path_it_may_take() {
+        // Unboxed, the TLS path alone made every connection's task ~10 KB;
+        // boxed, it is 776 B in a debug build (smaller in a release one).
+        let size = future_size(&connection);
+        assert!(size <= 1024, "a connection's task is {size} B");
     }
 }

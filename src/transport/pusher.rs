@@ -18,8 +18,8 @@ use rand::Rng as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::api_error::ApiError;
-use crate::dataplane::Adoption;
 use crate::dataplane::close_stage::CLOSE_DEADLINE;
+use crate::dataplane::{Adoption, Joined};
 use crate::fanout::Subscriber;
 use crate::protocol::handshake::{self, SubscribeRequest};
 use crate::protocol::{Framing, pusher, ws};
@@ -71,19 +71,17 @@ pub async fn accept<S: ViewerStream>(
     }
     let Some(socket) = session::shard_socket(stream) else { return };
     let id = shared.next_connection_id();
-    // No slot yet: one is added per channel subscribed (`Subscriber::assign_slot`).
-    let subscriber = Arc::new(Subscriber::new(id, Framing::Pusher, [], shared.settings.queue));
-    let established = pusher::connection_established(&pusher::socket_id(id, *SALT), pusher::ACTIVITY_TIMEOUT_SECS);
-    subscriber.push_control(ws::text_frame(&established));
-    shared.dataplane.adopt(Adoption {
-        socket,
-        early_input: early_input.to_vec(),
-        subscriber,
-        memberships: Vec::new(),
-        welcome_seqs: Vec::new(),
-        permit,
-        pusher: Some(app),
+    let queue = shared.settings.queue;
+    // Made by the shard, as a native subscriber is (`dataplane::Join`).
+    let join = Box::new(move || {
+        // No slot yet: one is added per channel subscribed (`Subscriber::assign_slot`).
+        let subscriber = Arc::new(Subscriber::new(id, Framing::Pusher, [], queue));
+        let established = pusher::connection_established(&pusher::socket_id(id, *SALT), pusher::ACTIVITY_TIMEOUT_SECS);
+        subscriber.push_control(ws::text_frame(&established));
+        Joined { subscriber, memberships: Vec::new(), welcome_seqs: Vec::new() }
     });
+    let early_input = early_input.to_vec();
+    shared.dataplane.adopt(Adoption { socket, early_input, id, join, permit, pusher: Some(app) });
 }
 
 /// Upgrades, says why in `pusher:error` and closes with `code`; then waits

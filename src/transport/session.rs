@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 use crate::api_error::ApiError;
-use crate::dataplane::Adoption;
+use crate::dataplane::{Adoption, Joined};
 use crate::fanout::Subscriber;
 use crate::ids::RoomRequest;
 use crate::presence::{Member, MemberKey};
@@ -108,29 +108,30 @@ pub fn open_with_id(
     (subscriber, seqs)
 }
 
-/// Joins and hands a TCP subscriber (answered already: 101 or SSE's 200) to
-/// the shard its connection id picks; `early_input` are bytes read past its
-/// request. Whatever is broadcast in between waits in its queue, and the
-/// shard writes it once it has the socket.
+/// Hands a TCP subscriber (answered already: 101 or SSE's 200) to the shard
+/// its connection id picks, which joins it to its rooms (`Join`: on the
+/// shard's thread, for where its memory lies); `early_input` are bytes read
+/// past its request. Its welcome seqs are taken at that join: what is
+/// broadcast before it was never owed, what is broadcast after is.
 pub fn hand_over<S: ViewerStream>(
     stream: S,
     early_input: Vec<u8>,
     framing: Framing,
-    mut memberships: Vec<Membership>,
+    memberships: Vec<Membership>,
     shared: &Arc<Shared>,
     permit: ConnectionPermit,
 ) {
     let Some(socket) = shard_socket(stream) else { return };
-    let (subscriber, welcome_seqs) = open_with_id(shared, shared.next_connection_id(), framing, &mut memberships);
-    shared.dataplane.adopt(Adoption {
-        socket,
-        early_input,
-        subscriber,
-        memberships,
-        welcome_seqs,
-        permit,
-        pusher: None,
+    let id = shared.next_connection_id();
+    let node = shared.clone();
+    let join = Box::new(move || {
+        // Moved into an allocation of the joining thread's own.
+        let mut kept = Vec::with_capacity(memberships.len());
+        kept.extend(memberships);
+        let (subscriber, welcome_seqs) = open_with_id(&node, id, framing, &mut kept);
+        Joined { subscriber, memberships: kept, welcome_seqs }
     });
+    shared.dataplane.adopt(Adoption { socket, early_input, id, join, permit, pusher: None });
 }
 
 /// The stream's socket, out of tokio for a shard; `None` (logged) when the kernel refuses.

@@ -15,9 +15,35 @@ use crate::dataplane::socket::TlsShardSocket;
 pub trait ViewerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The socket, deregistered from tokio, for a shard to own.
     fn into_shard_socket(self) -> std::io::Result<AnySocket>;
+
+    /// Reads the connection's first bytes into `buf` (empty), which gets its
+    /// memory only once they came: a client that connects and is slow to
+    /// speak holds no buffer while it is silent. 0 at the end of the stream.
+    fn read_first(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = std::io::Result<usize>> + Send;
 }
 
+/// The buffer a connection's request head is first read into.
+const FIRST_READ: usize = 1024;
+
 impl ViewerStream for TcpStream {
+    async fn read_first(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        loop {
+            // tokio reports a socket readable as soon as it is registered,
+            // before anything came: the read tells, and clears it if nothing did.
+            self.readable().await?;
+            let mut first = [0u8; FIRST_READ]; // on the stack: never held across a wait
+            match self.try_read(&mut first) {
+                Ok(read) => {
+                    buf.reserve_exact(FIRST_READ);
+                    buf.extend_from_slice(&first[..read]);
+                    return Ok(read);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     fn into_shard_socket(self) -> std::io::Result<AnySocket> {
         // tokio's std stream keeps the non-blocking mode mio needs.
         Ok(AnySocket::Plain(mio::net::TcpStream::from_std(self.into_std()?)))
@@ -25,6 +51,13 @@ impl ViewerStream for TcpStream {
 }
 
 impl ViewerStream for TlsStream<TcpStream> {
+    /// A TLS connection holds rustls's buffers anyway (and rustls may have
+    /// the request decrypted already): read as any stream.
+    async fn read_first(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        buf.reserve_exact(FIRST_READ);
+        tokio::io::AsyncReadExt::read_buf(self, buf).await
+    }
+
     fn into_shard_socket(self) -> std::io::Result<AnySocket> {
         let (tcp, tls) = self.into_inner();
         let tcp = mio::net::TcpStream::from_std(tcp.into_std()?);
