@@ -39,6 +39,9 @@ pub struct Pending {
 
 pub struct Inbox {
     pending: Mutex<Pending>,
+    /// The shard is gone (`close`): what is posted now is dropped, not kept.
+    /// Read and set under `pending`'s lock.
+    closed: AtomicBool,
     /// A wake is on its way: later appends need not write the eventfd again.
     notified: AtomicBool,
     waker: mio::Waker,
@@ -53,12 +56,20 @@ thread_local! {
 
 impl Inbox {
     pub fn new(waker: mio::Waker) -> Inbox {
-        Inbox { pending: Mutex::default(), notified: AtomicBool::new(false), waker }
+        Inbox { pending: Mutex::default(), closed: AtomicBool::new(false), notified: AtomicBool::new(false), waker }
     }
 
-    /// Appends with `add` and wakes the shard unless a wake is pending.
+    /// Appends with `add` and wakes the shard unless a wake is pending. Once
+    /// the inbox is closed, `add` is dropped unused, and what it would have
+    /// added (a connection handed over late, with its socket and permit) with it.
     pub fn post(&self, add: impl FnOnce(&mut Pending)) {
-        add(&mut self.pending.lock().expect("shard inbox lock"));
+        {
+            let mut pending = self.pending.lock().expect("shard inbox lock");
+            if self.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            add(&mut pending);
+        }
         if !self.notified.swap(true, Ordering::AcqRel) {
             // Fails only if the eventfd is gone, i.e. the shard has stopped.
             let _ = self.waker.wake();
@@ -70,6 +81,18 @@ impl Inbox {
     pub fn take(&self, into: &mut Pending) {
         self.notified.store(false, Ordering::Release);
         std::mem::swap(&mut *self.pending.lock().expect("shard inbox lock"), into);
+    }
+
+    /// The shard has stopped: drops what waits here and anything posted
+    /// later. A connection handed over after the shard's last look would
+    /// otherwise be kept by the inbox, and through its join the node's state.
+    pub fn close(&self) {
+        let left = {
+            let mut pending = self.pending.lock().expect("shard inbox lock");
+            self.closed.store(true, Ordering::Relaxed);
+            std::mem::take(&mut *pending)
+        };
+        drop(left);
     }
 
     /// Marks the calling thread as this inbox's shard.
@@ -101,5 +124,26 @@ impl Wake for ConnWaker {
         } else {
             self.inbox.post(|pending| pending.ready.push(self.token));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_inbox_keeps_nothing_waiting_or_posted_later() {
+        let poll = mio::Poll::new().unwrap();
+        let inbox = Inbox::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        inbox.post(|pending| pending.ready.push(1));
+        let mut taken = Pending::default();
+        inbox.take(&mut taken);
+        assert_eq!(taken.ready, [1], "an open inbox delivers");
+        inbox.post(|pending| pending.ready.push(2));
+        inbox.close();
+        inbox.post(|pending| pending.ready.push(3));
+        let mut after = Pending::default();
+        inbox.take(&mut after);
+        assert!(after.ready.is_empty(), "dropped at the close, and refused after it: {:?}", after.ready);
     }
 }

@@ -129,7 +129,7 @@ impl Dataplane {
         (id % self.inboxes.len() as u64) as usize
     }
 
-    /// Hands a joined subscriber's connection to its shard.
+    /// Hands a connection to its shard, which joins its subscriber (`Adoption::join`).
     pub fn adopt(&self, adoption: Adoption) {
         let shard = self.shard_of(adoption.id);
         self.inboxes[shard].post(|pending| pending.adopt.push(adoption));
@@ -176,6 +176,9 @@ impl Dataplane {
         }
         for thread in std::mem::take(&mut *self.threads.lock().expect("shard threads lock")) {
             let _ = thread.join();
+        }
+        for inbox in &self.inboxes {
+            inbox.close();
         }
     }
 }
