@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::prefixed::Prefixed;
-use super::socket::ViewerStream;
+use super::socket::{HEAD_CHUNK, ViewerStream};
 use super::turn::Turn;
 use super::ws;
 use crate::protocol::handshake::Endpoint;
@@ -85,12 +85,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, router: Router, t
 /// drain: 503 with `Retry-After`).
 ///
 /// This is the task every accepted connection is, so its size is what each
-/// one costs while it waits for its turn or for a slow client's request: a
-/// storm of slow clients holds thousands at once, and what they held stays
-/// in the heap as holes between the subscribers allocated meanwhile
-/// (docs/benchmarks.md §22). The large and rarer paths are boxed, paid only
-/// by the connections that take them: TLS (rustls's connection inside the
-/// stream, ~8 KB) and a page or SDK request through hyper.
+/// one costs while it waits for its turn or for a slow client's request, and
+/// a storm of slow clients holds thousands at once (docs/benchmarks.md §22).
+/// The large and rarer paths are boxed, paid only by the connections that
+/// take them: TLS (rustls's connection inside the stream, ~8 KB), a page or
+/// SDK request through hyper, and the answer to a subscribe request.
 async fn connection(
     turn: Turn,
     waiter: Option<Waiter>,
@@ -206,7 +205,7 @@ async fn serve_one<S: ViewerStream>(stream: S, head: Vec<u8>, peer: IpAddr, rout
         }
     };
     let (unread, stream) = parts.io.into_inner().into_parts();
-    let mut rest = Vec::with_capacity(1024);
+    let mut rest = Vec::with_capacity(HEAD_CHUNK);
     rest.extend_from_slice(&unread);
     rest.extend_from_slice(&parts.read_buf);
     Some((rest, stream))
@@ -230,7 +229,7 @@ async fn read_head<S: ViewerStream>(stream: &mut S, buf: &mut Vec<u8>) -> std::i
         }
         searched_from = buf.len().saturating_sub(3);
         if buf.len() == buf.capacity() {
-            buf.reserve(1024);
+            buf.reserve(HEAD_CHUNK);
         }
         if stream.read_buf(buf).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());

@@ -22,8 +22,8 @@ pub trait ViewerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn read_first(&mut self, buf: &mut Vec<u8>) -> impl Future<Output = std::io::Result<usize>> + Send;
 }
 
-/// The buffer a connection's request head is first read into.
-const FIRST_READ: usize = 1024;
+/// The buffer a connection's request head is read into, and what it grows by.
+pub const HEAD_CHUNK: usize = 1024;
 
 impl ViewerStream for TcpStream {
     async fn read_first(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
@@ -31,10 +31,10 @@ impl ViewerStream for TcpStream {
             // tokio reports a socket readable as soon as it is registered,
             // before anything came: the read tells, and clears it if nothing did.
             self.readable().await?;
-            let mut first = [0u8; FIRST_READ]; // on the stack: never held across a wait
+            let mut first = [0u8; HEAD_CHUNK]; // on the stack: never held across a wait
             match self.try_read(&mut first) {
                 Ok(read) => {
-                    buf.reserve_exact(FIRST_READ);
+                    buf.reserve_exact(HEAD_CHUNK);
                     buf.extend_from_slice(&first[..read]);
                     return Ok(read);
                 }
@@ -54,7 +54,7 @@ impl ViewerStream for TlsStream<TcpStream> {
     /// A TLS connection holds rustls's buffers anyway (and rustls may have
     /// the request decrypted already): read as any stream.
     async fn read_first(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-        buf.reserve_exact(FIRST_READ);
+        buf.reserve_exact(HEAD_CHUNK);
         tokio::io::AsyncReadExt::read_buf(self, buf).await
     }
 
