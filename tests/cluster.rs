@@ -484,6 +484,12 @@ async fn pins_unpins_and_room_changes_reach_every_node() {
         let next = viewer.next_json().await;
         assert_eq!((&next["type"], &next["seq"]), (&json!("broadcast"), &live["seq"]), "no pin any more: {next}");
     }
+    // Each node learns the others' counts from their presence reports; the first
+    // occupancy after the change is sent at once, so it carries the total only
+    // once every node knows it.
+    for node in &nodes {
+        eventually("every node counts the three viewers", || async { online(&node.admin, "gifts").await == 3 }).await;
+    }
 
     let change = json!({"name": "Gifts 🎁", "occupancy_interval_ms": 1000}).to_string();
     let (status, changed) = nodes[2]
