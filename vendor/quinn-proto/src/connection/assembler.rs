@@ -59,6 +59,12 @@ impl Assembler {
     /// Get the the next chunk
     pub(super) fn read(&mut self, max_length: usize, ordered: bool) -> Option<Chunk> {
         loop {
+            if self.data.is_empty() {
+                if self.data.capacity() > 0 {
+                    self.data = BinaryHeap::new();
+                }
+                return None;
+            }
             let mut chunk = self.data.peek_mut()?;
 
             if ordered {

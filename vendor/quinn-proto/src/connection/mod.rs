@@ -42,6 +42,7 @@ use ack_frequency::AckFrequencyState;
 
 mod assembler;
 pub use assembler::Chunk;
+use assembler::Assembler;
 
 mod cid_state;
 use cid_state::CidState;
@@ -396,6 +397,9 @@ impl Connection {
     pub fn poll(&mut self) -> Option<Event> {
         if let Some(x) = self.events.pop_front() {
             return Some(x);
+        }
+        if self.events.capacity() > 0 {
+            self.events = VecDeque::new();
         }
 
         if let Some(event) = self.streams.poll() {
@@ -1528,6 +1532,18 @@ impl Connection {
             }
         }
 
+        // What is left may be only packets that elicit no ACK, sent after the last that did: none
+        // will ever be acknowledged, and they need no handling on ACK or loss (`PacketSpace::sent`).
+        let left = &self.spaces[space];
+        if !left.sent_packets.is_empty()
+            && left.sent_packets.len() as u64 == left.unacked_non_ack_eliciting_tail
+        {
+            self.spaces[space].unacked_non_ack_eliciting_tail = 0;
+            for packet in mem::take(&mut self.spaces[space].sent_packets).into_values() {
+                self.path.remove_in_flight(&packet);
+            }
+        }
+
         self.path.congestion.on_end_acks(
             now,
             self.path.in_flight.bytes,
@@ -2218,6 +2234,8 @@ impl Connection {
         }
         let space = &mut self.spaces[space_id];
         space.crypto = None;
+        space.crypto_stream = Assembler::new();
+        space.pending = Retransmits::default();
         space.time_of_last_ack_eliciting_packet = None;
         space.loss_time = None;
         let sent_packets = mem::take(&mut space.sent_packets);
@@ -3141,6 +3159,10 @@ impl Connection {
         // Subtract 1 to account for the CID we supplied while handshaking
         let mut n = self.peer_params.issue_cids_limit() - 1;
         if let ConnectionSide::Server { server_config } = &self.side {
+            if !server_config.migration {
+                // The peer may never move, so spare IDs would only sit in the endpoint's index.
+                return;
+            }
             if server_config.has_preferred_address() {
                 // We also sent a CID in the transport parameters
                 n -= 1;

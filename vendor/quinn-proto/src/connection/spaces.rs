@@ -207,6 +207,10 @@ impl PacketSpace {
     /// Stop tracking sent packet `number`, and return what we knew about it
     pub(super) fn take(&mut self, number: u64) -> Option<SentPacket> {
         let packet = self.sent_packets.remove(&number)?;
+        if self.sent_packets.is_empty() {
+            // An emptied BTreeMap keeps its leaf node (over 1 KiB): give it back.
+            self.sent_packets = BTreeMap::new();
+        }
         if !packet.ack_eliciting && number > self.largest_ack_eliciting_sent {
             self.unacked_non_ack_eliciting_tail =
                 self.unacked_non_ack_eliciting_tail.checked_sub(1).unwrap();
@@ -223,6 +227,15 @@ impl PacketSpace {
         // forgetting about them, although it might also be reasonable to just kill the connection
         // due to weird peer behavior.
         const MAX_UNACKED_NON_ACK_ELICTING_TAIL: u64 = 1_000;
+
+        if !packet.ack_eliciting
+            && self.sent_packets.len() as u64 == self.unacked_non_ack_eliciting_tail
+        {
+            // Nothing ack-eliciting is outstanding, so no ACK may ever come for this one, and (as
+            // below) it needs no handling on ACK or loss: it is not kept (an idle connection would
+            // hold it, and the map's node, for as long as it stays idle).
+            return Some(packet);
+        }
 
         let mut forgotten = None;
         if packet.ack_eliciting {
