@@ -1532,15 +1532,15 @@ impl Connection {
             }
         }
 
-        // What is left may be only packets that elicit no ACK, sent after the last that did: none
-        // will ever be acknowledged, and they need no handling on ACK or loss (`PacketSpace::sent`).
+        // What is left may be only packets that elicit no ACK, sent after the last that did: an ACK
+        // for them may never come, and they need no handling on ACK or loss (`PacketSpace::sent`).
         let left = &self.spaces[space];
         if !left.sent_packets.is_empty()
             && left.sent_packets.len() as u64 == left.unacked_non_ack_eliciting_tail
         {
             self.spaces[space].unacked_non_ack_eliciting_tail = 0;
             for packet in mem::take(&mut self.spaces[space].sent_packets).into_values() {
-                self.path.remove_in_flight(&packet);
+                self.remove_in_flight(&packet);
             }
         }
 

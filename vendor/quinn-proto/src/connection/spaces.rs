@@ -231,9 +231,11 @@ impl PacketSpace {
         if !packet.ack_eliciting
             && self.sent_packets.len() as u64 == self.unacked_non_ack_eliciting_tail
         {
-            // Nothing ack-eliciting is outstanding, so no ACK may ever come for this one, and (as
+            // Nothing ack-eliciting is outstanding, so an ACK for this one may never come, and (as
             // below) it needs no handling on ACK or loss: it is not kept (an idle connection would
-            // hold it, and the map's node, for as long as it stays idle).
+            // hold it, and the map's node, for as long as it stays idle). An ACK that does come finds
+            // nothing to prune `pending_acks` by; the next acknowledged ack-eliciting packet does it.
+            debug_assert!(packet.retransmits.get().is_none() && packet.stream_frames.is_empty());
             return Some(packet);
         }
 
