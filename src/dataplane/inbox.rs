@@ -92,6 +92,8 @@ impl Inbox {
             self.closed.store(true, Ordering::Relaxed);
             std::mem::take(&mut *pending)
         };
+        // Dropped outside the lock: a connection dropped here leaves its rooms,
+        // which may wake a queue and so post to an inbox.
         drop(left);
     }
 

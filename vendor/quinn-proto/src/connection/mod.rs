@@ -1532,16 +1532,8 @@ impl Connection {
             }
         }
 
-        // What is left may be only packets that elicit no ACK, sent after the last that did: an ACK
-        // for them may never come, and they need no handling on ACK or loss (`PacketSpace::sent`).
-        let left = &self.spaces[space];
-        if !left.sent_packets.is_empty()
-            && left.sent_packets.len() as u64 == left.unacked_non_ack_eliciting_tail
-        {
-            self.spaces[space].unacked_non_ack_eliciting_tail = 0;
-            for packet in mem::take(&mut self.spaces[space].sent_packets).into_values() {
-                self.remove_in_flight(&packet);
-            }
+        for packet in self.spaces[space].take_unelicited_tail().into_values() {
+            self.remove_in_flight(&packet);
         }
 
         self.path.congestion.on_end_acks(

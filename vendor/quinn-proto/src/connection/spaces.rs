@@ -228,13 +228,9 @@ impl PacketSpace {
         // due to weird peer behavior.
         const MAX_UNACKED_NON_ACK_ELICTING_TAIL: u64 = 1_000;
 
-        if !packet.ack_eliciting
-            && self.sent_packets.len() as u64 == self.unacked_non_ack_eliciting_tail
-        {
-            // Nothing ack-eliciting is outstanding, so an ACK for this one may never come, and (as
-            // below) it needs no handling on ACK or loss: it is not kept (an idle connection would
-            // hold it, and the map's node, for as long as it stays idle). An ACK that does come finds
-            // nothing to prune `pending_acks` by; the next acknowledged ack-eliciting packet does it.
+        if !packet.ack_eliciting && self.holds_only_unelicited_tail() {
+            // Not kept, as `take_unelicited_tail` says; an idle connection would hold it, and the
+            // map's node, for as long as it stays idle.
             debug_assert!(packet.retransmits.get().is_none() && packet.stream_frames.is_empty());
             return Some(packet);
         }
@@ -269,6 +265,24 @@ impl PacketSpace {
 
         self.sent_packets.insert(number, packet);
         forgotten
+    }
+
+    /// Whether every packet kept (if any) elicits no ACK and was sent after the last that did:
+    /// nothing outstanding asks the peer for an ACK.
+    fn holds_only_unelicited_tail(&self) -> bool {
+        self.sent_packets.len() as u64 == self.unacked_non_ack_eliciting_tail
+    }
+
+    /// Forgets the packets kept once none of them elicits an ACK (see above): an ACK for them may
+    /// never come, and, as `sent` says, they need no handling on ACK or loss. An ACK that does come
+    /// finds nothing to prune `pending_acks` by; the next acknowledged ack-eliciting packet does
+    /// it. Returns what was forgotten (usually nothing), for the in-flight counters.
+    pub(super) fn take_unelicited_tail(&mut self) -> BTreeMap<u64, SentPacket> {
+        if !self.holds_only_unelicited_tail() {
+            return BTreeMap::new();
+        }
+        self.unacked_non_ack_eliciting_tail = 0;
+        mem::take(&mut self.sent_packets)
     }
 
     /// Whether any congestion-controlled packets in this space are not yet acknowledged or lost
