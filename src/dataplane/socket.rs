@@ -48,17 +48,26 @@ impl ShardSocket for TcpStream {
 /// `sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL)` rather than `writev`: the same
 /// segments, without the file layer's dispatch a `writev` on a socket goes
 /// through (`vfs_writev`, `fdget_pos`, `sock_write_iter`: a tenth of the
-/// server's CPU per delivery in a profile of the 5/s fan-out).
+/// server's CPU per delivery in a profile of the 5/s fan-out). One slice, the
+/// usual delivery, goes by `send`, which reaches the same `tcp_sendmsg` without
+/// a `msghdr` and an iovec to copy in (docs/benchmarks.md §25).
 fn send_vectored(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     use std::os::fd::AsRawFd as _;
-    // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees
-    // it); the header points at `bufs` for the duration of the call only, and
-    // names no address, control data or flags for the kernel to write.
-    let sent = unsafe {
-        let mut header: libc::msghdr = std::mem::zeroed();
-        header.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-        header.msg_iovlen = bufs.len() as _;
-        libc::sendmsg(tcp.as_raw_fd(), &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let sent = match bufs {
+        // SAFETY: the pointer and length are those of a live slice, read by
+        // the kernel for the duration of the call only.
+        [one] => unsafe { libc::send(tcp.as_raw_fd(), one.as_ptr().cast(), one.len(), FLAGS) },
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (std
+        // guarantees it); the header points at `bufs` for the duration of the
+        // call only, and names no address, control data or flags for the
+        // kernel to write.
+        _ => unsafe {
+            let mut header: libc::msghdr = std::mem::zeroed();
+            header.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            header.msg_iovlen = bufs.len() as _;
+            libc::sendmsg(tcp.as_raw_fd(), &header, FLAGS)
+        },
     };
     if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
 }
@@ -191,5 +200,32 @@ impl ShardSocket for AnySocket {
             AnySocket::Plain(s) => ShardSocket::shutdown(s),
             AnySocket::Tls(s) => s.shutdown(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair: the shard's non-blocking end and a blocking reader.
+    fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let writer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (reader, _) = listener.accept().unwrap();
+        writer.set_nonblocking(true).unwrap();
+        (TcpStream::from_std(writer), reader)
+    }
+
+    #[test]
+    fn one_slice_and_many_reach_the_peer_whole_and_in_order() {
+        let (mut shard_end, mut peer) = pair();
+        let one = ShardSocket::write_vectored(&mut shard_end, &[IoSlice::new(b"one frame")]).unwrap();
+        let parts = [IoSlice::new(b"two "), IoSlice::new(b""), IoSlice::new(b"and three")];
+        let many = ShardSocket::write_vectored(&mut shard_end, &parts).unwrap();
+        assert_eq!((one, many), (9, 13));
+        assert_eq!(ShardSocket::write_vectored(&mut shard_end, &[]).unwrap(), 0);
+        let mut received = [0u8; 22];
+        peer.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"one frametwo and three");
     }
 }
