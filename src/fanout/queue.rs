@@ -133,9 +133,14 @@ struct QueueState {
     /// Some slot has an occupancy message waiting (so a take looks at the slots).
     occupancy_queued: bool,
     close: Option<CloseReason>,
-    /// The connection task, parked until something is queued. A waker under
-    /// the lock we already hold costs less than a separate `Notify` per subscriber.
+    /// The connection's waker, registered by its first wait and kept: a
+    /// waker under the lock we already hold costs less than a separate
+    /// `Notify` per subscriber, and keeping it saves a clone and a drop of
+    /// its `Arc` per delivery.
     waker: Option<Waker>,
+    /// The connection waits for `woken`: the next wake calls its waker. Clear
+    /// while the connection runs, so pushes meanwhile wake nobody.
+    parked: bool,
     /// Something happened since the connection last looked (a stored permit).
     woken: bool,
     /// A Pusher subscriber's drain close, asked and not yet taken by its
@@ -245,6 +250,7 @@ impl Subscriber {
                 occupancy_queued: false,
                 close: None,
                 waker: None,
+                parked: false,
                 woken: false,
                 drain_asked_ms: NOT_ASKED,
             }),
@@ -579,7 +585,9 @@ impl Subscriber {
     }
 
     /// Ready once something was queued or a close was requested since the
-    /// last time it was ready; otherwise parks the calling task.
+    /// last time it was ready; otherwise parks the connection: the next of
+    /// those calls `cx`'s waker, which the queue keeps until it is dropped
+    /// (a shard's waker, one per connection, lives as long anyway).
     pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.lock();
         if std::mem::take(&mut state.woken) {
@@ -589,12 +597,8 @@ impl Subscriber {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
         }
+        state.parked = true;
         Poll::Pending
-    }
-
-    /// Waits as [`Subscriber::poll_woken`] says.
-    pub async fn woken(&self) {
-        std::future::poll_fn(|cx| self.poll_woken(cx)).await
     }
 
     /// Swaps everything queued into `out` (which must be empty, and keeps its
@@ -690,13 +694,17 @@ impl Drop for Subscriber {
     }
 }
 
-/// Records a wake-up and wakes the parked task, after releasing the lock.
+/// Records a wake-up and wakes the connection if it is parked, under the
+/// lock: the waker stays registered, so it is called by reference rather than
+/// taken out and dropped. A shard's waker marks the connection dirty on its
+/// own thread or posts to the shard's inbox, whose lock comes after this one
+/// (docs/architecture.md, lock order).
 fn wake(mut state: MutexGuard<'_, QueueState>) {
     state.woken = true;
-    let waker = state.waker.take();
-    drop(state);
-    if let Some(waker) = waker {
-        waker.wake();
+    if std::mem::take(&mut state.parked)
+        && let Some(waker) = &state.waker
+    {
+        waker.wake_by_ref();
     }
 }
 

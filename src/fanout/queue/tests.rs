@@ -409,3 +409,90 @@ fn a_pusher_subscribers_drain_close_is_only_asked_and_it_receives_until_closed()
     native.close(drain);
     assert_eq!(native.closing(), Some(drain), "a native subscriber is closed at once (it resumes)");
 }
+
+/// A waker that counts its calls.
+#[derive(Default)]
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl CountingWaker {
+    fn calls(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_parked_connection_is_woken_once_and_its_waker_is_kept() {
+    let s = sub(100, 1 << 20);
+    let counter = Arc::new(CountingWaker::default());
+    let waker = std::task::Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(s.poll_woken(&mut cx).is_pending(), "nothing queued yet");
+    for n in 1..=3 {
+        push(&s, n, normal());
+    }
+    assert_eq!(counter.calls(), 1, "three pushes while parked: one wake");
+    assert!(s.poll_woken(&mut cx).is_ready());
+    assert_eq!(drain(&s).len(), 3);
+    push(&s, 4, normal()); // the connection runs: nobody to wake, the permit is stored
+    assert_eq!(counter.calls(), 1);
+    assert!(s.poll_woken(&mut cx).is_ready(), "the push while running is not lost");
+    assert_eq!(drain(&s).len(), 1);
+    assert!(s.poll_woken(&mut cx).is_pending());
+    push(&s, 5, normal());
+    assert_eq!(counter.calls(), 2);
+    assert_eq!(Arc::strong_count(&counter), 3, "ours, the Waker's, the queue's: one registration, no clones left");
+}
+
+proptest! {
+    /// Whatever the interleaving of pushes, closes and polls (each ready poll
+    /// followed by a take, as a connection does): something happens when a
+    /// push finds the queue empty or the first close comes; it wakes the
+    /// connection exactly when it is parked, and a poll is ready exactly when
+    /// something happened since the last ready poll.
+    #[test]
+    fn wakes_reach_a_parked_connection_exactly_once(ops in proptest::collection::vec(0u8..3, 1..100)) {
+        let s = sub(1000, 1 << 20);
+        let counter = Arc::new(CountingWaker::default());
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let (mut parked, mut happened, mut queued, mut closed) = (false, false, false, false);
+        let (mut wakes, mut n) = (0, 0);
+        for op in ops {
+            let happens = match op {
+                0 => {
+                    n += 1;
+                    push(&s, n, normal());
+                    !closed && !std::mem::replace(&mut queued, true)
+                }
+                1 => {
+                    s.close_now(CloseReason::RoomDestroyed);
+                    !std::mem::replace(&mut closed, true)
+                }
+                _ => {
+                    let ready = s.poll_woken(&mut cx).is_ready();
+                    prop_assert_eq!(ready, std::mem::take(&mut happened));
+                    parked = !ready;
+                    if ready {
+                        drain(&s);
+                        queued = false;
+                    }
+                    false
+                }
+            };
+            if happens {
+                wakes += usize::from(std::mem::take(&mut parked));
+                happened = true;
+            }
+            prop_assert_eq!(counter.calls(), wakes);
+        }
+    }
+}
