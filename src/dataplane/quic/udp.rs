@@ -41,11 +41,42 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::Ud
         let _ = socket.set_recv_buffer_size(BUFFER_BYTES);
         let _ = socket.set_send_buffer_size(BUFFER_BYTES);
         socket.set_nonblocking(true)?;
+        forbid_fragmentation(&socket, addr.is_ipv6())?;
         socket.bind(&addr.into())?;
         addr = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
         sockets.push(socket.into());
     }
     Ok(sockets)
+}
+
+/// Sets Don't Fragment on everything the socket sends, as RFC 9000 §14 asks
+/// and as quinn's own socket layer does: `IP_PMTUDISC_PROBE` sets DF and
+/// sends up to the interface's MTU whatever the kernel's path-MTU guess, so a
+/// probe of quinn-proto's MTU discovery that is too large is dropped on the
+/// path rather than fragmented and "acknowledged". (It also spares Linux the
+/// keyed hash it computes for an IP ID that only fragments need.)
+fn forbid_fragmentation(socket: &Socket, ipv6: bool) -> io::Result<()> {
+    set_int_option(socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)?;
+    if ipv6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)?;
+        // `__ip6_append_data` fragments under PROBE unless this is set too.
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+    }
+    Ok(())
+}
+
+fn set_int_option(socket: &Socket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: the option value is a live c_int, its size passed with it.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Datagrams waiting to leave, in order.
@@ -156,6 +187,29 @@ mod tests {
         assert_eq!(second.kind(), io::ErrorKind::AddrInUse);
         drop(group);
         assert_eq!(bind_group(taken, 2).unwrap().len(), 2, "free again once the first is gone");
+    }
+
+    fn int_option(socket: &std::net::UdpSocket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let (mut value, mut len) = (-1 as libc::c_int, std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        // SAFETY: the kernel writes at most `len` bytes into `value`.
+        let result =
+            unsafe { libc::getsockopt(socket.as_raw_fd(), level, name, (&raw mut value).cast(), &raw mut len) };
+        assert_eq!(result, 0, "getsockopt: {}", io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn every_socket_of_a_group_sends_with_dont_fragment() {
+        let group = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        for socket in &group {
+            assert_eq!(int_option(socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER), libc::IP_PMTUDISC_PROBE);
+        }
+        // IPv6 where the machine has a loopback for it.
+        if let Ok(group) = bind_group("[::1]:0".parse().unwrap(), 1) {
+            let socket = &group[0];
+            assert_eq!(int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER), libc::IPV6_PMTUDISC_PROBE);
+            assert_eq!(int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG), 1);
+        }
     }
 
     #[test]
