@@ -138,3 +138,27 @@ async fn draining_sends_closing_to_quic_subscribers_too() {
     }
     server.finish().await;
 }
+
+/// A node on the default wildcard address of a host with several addresses:
+/// a client that dialled any of them is answered from that one, or its QUIC
+/// stack drops every answer as a stranger's (127.0.0.2 is this host's, but
+/// the kernel would answer 127.0.0.1 from 127.0.0.1).
+#[tokio::test]
+async fn a_node_on_the_wildcard_address_answers_from_the_address_each_client_dialled() {
+    let args = bullhorn::cli::ServeArgs { quic_addr: Some("0.0.0.0:0".parse().unwrap()), ..Default::default() };
+    let server = TestServer::start_with(args).await;
+    server.admin.create_room("gifts").await;
+    let endpoint = quic_client(&server.fingerprint, b"bullhorn/1");
+    let mut subscribers = Vec::new();
+    for ip in [[127, 0, 0, 1], [127, 0, 0, 2]] {
+        let addr = std::net::SocketAddr::from((ip, server.quic.port()));
+        let mut sub = QuicSubscriber::connect(&endpoint, addr, &["gifts"]).await;
+        assert_eq!(sub.next_json().await.unwrap()["type"], "welcome", "dialled {addr}");
+        subscribers.push(sub);
+    }
+    server.admin.broadcast("gifts", json!({"gift": "rocket"})).await;
+    for sub in &mut subscribers {
+        assert_eq!(sub.next_json().await.unwrap()["data"], json!({"gift": "rocket"}));
+    }
+    server.finish().await;
+}

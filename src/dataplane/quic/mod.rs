@@ -52,6 +52,9 @@ pub struct QuicSetup {
 /// A shard's QUIC side.
 pub struct QuicPort {
     socket: mio::net::UdpSocket,
+    /// Bound to a wildcard address: each datagram's destination is read with
+    /// it and answered from (`udp::receive_with_destination`).
+    wildcard: bool,
     endpoint: Endpoint,
     /// By connection handle (the endpoint's own slab index).
     conns: Vec<Option<QuicConn>>,
@@ -82,8 +85,10 @@ pub struct QuicPort {
 impl QuicPort {
     pub fn new(setup: QuicSetup, shard: usize, shards: usize, inbox: Arc<Inbox>) -> QuicPort {
         let QuicSetup { socket, endpoint, server, shared } = setup;
+        let wildcard = socket.local_addr().is_ok_and(|addr| addr.ip().is_unspecified());
         QuicPort {
             socket: mio::net::UdpSocket::from_std(socket),
+            wildcard,
             // Path MTU discovery is off in the transport config: no fragmentation concern.
             endpoint: Endpoint::new(endpoint, Some(server), false, None),
             conns: Vec::new(),
@@ -141,7 +146,12 @@ impl QuicPort {
             return;
         }
         for _ in 0..RECEIVE_BUDGET {
-            let (len, from) = match self.socket.recv_from(&mut self.read_buf) {
+            let received = if self.wildcard {
+                udp::receive_with_destination(&self.socket, &mut self.read_buf)
+            } else {
+                self.socket.recv_from(&mut self.read_buf).map(|(len, from)| (len, from, None))
+            };
+            let (len, from, local_ip) = match received {
                 Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.unread = false;
@@ -155,7 +165,7 @@ impl QuicPort {
             self.datagrams.extend_from_slice(&self.read_buf[..len]);
             let datagram = self.datagrams.split();
             self.scratch.clear();
-            match self.endpoint.handle(now, from, None, None, datagram, &mut self.scratch) {
+            match self.endpoint.handle(now, from, local_ip, None, datagram, &mut self.scratch) {
                 Some(DatagramEvent::ConnectionEvent(handle, event)) => {
                     if let Some(Some(entry)) = self.conns.get_mut(handle.0) {
                         entry.conn.handle_event(event);
@@ -166,7 +176,9 @@ impl QuicPort {
                     }
                 }
                 Some(DatagramEvent::NewConnection(incoming)) => self.on_incoming(incoming, now),
-                Some(DatagramEvent::Response(transmit)) => self.push_scratch(transmit.destination, transmit.size),
+                Some(DatagramEvent::Response(transmit)) => {
+                    self.push_scratch(transmit.destination, transmit.src_ip, transmit.size)
+                }
                 None => {}
             }
         }
@@ -197,7 +209,7 @@ impl QuicPort {
             }
             self.scratch.clear();
             let transmit = self.endpoint.refuse(incoming, &mut self.scratch);
-            return self.push_scratch(transmit.destination, transmit.size);
+            return self.push_scratch(transmit.destination, transmit.src_ip, transmit.size);
         }
         self.scratch.clear();
         match self.endpoint.accept(incoming, now, &mut self.scratch, None) {
@@ -213,7 +225,7 @@ impl QuicPort {
             Err(error) => {
                 tracing::debug!(cause = %error.cause, "quic handshake not accepted");
                 if let Some(transmit) = error.response {
-                    self.push_scratch(transmit.destination, transmit.size);
+                    self.push_scratch(transmit.destination, transmit.src_ip, transmit.size);
                 }
             }
         }
@@ -314,7 +326,7 @@ impl QuicPort {
                     }
                     let buffer = batch.next_buffer();
                     match entry.conn.poll_transmit(now, 1, buffer) {
-                        Some(transmit) => batch.commit(transmit.destination, transmit.size),
+                        Some(transmit) => batch.commit(transmit.destination, transmit.src_ip, transmit.size),
                         None => break,
                     }
                 }
@@ -336,12 +348,12 @@ impl QuicPort {
     }
 
     /// Queues the endpoint answer written to `scratch`.
-    fn push_scratch(&mut self, to: std::net::SocketAddr, size: usize) {
+    fn push_scratch(&mut self, to: std::net::SocketAddr, from: Option<std::net::IpAddr>, size: usize) {
         // Only `flush` clears `blocked` (it re-drives the connections waiting).
         if self.batch.is_full() && self.batch.flush(&self.socket).is_err() {
             self.blocked = true;
             return; // dropped, as a network would; the client retransmits
         }
-        self.batch.push(to, &self.scratch[..size]);
+        self.batch.push(to, from, &self.scratch[..size]);
     }
 }

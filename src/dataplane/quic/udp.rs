@@ -6,9 +6,17 @@
 //! The batch owns its buffers: quinn-proto's `poll_transmit` writes each
 //! datagram straight into the next free one, so nothing is copied between
 //! the connection and the kernel.
+//!
+//! On a wildcard address (the default `0.0.0.0:4433`) a host with several
+//! addresses must answer each client from the address the client sent to, or
+//! the client drops the answer as coming from a stranger. So such sockets
+//! report each datagram's destination (`IP_PKTINFO`, `IPV6_RECVPKTINFO`),
+//! quinn-proto keeps it as the connection's local address, and the batch
+//! sends every datagram from its connection's (`src_ip`), as quinn's own
+//! socket layer does.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd as _;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -42,6 +50,9 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::Ud
         let _ = socket.set_send_buffer_size(BUFFER_BYTES);
         socket.set_nonblocking(true)?;
         forbid_fragmentation(&socket, addr.is_ipv6())?;
+        if addr.ip().is_unspecified() {
+            report_destinations(&socket, addr.is_ipv6())?;
+        }
         socket.bind(&addr.into())?;
         addr = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
         sockets.push(socket.into());
@@ -51,10 +62,11 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::Ud
 
 /// Sets Don't Fragment on everything the socket sends, as RFC 9000 §14 asks
 /// and as quinn's own socket layer does: `IP_PMTUDISC_PROBE` sets DF and
-/// sends up to the interface's MTU whatever the kernel's path-MTU guess, so a
-/// probe of quinn-proto's MTU discovery that is too large is dropped on the
-/// path rather than fragmented and "acknowledged". (It also spares Linux the
-/// keyed hash it computes for an IP ID that only fragments need.)
+/// sends up to the interface's MTU whatever the kernel's path-MTU guess. A
+/// datagram too large for a path is then dropped there, never fragmented
+/// (path MTU discovery is off, so ours stay at quinn-proto's 1,200 bytes and
+/// would be refragmented only on a path below the minimum QUIC asks). It also
+/// spares Linux the keyed hash it computes for an IP ID only fragments need.
 fn forbid_fragmentation(socket: &Socket, ipv6: bool) -> io::Result<()> {
     set_int_option(socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)?;
     if ipv6 {
@@ -63,6 +75,122 @@ fn forbid_fragmentation(socket: &Socket, ipv6: bool) -> io::Result<()> {
         set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
     }
     Ok(())
+}
+
+/// Each datagram read comes with the local address it was sent to
+/// ([`receive_with_destination`]).
+fn report_destinations(socket: &Socket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+    } else {
+        set_int_option(socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// Room for one `IP_PKTINFO` or `IPV6_PKTINFO` control message, aligned as
+/// `cmsghdr` must be.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Control([u8; CONTROL_BYTES]);
+
+/// `CMSG_SPACE(sizeof(struct in6_pktinfo))` is 40 on Linux: 64 has room.
+const CONTROL_BYTES: usize = 64;
+
+/// Reads one datagram into `buf`: its length, its sender, and the local
+/// address it was sent to (where the socket reports it; see
+/// [`report_destinations`]).
+pub fn receive_with_destination(
+    socket: &mio::net::UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    let mut iovec = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut control = Control([0; CONTROL_BYTES]);
+    // SAFETY: `try_init` hands a zeroed address storage and its length for
+    // the kernel to fill; the header points at it, `buf` and `control`, live
+    // and as large as it says, for the duration of the call; the control
+    // data read after it is what the kernel wrote (`msg_controllen`).
+    let ((len, destination), from) = unsafe {
+        SockAddr::try_init(|storage, storage_len| {
+            let mut header: libc::msghdr = std::mem::zeroed();
+            header.msg_name = storage.cast();
+            header.msg_namelen = *storage_len;
+            header.msg_iov = &raw mut iovec;
+            header.msg_iovlen = 1;
+            header.msg_control = control.0.as_mut_ptr().cast();
+            header.msg_controllen = CONTROL_BYTES as _;
+            let len = libc::recvmsg(socket.as_raw_fd(), &raw mut header, 0);
+            if len < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            *storage_len = header.msg_namelen;
+            Ok((len as usize, destination_of(&header)))
+        })?
+    };
+    let from = from.as_socket().ok_or_else(|| io::Error::other("a datagram from a non-IP address"))?;
+    Ok((len, from, destination))
+}
+
+/// The destination address in a received message's control data, if any.
+///
+/// # Safety
+/// `header` must describe a control buffer the kernel filled (`recvmsg`).
+unsafe fn destination_of(header: &libc::msghdr) -> Option<IpAddr> {
+    // SAFETY: the CMSG_* walk stays within `msg_controllen`, and each data
+    // read is of the type its level and type name, unaligned as it may be.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
+                    return Some(IpAddr::V4(Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes())));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let info = std::ptr::read_unaligned(data as *const libc::in6_pktinfo);
+                    return Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                }
+                _ => cmsg = libc::CMSG_NXTHDR(header, cmsg),
+            }
+        }
+    }
+    None
+}
+
+/// Writes into `header`'s control buffer the message that sends it from
+/// `source` (the header must point at a zeroed [`Control`]).
+///
+/// # Safety
+/// `header.msg_control` must point at a live [`Control`].
+unsafe fn set_source(header: &mut libc::msghdr, source: IpAddr) {
+    header.msg_controllen = CONTROL_BYTES as _;
+    // SAFETY: the control buffer is CONTROL_BYTES long, room for either message.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(header);
+        let data = libc::CMSG_DATA(cmsg);
+        let size = match source {
+            IpAddr::V4(ip) => {
+                (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(data as *mut libc::in_pktinfo, info);
+                std::mem::size_of::<libc::in_pktinfo>()
+            }
+            IpAddr::V6(ip) => {
+                (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: ip.octets() }, ipi6_ifindex: 0 };
+                std::ptr::write_unaligned(data as *mut libc::in6_pktinfo, info);
+                std::mem::size_of::<libc::in6_pktinfo>()
+            }
+        };
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size as u32) as _;
+        header.msg_controllen = libc::CMSG_SPACE(size as u32) as _;
+    }
 }
 
 fn set_int_option(socket: &Socket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -83,6 +211,9 @@ fn set_int_option(socket: &Socket, level: libc::c_int, name: libc::c_int, value:
 pub struct Batch {
     buffers: Vec<Vec<u8>>,
     destinations: Vec<SockAddr>,
+    /// The local address each datagram leaves from; `None`: the kernel's choice.
+    sources: Vec<Option<IpAddr>>,
+    controls: Vec<Control>,
     /// Filled slots, from the front.
     len: usize,
     /// Slots already sent from the front (a partial `sendmmsg`).
@@ -94,6 +225,8 @@ impl Default for Batch {
         Batch {
             buffers: (0..BATCH).map(|_| Vec::with_capacity(MAX_DATAGRAM)).collect(),
             destinations: (0..BATCH).map(|_| SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0)))).collect(),
+            sources: vec![None; BATCH],
+            controls: vec![Control([0; CONTROL_BYTES]); BATCH],
             len: 0,
             sent: 0,
         }
@@ -116,19 +249,21 @@ impl Batch {
         buffer
     }
 
-    /// Keeps the datagram just written to [`Batch::next_buffer`], `size` bytes to `to`.
-    pub fn commit(&mut self, to: SocketAddr, size: usize) {
+    /// Keeps the datagram just written to [`Batch::next_buffer`], `size` bytes
+    /// to `to`, from `from` (quinn-proto's `src_ip`).
+    pub fn commit(&mut self, to: SocketAddr, from: Option<IpAddr>, size: usize) {
         debug_assert!(size <= self.buffers[self.len].len());
         self.buffers[self.len].truncate(size);
         self.destinations[self.len] = to.into();
+        self.sources[self.len] = from;
         self.len += 1;
     }
 
     /// Copies a datagram in (the endpoint's own answers: resets, refusals).
-    pub fn push(&mut self, to: SocketAddr, datagram: &[u8]) {
+    pub fn push(&mut self, to: SocketAddr, from: Option<IpAddr>, datagram: &[u8]) {
         let buffer = self.next_buffer();
         buffer.extend_from_slice(datagram);
-        self.commit(to, datagram.len());
+        self.commit(to, from, datagram.len());
     }
 
     /// Sends what waits. `Ok` once all left; `WouldBlock` leaves the rest for
@@ -151,9 +286,15 @@ impl Batch {
                 header.msg_namelen = self.destinations[slot].len();
                 header.msg_iov = &mut iovecs[i];
                 header.msg_iovlen = 1;
+                if let Some(source) = self.sources[slot] {
+                    self.controls[slot] = Control([0; CONTROL_BYTES]);
+                    header.msg_control = self.controls[slot].0.as_mut_ptr().cast();
+                    // SAFETY: msg_control points at this slot's Control, just zeroed.
+                    unsafe { set_source(header, source) };
+                }
             }
-            // SAFETY: every header points at a live buffer and address of this
-            // batch, which outlive the call; the kernel only reads them.
+            // SAFETY: every header points at a live buffer, address and control
+            // data of this batch, which outlive the call; the kernel only reads them.
             let sent = unsafe {
                 libc::sendmmsg(socket.as_raw_fd(), headers.as_mut_ptr(), count as libc::c_uint, libc::MSG_DONTWAIT)
             };
@@ -212,6 +353,57 @@ mod tests {
         }
     }
 
+    /// Reads one datagram from a non-blocking shard socket, waiting for it.
+    fn receive(socket: &mio::net::UdpSocket) -> (Vec<u8>, SocketAddr, Option<IpAddr>) {
+        let mut buf = [0u8; 64];
+        for _ in 0..2000 {
+            match receive_with_destination(socket, &mut buf) {
+                Ok((len, from, to)) => return (buf[..len].to_vec(), from, to),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                Err(e) => panic!("recvmsg: {e}"),
+            }
+        }
+        panic!("no datagram came");
+    }
+
+    /// A client sends to `to` (one of the host's addresses) on a wildcard
+    /// group; the answer must come back from `to`, not the kernel's choice.
+    fn answers_from_the_address_written_to(group_addr: &str, to: SocketAddr) {
+        let group = bind_group(group_addr.parse().unwrap(), 1).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        let server = mio::net::UdpSocket::from_std(group.into_iter().next().unwrap());
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = SocketAddr::new(to.ip(), port);
+        client.send_to(b"hello", to).unwrap();
+        let (datagram, from, destination) = receive(&server);
+        assert_eq!((&datagram[..], from.port()), (&b"hello"[..], client.local_addr().unwrap().port()));
+        let destination = destination.expect("a wildcard socket reports the destination");
+        let same_ip = match destination {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4) == Some(to.ip()),
+            v4 => v4 == to.ip(),
+        };
+        assert!(same_ip, "destination {destination}, sent to {to}");
+        let mut batch = Batch::default();
+        batch.push(from, Some(destination), b"answer");
+        batch.flush(&server).unwrap();
+        let mut buf = [0u8; 16];
+        let (len, answered_from) = client.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..len], answered_from), (&b"answer"[..], to), "the answer comes from where the client wrote");
+    }
+
+    #[test]
+    fn a_wildcard_socket_answers_from_the_address_the_client_wrote_to() {
+        // 127.0.0.2 is this host's too, but not the address the kernel would pick to answer 127.0.0.1.
+        answers_from_the_address_written_to("0.0.0.0:0", "127.0.0.2:0".parse().unwrap());
+        // A dual-stack IPv6 socket (where IPv6 is there and not v6-only) sees the IPv4 client mapped.
+        let dual_stack = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|v| v.trim() == "0");
+        if dual_stack && std::net::UdpSocket::bind("[::]:0").is_ok() {
+            answers_from_the_address_written_to("[::]:0", "127.0.0.3:0".parse().unwrap());
+        }
+    }
+
     #[test]
     fn a_group_shares_one_port_and_a_batch_reaches_every_destination() {
         let group = bind_group("127.0.0.1:0".parse().unwrap(), 3).unwrap();
@@ -228,7 +420,7 @@ mod tests {
             let buffer = batch.next_buffer();
             buffer.extend_from_slice(&(round as u32).to_be_bytes());
             buffer.extend_from_slice(b"junk past the size");
-            batch.commit(to, 4);
+            batch.commit(to, None, 4);
         }
         batch.flush(&sender).unwrap();
         assert!(batch.is_empty());
