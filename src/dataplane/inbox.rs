@@ -103,6 +103,12 @@ impl Inbox {
     }
 }
 
+/// Whether connections were woken on this thread since the last
+/// [`take_dirty`]: then the shard must not sleep before writing them.
+pub fn dirty_pending() -> bool {
+    DIRTY.with(|dirty| !dirty.borrow().is_empty())
+}
+
 /// Moves the connections woken on this thread into `into`.
 pub fn take_dirty(into: &mut Vec<u32>) {
     DIRTY.with(|dirty| into.append(&mut dirty.borrow_mut()));

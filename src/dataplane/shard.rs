@@ -102,7 +102,14 @@ impl Shard {
                 running.deadlines.peek().map(|Reverse((at, _))| *at),
                 running.quic.as_ref().and_then(QuicPort::next_wake),
             );
-            let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
+            // A queue pushed to late in the last pass (a pong to a QUIC ping read
+            // mid-pass, a close at its deadline) left its connection in DIRTY:
+            // look again at once rather than sleep on it.
+            let timeout = if inbox::dirty_pending() {
+                Some(std::time::Duration::ZERO)
+            } else {
+                next.map(|at| at.saturating_duration_since(Instant::now()))
+            };
             if let Err(error) = running.poll.poll(&mut events, timeout)
                 && error.kind() != std::io::ErrorKind::Interrupted
             {

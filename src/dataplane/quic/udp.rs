@@ -275,6 +275,9 @@ impl Batch {
             let mut iovecs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
             let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
             let count = self.len - self.sent;
+            // One borrow of the controls for the whole loop: the headers keep
+            // pointers into it until the call.
+            let controls = &mut self.controls[..];
             for i in 0..count {
                 let slot = self.sent + i;
                 iovecs[i] = libc::iovec {
@@ -287,8 +290,8 @@ impl Batch {
                 header.msg_iov = &mut iovecs[i];
                 header.msg_iovlen = 1;
                 if let Some(source) = self.sources[slot] {
-                    self.controls[slot] = Control([0; CONTROL_BYTES]);
-                    header.msg_control = self.controls[slot].0.as_mut_ptr().cast();
+                    controls[slot] = Control([0; CONTROL_BYTES]);
+                    header.msg_control = controls[slot].0.as_mut_ptr().cast();
                     // SAFETY: msg_control points at this slot's Control, just zeroed.
                     unsafe { set_source(header, source) };
                 }
@@ -303,6 +306,12 @@ impl Batch {
                 match error.kind() {
                     io::ErrorKind::WouldBlock => return Err(error),
                     io::ErrorKind::Interrupted => continue,
+                    // The source is no longer this host's (an address removed
+                    // since the connection began): once more, from the
+                    // kernel's choice, as quinn's socket layer does.
+                    _ if self.sources[self.sent].take().is_some() => {
+                        tracing::debug!(%error, "a QUIC datagram's source was refused; sent without it");
+                    }
                     // The first datagram was refused: drop it and go on.
                     _ => self.sent += 1,
                 }
@@ -402,6 +411,22 @@ mod tests {
         if dual_stack && std::net::UdpSocket::bind("[::]:0").is_ok() {
             answers_from_the_address_written_to("[::]:0", "127.0.0.3:0".parse().unwrap());
         }
+    }
+
+    #[test]
+    fn a_source_the_host_no_longer_has_is_dropped_not_the_datagram() {
+        let group = bind_group("0.0.0.0:0".parse().unwrap(), 1).unwrap();
+        let server = mio::net::UdpSocket::from_std(group.into_iter().next().unwrap());
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap(); // a hang bound, not a timing
+        let mut batch = Batch::default();
+        // 192.0.2.1 (TEST-NET-1) is no address of this host: the kernel refuses it as a source.
+        batch.push(client.local_addr().unwrap(), Some("192.0.2.1".parse().unwrap()), b"still");
+        batch.flush(&server).unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = client.recv_from(&mut buf).expect("the datagram is sent without its source");
+        assert_eq!((&buf[..len], from.ip()), (&b"still"[..], IpAddr::from([127, 0, 0, 1])), "from the kernel's choice");
+        assert!(batch.is_empty());
     }
 
     #[test]
