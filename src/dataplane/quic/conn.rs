@@ -117,8 +117,6 @@ pub struct QuicConn {
     pub conn: Connection,
     /// The waker the subscriber queue parks (marks this connection dirty).
     pub waker: Waker,
-    /// The deadline this connection has in the shard's timers.
-    pub scheduled: Option<Instant>,
     /// Received datagrams this pass (the shard drives it once after them).
     pub touched: bool,
     /// Has packets waiting for the socket's buffer (on the shard's unsent list).
@@ -141,7 +139,6 @@ impl QuicConn {
         QuicConn {
             conn,
             waker,
-            scheduled: None,
             touched: false,
             unsent: false,
             protocol: Protocol::Unknown,

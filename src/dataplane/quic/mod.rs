@@ -240,17 +240,13 @@ impl QuicPort {
 
     /// Runs the deadlines that are due, and the turns that came.
     pub fn expire(&mut self, now: Instant) {
-        while let Some((at, slot)) = self.timers.pop_due(now) {
+        while let Some(slot) = self.timers.pop_due(now) {
             let Some(Some(entry)) = self.conns.get_mut(slot as usize) else { continue };
-            if entry.scheduled != Some(at) {
-                continue; // a later entry of a connection that queued an earlier one since
-            }
-            entry.scheduled = None;
-            // Most entries are a loss-detection deadline the ACK already
-            // moved: requeue the real one without driving the connection.
+            // Every drive sets the deadline, so it is due; should it have
+            // moved without one, it is put back rather than run early.
             let next = entry.next_deadline();
             if next.is_some_and(|at| at > now) {
-                self.timers.schedule(slot, next, &mut entry.scheduled);
+                self.timers.set(slot, next);
                 continue;
             }
             entry.on_timeout(&Cx { shared: &self.shared, shard: self.shard, shards: self.shards, now });
@@ -341,9 +337,9 @@ impl QuicPort {
         }
         if entry.conn.is_drained() {
             conns[slot] = None;
+            timers.set(slot as u32, None);
         } else {
-            let next = entry.next_deadline();
-            timers.schedule(slot as u32, next, &mut entry.scheduled);
+            timers.set(slot as u32, entry.next_deadline());
         }
     }
 
