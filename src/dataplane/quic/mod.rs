@@ -6,6 +6,8 @@
 //! * [`conn`]: one connection's subscriber state machine.
 //! * [`timers`]: the shard's QUIC deadlines.
 //! * [`udp`]: the socket group and the `sendmmsg` batch.
+//! * [`pktinfo`]: on a wildcard address, where each datagram came to and
+//!   goes from.
 //!
 //! Invariants: a connection lives on the shard whose socket received its
 //! first Initial, for its whole life (migration is off); its subscriber
@@ -15,6 +17,7 @@
 //! in the same drive, before the endpoint can hand its handle to another.
 
 pub mod conn;
+pub mod pktinfo;
 pub mod timers;
 pub mod udp;
 
@@ -53,7 +56,7 @@ pub struct QuicSetup {
 pub struct QuicPort {
     socket: mio::net::UdpSocket,
     /// Bound to a wildcard address: each datagram's destination is read with
-    /// it and answered from (`udp::receive_with_destination`).
+    /// it and answered from (`pktinfo::receive_with_destination`).
     wildcard: bool,
     endpoint: Endpoint,
     /// By connection handle (the endpoint's own slab index).
@@ -89,7 +92,7 @@ impl QuicPort {
         QuicPort {
             socket: mio::net::UdpSocket::from_std(socket),
             wildcard,
-            // Path MTU discovery is off in the transport config: no fragmentation concern.
+            // No path MTU discovery (`allow_mtud: false`): datagrams stay at 1,200 bytes.
             endpoint: Endpoint::new(endpoint, Some(server), false, None),
             conns: Vec::new(),
             timers: Timers::default(),
@@ -147,7 +150,7 @@ impl QuicPort {
         }
         for _ in 0..RECEIVE_BUDGET {
             let received = if self.wildcard {
-                udp::receive_with_destination(&self.socket, &mut self.read_buf)
+                pktinfo::receive_with_destination(&self.socket, &mut self.read_buf)
             } else {
                 self.socket.recv_from(&mut self.read_buf).map(|(len, from)| (len, from, None))
             };
