@@ -162,3 +162,26 @@ async fn a_node_on_the_wildcard_address_answers_from_the_address_each_client_dia
     }
     server.finish().await;
 }
+
+/// The node asks clients that support it (quinn's do) to acknowledge several
+/// deliveries at once (the ACK frequency extension): without it, a client
+/// acknowledges at least every second packet.
+#[tokio::test]
+async fn a_quinn_client_is_asked_for_one_ack_per_several_deliveries() {
+    let server = TestServer::start().await;
+    server.admin.create_room("gifts").await;
+    let endpoint = quic_client(&server.fingerprint, b"bullhorn/1");
+    let mut sub = QuicSubscriber::connect(&endpoint, server.quic, &["gifts"]).await;
+    assert_eq!(sub.next_json().await.unwrap()["type"], "welcome");
+    assert_eq!(sub.conn.stats().frame_rx.ack_frequency, 1, "the node sent one ACK_FREQUENCY frame");
+    let acks_before = sub.conn.stats().frame_tx.acks;
+    // One at a time, so that each delivery is a packet of its own.
+    const DELIVERIES: u64 = 40;
+    for i in 1..=DELIVERIES {
+        server.admin.broadcast("gifts", json!({"i": i})).await;
+        assert_eq!(sub.next_json().await.unwrap()["data"]["i"], i);
+    }
+    let acks = sub.conn.stats().frame_tx.acks - acks_before;
+    assert!(acks <= DELIVERIES / 3, "{acks} ACKs for {DELIVERIES} packets (one per five asked)");
+    server.finish().await;
+}

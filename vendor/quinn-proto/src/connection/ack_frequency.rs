@@ -43,15 +43,19 @@ impl AckFrequencyState {
         let min_ack_delay =
             Duration::from_micros(peer_params.min_ack_delay.map_or(0, |x| x.into()));
 
-        // Use the peer's max_ack_delay if no custom max_ack_delay was provided in the config
-        let candidate = config.max_ack_delay.unwrap_or(self.peer_max_ack_delay);
+        // A max_ack_delay set in the config is requested as it is: a sender that is
+        // application-limited (one small packet every few hundred ms) saves the peer's
+        // ACKs only with a delay longer than its packets' spacing, which the RTT cap
+        // below would forbid.
+        let candidate = match config.max_ack_delay {
+            Some(configured) => configured,
+            // Use the peer's max_ack_delay if no custom max_ack_delay was provided in the config
+            // Should be less than the RTT (itself at least `MIN_AUTOMATIC_ACK_DELAY`)
+            None => Ord::min(self.peer_max_ack_delay, Ord::max(rtt, MIN_AUTOMATIC_ACK_DELAY)),
+        };
 
         // Must be no smaller than the `min_ack_delay` advertised by the peer
-        Ord::max(
-            // Should be less than the RTT (itself at least `MIN_AUTOMATIC_ACK_DELAY`)
-            Ord::min(candidate, Ord::max(rtt, MIN_AUTOMATIC_ACK_DELAY)),
-            min_ack_delay,
-        )
+        Ord::max(candidate, min_ack_delay)
     }
 
     /// Returns the `max_ack_delay` for the purposes of calculating the PTO
@@ -202,5 +206,18 @@ mod tests {
             &params,
         );
         assert_eq!(delay, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn configured_max_ack_delay_may_exceed_rtt() {
+        let params = TransportParameters {
+            min_ack_delay: Some(1_000u32.into()),
+            ..TransportParameters::default()
+        };
+        let state = AckFrequencyState::new(Duration::from_millis(25));
+        let mut config = AckFrequencyConfig::default();
+        config.max_ack_delay(Some(Duration::from_secs(1)));
+        let delay = state.candidate_max_ack_delay(Duration::from_millis(5), &config, &params);
+        assert_eq!(delay, Duration::from_secs(1));
     }
 }

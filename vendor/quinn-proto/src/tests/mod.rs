@@ -3601,13 +3601,13 @@ fn ack_frequency_update_max_delay() {
     pair.client_conn_mut(client_ch).ping();
     pair.drive();
 
-    // ACK frequency updated
-    assert!(
+    // A configured max_ack_delay is requested as it is, whatever the RTT: no update
+    assert_eq!(
         pair.server_conn_mut(server_ch)
             .stats()
             .frame_rx
-            .ack_frequency
-            >= 2
+            .ack_frequency,
+        1
     );
 }
 
