@@ -265,17 +265,23 @@ impl Server {
                 loop {
                     every.tick().await;
                     let now = std::time::Instant::now();
-                    let mut transitions = 0;
+                    let mut owed = Vec::new();
                     for room in shared.registry.rooms() {
                         let online = shared.online(&room);
                         room.tick_occupancy(now, online);
-                        transitions += usize::from(tell_room_events(&shared, &room, now, online).await);
+                        owed.extend(room_event_owed(&shared, &room, now, online).await);
                     }
-                    // The registry keeps each room's last event, so a restart does not tell it twice.
-                    if transitions > 0
-                        && let Err(error) = shared.registry.persist().await
-                    {
+                    if owed.is_empty() {
+                        continue;
+                    }
+                    // The registry keeps each room's last event, so a restart does not tell it
+                    // twice: written before the events are queued, so that a backend that got
+                    // one never gets it again from a node killed right after.
+                    if let Err(error) = shared.registry.persist().await {
                         tracing::warn!(%error, "the registry could not be written after a room event");
+                    }
+                    for event in owed {
+                        event.tell();
                     }
                 }
             }
@@ -400,22 +406,30 @@ fn release_free_memory() {
     }
 }
 
+/// A room event this node must tell, once the registry holds it.
+struct OwedEvent {
+    callbacks: Arc<crate::callbacks::Callbacks>,
+    transition: Transition,
+    room: Arc<str>,
+    online: usize,
+}
+
+impl OwedEvent {
+    fn tell(self) {
+        self.callbacks.room_event(self.transition, &self.room, self.online);
+    }
+}
+
 /// Looks at `room` for its events (`room::events`) when its app asked for
-/// any, and queues the one owed if this node is the one to tell it (in a
-/// cluster, the one that moved the room's shared state); true when it did.
-async fn tell_room_events(shared: &Shared, room: &Room, now: std::time::Instant, online: usize) -> bool {
-    let Some(callbacks) = shared.registry.app(room.app()).and_then(|app| app.callbacks()).filter(|c| c.wants_events())
-    else {
-        return false;
-    };
-    let Some((transition, before)) = room.look_for_events(now, online, callbacks.vacated_after()) else {
-        return false;
-    };
+/// any: the one owed, if this node is the one to tell it (in a cluster, the
+/// one that moved the room's shared state).
+async fn room_event_owed(shared: &Shared, room: &Room, now: std::time::Instant, online: usize) -> Option<OwedEvent> {
+    let callbacks = shared.registry.app(room.app()).and_then(|app| app.callbacks()).filter(|c| c.wants_events())?;
+    let (transition, before) = room.look_for_events(now, online, callbacks.vacated_after())?;
     if !shared.broker.claim_room_event(room, transition, before).await {
-        return false;
+        return None;
     }
     // An occupied room had at least one member, even one already gone by this look.
     let online = if transition == Transition::Occupied { online.max(1) } else { online };
-    callbacks.room_event(transition, room.id(), online);
-    true
+    Some(OwedEvent { callbacks: callbacks.clone(), transition, room: room.id().clone(), online })
 }
