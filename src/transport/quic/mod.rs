@@ -64,8 +64,8 @@ pub fn transport_config(idle_timeout: Duration) -> TransportConfig {
 /// packets, or [`MAX_ACK_DELAY`] after the first unacknowledged one.
 ///
 /// A delivery is one small packet, and processing its ACK (a datagram read,
-/// opened and matched against the sent packets) is a quarter of a delivery's
-/// server CPU. Without the extension, each delivery draws its own ACK as soon
+/// opened and matched against the sent packets, on connection state gone
+/// cold) was over a third of a delivery's server CPU (docs/benchmarks.md §32). Without the extension, each delivery draws its own ACK as soon
 /// as the broadcasts are further apart than 25 ms. With it, at five broadcasts
 /// a second a client acknowledges every fifth. The price is on a lost packet
 /// that nothing follows: its probe waits for the longer delay (about 1 s more).
@@ -79,7 +79,7 @@ pub fn ack_frequency() -> AckFrequencyConfig {
     config
 }
 
-/// Packets a client may receive before it must acknowledge them.
+/// Unacknowledged packets a client may hold; one more and it acknowledges at once.
 pub const ACK_ELICITING_THRESHOLD: u32 = 4;
 
 /// The longest a client is asked to wait before acknowledging a packet.
