@@ -164,3 +164,22 @@ async fn a_handshake_through_heavy_loss_completes_and_then_delivers() {
     expect_numbered_quic(&mut sub, 5).await;
     server.finish().await;
 }
+
+/// A tail loss: the last delivery is lost and nothing follows it, so no later
+/// packet reveals the gap. The node's probe timeout must resend it, stretched
+/// by the ACK delay the node asks clients for (about 1 s: transport::quic).
+#[tokio::test]
+async fn a_lost_last_delivery_with_nothing_after_it_is_resent() {
+    let (server, proxy, mut sub) = quic_subscribed_through(Faults::default()).await;
+    broadcast_numbered(&server, 1).await;
+    assert_broadcast(&sub.next_json().await.expect("broadcast 1"), 1);
+    // Larger than any ACK-only packet: the datagram that carries broadcast 2.
+    proxy.drop_next_to_client_of(100);
+    let accepted = server.admin.broadcast("gifts", json!({"i": 2})).await;
+    assert_eq!(accepted["seq"], 2, "{accepted}");
+    assert_broadcast(&sub.next_json().await.expect("broadcast 2, resent"), 2);
+    assert_eq!(proxy.stats().to_client.dropped, 1, "the delivery was lost once: {:?}", proxy.stats());
+    sub.send_raw(&bullhorn::protocol::quic::frame(br#"{"type":"ping"}"#)).await;
+    assert_eq!(sub.next_json().await, Some(json!({"type":"pong"})), "nothing repeated");
+    server.finish().await;
+}

@@ -1,7 +1,8 @@
 //! A UDP relay that injects faults between a QUIC client and the server, for
 //! tests that prove delivery survives a bad network: datagrams dropped,
 //! reordered and truncated ("cut") on the way, by a seeded generator so that
-//! a given seed makes the same decisions for the same sequence of datagrams.
+//! a given seed makes the same decisions for the same sequence of datagrams,
+//! or one chosen datagram to the client lost ([`UdpProxy::drop_next_to_client_of`]).
 //!
 //! The client connects to [`UdpProxy::addr`]. Each distinct client address
 //! gets its own upstream socket (so the server sees one 4-tuple per client,
@@ -12,7 +13,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -104,6 +105,9 @@ impl AtomicCounts {
 struct Stats {
     to_server: AtomicCounts,
     to_client: AtomicCounts,
+    /// When not 0: the next server -> client datagram of at least this many
+    /// bytes is dropped (once), whatever the faults.
+    drop_next_down_of: AtomicUsize,
 }
 
 /// A running fault-injecting relay in front of `server`.
@@ -126,6 +130,12 @@ impl UdpProxy {
     /// Where clients send their datagrams.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Drops the next server -> client datagram of at least `bytes` bytes
+    /// (once): a chosen loss, for a test that needs that one lost.
+    pub fn drop_next_to_client_of(&self, bytes: usize) {
+        self.stats.drop_next_down_of.store(bytes.max(1), Ordering::Relaxed);
     }
 
     /// What the proxy has done so far.
@@ -206,6 +216,7 @@ async fn to_client(socket: Arc<UdpSocket>, front: Arc<UdpSocket>, client: Socket
         tokio::select! {
             received = socket.recv(&mut buf) => {
                 match received {
+                    Ok(len) if shaper.chosen_loss(len) => {}
                     Ok(len) => {
                         for out in shaper.pass(buf[..len].to_vec()) {
                             let _ = front.send_to(&out, client).await;
@@ -258,6 +269,21 @@ impl Shaper {
             Direction::ToServer => &self.stats.to_server,
             Direction::ToClient => &self.stats.to_client,
         }
+    }
+
+    /// Whether a datagram of `len` bytes is the one loss a test asked for
+    /// ([`UdpProxy::drop_next_to_client_of`]); counted as dropped if so.
+    fn chosen_loss(&self, len: usize) -> bool {
+        let wanted = &self.stats.drop_next_down_of;
+        let at_least = wanted.load(Ordering::Relaxed);
+        if at_least == 0
+            || len < at_least
+            || wanted.compare_exchange(at_least, 0, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return false;
+        }
+        self.counts().dropped.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// What to send now, in order, for one datagram received.
