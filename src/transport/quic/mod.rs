@@ -65,13 +65,14 @@ pub fn transport_config(idle_timeout: Duration) -> TransportConfig {
 ///
 /// A delivery is one small packet, and processing its ACK (a datagram read,
 /// opened and matched against the sent packets, on connection state gone
-/// cold) was over a third of a delivery's server CPU (docs/benchmarks.md §32). Without the extension, each delivery draws its own ACK as soon
-/// as the broadcasts are further apart than 25 ms. With it, at five broadcasts
-/// a second a client acknowledges every fifth. The price is on a lost packet
+/// cold) was over a third of a delivery's server CPU (docs/benchmarks.md
+/// §32). Without the extension, each delivery draws its own ACK as soon as
+/// the broadcasts are further apart than 25 ms. With it, at five broadcasts a
+/// second a client acknowledges every fifth. The price is on a lost packet
 /// that nothing follows: its probe waits for the longer delay (about 1 s more).
 /// A gap that a later packet reveals is acknowledged at once (reordering
 /// threshold 1, as without the extension), so its loss is found at once.
-pub fn ack_frequency() -> AckFrequencyConfig {
+fn ack_frequency() -> AckFrequencyConfig {
     let mut config = AckFrequencyConfig::default();
     config.ack_eliciting_threshold(VarInt::from_u32(ACK_ELICITING_THRESHOLD));
     config.max_ack_delay(Some(MAX_ACK_DELAY));
@@ -80,10 +81,10 @@ pub fn ack_frequency() -> AckFrequencyConfig {
 }
 
 /// Unacknowledged packets a client may hold; one more and it acknowledges at once.
-pub const ACK_ELICITING_THRESHOLD: u32 = 4;
+const ACK_ELICITING_THRESHOLD: u32 = 4;
 
 /// The longest a client is asked to wait before acknowledging a packet.
-pub const MAX_ACK_DELAY: Duration = Duration::from_secs(1);
+const MAX_ACK_DELAY: Duration = Duration::from_secs(1);
 
 /// The QUIC port, bound: one socket per shard and the endpoints' settings.
 pub struct Listener {

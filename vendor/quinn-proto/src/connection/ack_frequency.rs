@@ -49,8 +49,8 @@ impl AckFrequencyState {
         // below would forbid.
         let candidate = match config.max_ack_delay {
             Some(configured) => configured,
-            // Use the peer's max_ack_delay if no custom max_ack_delay was provided in the config
-            // Should be less than the RTT (itself at least `MIN_AUTOMATIC_ACK_DELAY`)
+            // Otherwise the peer's max_ack_delay, no more than the RTT (itself at least
+            // `MIN_AUTOMATIC_ACK_DELAY`), as upstream requests it
             None => Ord::min(self.peer_max_ack_delay, Ord::max(rtt, MIN_AUTOMATIC_ACK_DELAY)),
         };
 
