@@ -27,6 +27,7 @@
 //! * `dataplane`: the shard threads that own WebSocket subscribers' sockets.
 //! * `protocol`: messages and framings; pure, no sockets.
 //! * `cpu`: pinning threads to cores (shard threads, the harness's ceiling).
+//! * `prefetch`: a CPU cache hint for the write pass over cold connections.
 //! * `udp`: UDP sockets with storm-sized buffers, for the QUIC listener and clients.
 //! * `transport`: accepting and admitting subscribers (WebSocket hand-over,
 //!   QUIC and WebTransport sessions) and the public HTTP router.
@@ -52,6 +53,7 @@ pub mod fanout;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
+pub mod prefetch;
 pub mod presence;
 pub mod protocol;
 pub mod pusher;

@@ -216,6 +216,7 @@ impl Running {
             next += 1;
             if token & QUIC_BIT != 0 {
                 if let Some(quic) = &mut self.quic {
+                    quic.prefetch(&self.dirty[next..]);
                     quic.woken((token & !QUIC_BIT) as usize, now);
                 }
                 continue;

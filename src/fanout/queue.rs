@@ -265,6 +265,12 @@ impl Subscriber {
         self.framing
     }
 
+    /// Asks the CPU to load this queue's state, which the writer reads next
+    /// (a cache hint; see `crate::prefetch`).
+    pub fn prefetch(&self) {
+        crate::prefetch::prefetch(&self.state);
+    }
+
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().expect("subscriber queue lock")
     }

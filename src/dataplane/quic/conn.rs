@@ -151,6 +151,21 @@ impl QuicConn {
         }
     }
 
+    /// Cache hints for the write pass, two connections ahead of the one it
+    /// writes: the lines holding quinn-proto's pointers, and the queue.
+    pub fn prefetch_roots(&self) {
+        self.conn.prefetch_roots();
+        if let Stage::Subscribed(session) = &self.stage {
+            session.subscriber.prefetch();
+        }
+    }
+
+    /// Cache hints one connection ahead: what those pointers point at (the
+    /// keys, the congestion controller, the stream the frames go on).
+    pub fn prefetch_state(&self) {
+        self.conn.prefetch_state(self.send);
+    }
+
     /// The next time the shard must look at this connection.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         super::timers::earliest(self.conn.poll_timeout(), self.deadline)

@@ -37,6 +37,12 @@ use conn::{Cx, QuicConn};
 use timers::Timers;
 use udp::Batch;
 
+/// How many connections ahead of the one being written the write pass asks
+/// for the lines holding a connection's pointers, and then for what they
+/// point at: far enough apart that the second finds the first's lines loaded.
+const PREFETCH_ROOTS_AHEAD: usize = 2;
+const PREFETCH_STATE_AHEAD: usize = 1;
+
 /// Set in a dirty-list token that names a QUIC connection (by its handle).
 pub const QUIC_BIT: u32 = 1 << 31;
 /// Datagrams read per pass before the shard turns to its other work.
@@ -231,6 +237,26 @@ impl QuicPort {
                     self.push_scratch(transmit.destination, transmit.src_ip, transmit.size);
                 }
             }
+        }
+    }
+
+    /// Cache hints for the QUIC connections among the write pass's next
+    /// dirty tokens (`upcoming`, from the one after the connection being
+    /// written): each connection is cold by its turn, and most of its cost
+    /// is waiting on loads that follow pointers (docs/benchmarks.md §36).
+    pub fn prefetch(&self, upcoming: &[u32]) {
+        let conn = |ahead: usize| {
+            let token = *upcoming.get(ahead - 1)?;
+            if token & QUIC_BIT == 0 {
+                return None;
+            }
+            self.conns.get((token & !QUIC_BIT) as usize)?.as_ref()
+        };
+        if let Some(conn) = conn(PREFETCH_STATE_AHEAD) {
+            conn.prefetch_state();
+        }
+        if let Some(conn) = conn(PREFETCH_ROOTS_AHEAD) {
+            conn.prefetch_roots();
         }
     }
 

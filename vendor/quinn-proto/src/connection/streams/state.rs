@@ -144,6 +144,18 @@ pub struct StreamsState {
 }
 
 impl StreamsState {
+    /// The line holding the send streams' map (see `Connection::prefetch_roots`).
+    pub(crate) fn prefetch_send_map(&self) {
+        crate::connection::prefetch(&self.send, 1);
+    }
+
+    /// `id`'s send state (see `Connection::prefetch_state`).
+    pub(crate) fn prefetch_send(&self, id: StreamId) {
+        if let Some(Some(send)) = self.send.get(&id) {
+            crate::connection::prefetch(&**send, 0);
+        }
+    }
+
     #[allow(unreachable_pub)] // fuzzing only
     pub fn new(
         side: Side,
